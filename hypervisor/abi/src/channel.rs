@@ -1,0 +1,56 @@
+//! Shared-memory layout of a channel, agreed by the compiler (which sizes the region),
+//! the hypervisor (which maps it with per-page rights) and the SDK (which reads and writes
+//! messages).
+//!
+//! ```text
+//! writer pages  (writer: read-write, reader: read-only)
+//!   0x00 ChannelHeader { magic, kind, msg_size, depth, write_seq }
+//!   0x40 slot 0: { seq: u64, len: u32, _pad: u32, data: [u8; round8(msg_size)] }
+//!        slot 1 ... slot depth-1                              (sampling: one slot)
+//! reader page   (queuing only; reader: read-write, writer: read-only)
+//!   0x00 read_seq: u64
+//! ```
+//! A sampling writer bumps the slot's `seq` to odd, copies, bumps it to even (seqlock);
+//! a queuing writer fills slot `write_seq % depth` when `write_seq - read_seq < depth`,
+//! then publishes `write_seq + 1`. The reader never writes the writer pages.
+
+use crate::layout::PAGE_SIZE;
+
+/// `ChannelHeader::magic` value ("RHCH").
+pub const CHANNEL_MAGIC: u32 = u32::from_le_bytes(*b"RHCH");
+/// Size of the header at the start of the writer pages.
+pub const HEADER_BYTES: u64 = 0x40;
+/// Bytes of per-slot metadata before the message data.
+pub const SLOT_META_BYTES: u64 = 16;
+
+/// Bytes one slot takes for messages of `msg_size` bytes.
+pub const fn slot_bytes(msg_size: u32) -> u64 {
+    SLOT_META_BYTES + (msg_size as u64).div_ceil(8) * 8
+}
+
+/// Bytes of the writer pages (whole pages).
+pub const fn writer_bytes(msg_size: u32, depth: u32) -> u64 {
+    (HEADER_BYTES + depth as u64 * slot_bytes(msg_size)).div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+/// Total bytes of a channel's shared region: writer pages, plus one reader page for a
+/// queuing channel.
+pub const fn region_bytes(queuing: bool, msg_size: u32, depth: u32) -> u64 {
+    writer_bytes(msg_size, if queuing { depth } else { 1 }) + if queuing { PAGE_SIZE } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_whole_pages() {
+        assert_eq!(slot_bytes(1), 24);
+        assert_eq!(slot_bytes(8), 24);
+        assert_eq!(writer_bytes(64, 1), PAGE_SIZE);
+        assert_eq!(region_bytes(false, 64, 99), PAGE_SIZE);
+        assert_eq!(region_bytes(true, 64, 8), 2 * PAGE_SIZE);
+        // 0x40 + 100 * (16 + 64) = 8064 -> two pages, plus the reader page.
+        assert_eq!(region_bytes(true, 64, 100), 3 * PAGE_SIZE);
+    }
+}

@@ -1,0 +1,137 @@
+//! Hypercalls: a partition executes `VMCALL` with the number in `rax` and up to four
+//! arguments in `rdi`, `rsi`, `rdx`, `r10`; the status comes back in `rax` (see [`Status`])
+//! and a second result, where a call has one, in `rdx`. Every other register is preserved.
+//!
+//! All pointers are guest-physical addresses inside the caller's own RAM (the SDK runs
+//! identity-mapped, so its virtual addresses are guest-physical). The hypervisor checks
+//! every pointer and length; a bad one returns [`Status::BadAddress`] and is a health
+//! event of class `unknown_exit` only if the call itself is malformed.
+
+/// Version of the hypercall interface, reported by [`Hypercall::Version`].
+pub const VERSION: u64 = 1;
+
+/// The most bytes a single [`Hypercall::ConsoleWrite`] may carry.
+pub const CONSOLE_WRITE_MAX: u64 = 4096;
+/// The most bytes of message a [`Hypercall::ReportFault`] may carry.
+pub const FAULT_MESSAGE_MAX: u64 = 512;
+
+/// Hypercall numbers (value of `rax`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Hypercall {
+    /// Does nothing and returns `Ok`: measures the round trip.
+    Null = 0,
+    /// Returns [`VERSION`] in `rdx`.
+    Version = 1,
+    /// `rdi` = pointer, `rsi` = length: bytes for the partition's console.
+    ConsoleWrite = 2,
+    /// Gives up the rest of the current window (or, on a dedicated core, waits until the
+    /// absolute time in `rdi`, nanoseconds since boot; 0 = just yield).
+    Yield = 3,
+    /// Returns the hypervisor's time in `rdx`, nanoseconds since boot.
+    TimeNow = 4,
+    /// `rdi` = partition index: returns its state ([`PartitionState`]) in `rdx`.
+    /// Another partition's state needs the `query` privilege.
+    PartitionState = 5,
+    /// `rdi` = event class (see [`crate::health::EventClass`]), `rsi` = message pointer,
+    /// `rdx` = message length: reports a fault to the health monitor, which applies the
+    /// table's action. Does not return when the action stops the partition.
+    ReportFault = 6,
+    /// `rdi` = partition index: restarts that partition (needs the `restart` privilege
+    /// for another partition).
+    RestartPartition = 7,
+    /// Stops the calling partition for good (`rdi` = exit code, logged).
+    Halt = 8,
+}
+
+impl Hypercall {
+    pub const fn from_u64(v: u64) -> Option<Self> {
+        Some(match v {
+            0 => Self::Null,
+            1 => Self::Version,
+            2 => Self::ConsoleWrite,
+            3 => Self::Yield,
+            4 => Self::TimeNow,
+            5 => Self::PartitionState,
+            6 => Self::ReportFault,
+            7 => Self::RestartPartition,
+            8 => Self::Halt,
+            _ => return None,
+        })
+    }
+}
+
+/// Status returned in `rax`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Status {
+    Ok = 0,
+    /// No such hypercall.
+    UnknownCall = 1,
+    /// A pointer or length outside the caller's RAM.
+    BadAddress = 2,
+    /// The caller lacks the privilege.
+    Denied = 3,
+    /// An argument out of range (unknown partition, event class, ...).
+    BadArgument = 4,
+}
+
+impl Status {
+    pub const fn from_u64(v: u64) -> Option<Self> {
+        Some(match v {
+            0 => Self::Ok,
+            1 => Self::UnknownCall,
+            2 => Self::BadAddress,
+            3 => Self::Denied,
+            4 => Self::BadArgument,
+            _ => return None,
+        })
+    }
+}
+
+/// A partition's life-cycle state as reported by [`Hypercall::PartitionState`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum PartitionState {
+    /// Loaded, not yet entered.
+    Ready = 0,
+    Running = 1,
+    /// Stopped by the health monitor or by itself.
+    Halted = 2,
+    /// Being reloaded.
+    Restarting = 3,
+}
+
+impl PartitionState {
+    pub const fn from_u64(v: u64) -> Option<Self> {
+        Some(match v {
+            0 => Self::Ready,
+            1 => Self::Running,
+            2 => Self::Halted,
+            3 => Self::Restarting,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip() {
+        for n in 0..16u64 {
+            if let Some(h) = Hypercall::from_u64(n) {
+                assert_eq!(h as u64, n);
+            }
+            if let Some(s) = Status::from_u64(n) {
+                assert_eq!(s as u64, n);
+            }
+            if let Some(s) = PartitionState::from_u64(n) {
+                assert_eq!(s as u64, n);
+            }
+        }
+        assert_eq!(Hypercall::from_u64(9), None);
+        assert_eq!(Hypercall::from_u64(u64::MAX), None);
+    }
+}

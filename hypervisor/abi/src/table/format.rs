@@ -1,0 +1,293 @@
+//! On-disk structures of the partition table.
+
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// First eight bytes of every table.
+pub const MAGIC: [u8; 8] = *b"RHTABLE\0";
+/// Major version: a reader refuses any other.
+pub const VERSION_MAJOR: u16 = 1;
+/// Minor version: additions that older readers may ignore.
+pub const VERSION_MINOR: u16 = 0;
+/// Most cores a table can name (core ids `0..MAX_CORES`).
+pub const MAX_CORES: usize = 256;
+/// Most windows one schedule may hold.
+pub const MAX_WINDOWS_PER_SCHEDULE: usize = 1 << 16;
+
+/// `PartitionEntry::kind`: a Rust real-time partition (ELF image on the SDK).
+pub const KIND_RT: u8 = 1;
+/// `PartitionEntry::kind`: an unmodified Linux kernel.
+pub const KIND_LINUX: u8 = 2;
+
+/// `PartitionEntry::privileges`: may query other partitions' state.
+pub const PRIV_QUERY: u32 = 1 << 0;
+/// `PartitionEntry::privileges`: may restart other partitions.
+pub const PRIV_RESTART: u32 = 1 << 1;
+/// `PartitionEntry::privileges`: may halt the whole system.
+pub const PRIV_HALT_SYSTEM: u32 = 1 << 2;
+/// Every privilege bit this version defines.
+pub const PRIV_ALL: u32 = PRIV_QUERY | PRIV_RESTART | PRIV_HALT_SYSTEM;
+
+/// `PartitionEntry::flags`: `pinned_base` holds a host-physical base to place RAM at.
+pub const PFLAG_PINNED: u8 = 1 << 0;
+
+/// `ChannelEntry::kind`: the reader sees the latest message (ARINC 653 sampling port).
+pub const CHANNEL_SAMPLING: u8 = 1;
+/// `ChannelEntry::kind`: a FIFO of `depth` messages (ARINC 653 queuing port).
+pub const CHANNEL_QUEUING: u8 = 2;
+
+/// `ChannelEntry::linux_view`: the endpoint is not a Linux partition.
+pub const LINUX_VIEW_NONE: u8 = 0;
+/// `ChannelEntry::linux_view`: Linux sees the shared pages as a raw memory region whose
+/// address and size are passed on its command line (`rusthallows.chan.NAME=ADDR,SIZE`).
+pub const LINUX_VIEW_SHM: u8 = 1;
+/// `ChannelEntry::linux_view`: Linux sees the channel as an extra 16550 serial port.
+pub const LINUX_VIEW_TTY: u8 = 2;
+
+/// `Platform::flags`: refuse to boot when the CPU cannot enforce the cache-way split.
+pub const PLATFORM_REQUIRE_CAT: u8 = 1 << 0;
+
+/// Log levels (`Platform::log_level`).
+pub const LOG_ERROR: u8 = 1;
+pub const LOG_WARN: u8 = 2;
+pub const LOG_INFO: u8 = 3;
+pub const LOG_DEBUG: u8 = 4;
+pub const LOG_TRACE: u8 = 5;
+
+/// A string in the strings section.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct StrRef {
+    pub offset: U32,
+    pub len: U32,
+}
+
+/// A set of core ids `0..MAX_CORES` as a bit map.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct CoreSet {
+    pub words: [U64; MAX_CORES / 64],
+}
+
+impl CoreSet {
+    pub fn from_cores(cores: impl IntoIterator<Item = u32>) -> Self {
+        let mut set = Self::default();
+        for c in cores {
+            set.insert(c);
+        }
+        set
+    }
+
+    /// Adds `core`; ids at or past [`MAX_CORES`] are ignored (the checker rejects them).
+    pub fn insert(&mut self, core: u32) {
+        if let Some(w) = self.words.get_mut(core as usize / 64) {
+            *w = U64::new(w.get() | 1 << (core % 64));
+        }
+    }
+
+    pub fn contains(&self, core: u32) -> bool {
+        self.words.get(core as usize / 64).is_some_and(|w| w.get() & (1 << (core % 64)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|w| w.get() == 0)
+    }
+
+    pub fn len(&self) -> u32 {
+        self.words.iter().map(|w| w.get().count_ones()).sum()
+    }
+
+    pub fn intersects(&self, other: &CoreSet) -> bool {
+        self.words.iter().zip(other.words.iter()).any(|(a, b)| a.get() & b.get() != 0)
+    }
+
+    /// The cores in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..MAX_CORES as u32).filter(move |c| self.contains(*c))
+    }
+
+    /// The highest core id in the set.
+    pub fn max(&self) -> Option<u32> {
+        self.words
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, w)| w.get() != 0)
+            .map(|(i, w)| i as u32 * 64 + 63 - w.get().leading_zeros())
+    }
+}
+
+/// Where a section lives in the file.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct Section {
+    /// Byte offset from the start of the file.
+    pub offset: U32,
+    /// Number of entries (bytes, for the strings section).
+    pub count: U32,
+    /// Size of one entry as written (may exceed this reader's struct; never less).
+    pub entry_size: U32,
+}
+
+/// The machine the table was written for. Zero in `cores`, `ram_bytes`, `llc_ways` or
+/// `cat_min_ways` means `auto`: take it from the firmware at boot.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct Platform {
+    pub cores: U32,
+    /// I/O port of the console UART (0x3f8 for COM1).
+    pub console_port: U16,
+    pub llc_ways: u8,
+    pub cat_min_ways: u8,
+    pub ram_bytes: U64,
+    /// Memory the hypervisor reserves for itself (code, page tables, VMCS, stacks).
+    pub hv_reserved_bytes: U64,
+    pub log_level: u8,
+    /// `PLATFORM_*` flags.
+    pub flags: u8,
+    pub _reserved: [u8; 6],
+}
+
+/// The file header.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct Header {
+    pub magic: [u8; 8],
+    pub version_major: U16,
+    pub version_minor: U16,
+    pub header_size: U32,
+    pub total_size: U32,
+    pub crc32: U32,
+    pub platform: Platform,
+    pub partitions: Section,
+    pub schedules: Section,
+    pub windows: Section,
+    pub channels: Section,
+    pub io_ranges: Section,
+    pub mmio_ranges: Section,
+    pub pci_functions: Section,
+    pub strings: Section,
+}
+
+/// Byte offset of `Header::crc32` (zeroed while the checksum is computed).
+pub const CRC_OFFSET: usize = 20;
+
+/// One partition.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct PartitionEntry {
+    pub name: StrRef,
+    /// [`KIND_RT`] or [`KIND_LINUX`].
+    pub kind: u8,
+    /// `PFLAG_*`.
+    pub flags: u8,
+    /// First LLC way (CAT) and number of ways; `llc_way_count == 0`: not managed.
+    pub llc_first_way: u8,
+    pub llc_way_count: u8,
+    /// `PRIV_*` bits.
+    pub privileges: U32,
+    /// Action per [`crate::health::EventClass`], as [`crate::health::Action`] codes.
+    pub hm_actions: [u8; 8],
+    /// Cores the partition runs on (dedicated, or through a schedule).
+    pub cores: CoreSet,
+    /// Guest RAM size (a multiple of 2 MiB).
+    pub ram_bytes: U64,
+    /// Host-physical base for the RAM when `flags & PFLAG_PINNED`.
+    pub pinned_base: U64,
+    /// ESP path of the image: the RT ELF, or the Linux kernel (vmlinux ELF or bzImage).
+    pub image: StrRef,
+    /// ESP path of the initramfs (Linux; empty when none).
+    pub initramfs: StrRef,
+    /// Kernel command line (Linux; empty when none).
+    pub cmdline: StrRef,
+}
+
+/// One cyclic schedule (ARINC 653 major frame) shared by a set of cores.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct ScheduleEntry {
+    pub cores: CoreSet,
+    pub major_frame_ns: U64,
+    pub first_window: U32,
+    pub window_count: U32,
+}
+
+/// One window of a major frame.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct WindowEntry {
+    /// Index of the partition that owns the window.
+    pub partition: U32,
+    pub _reserved: U32,
+    /// Start relative to the major frame.
+    pub offset_ns: U64,
+    pub duration_ns: U64,
+}
+
+/// One channel: shared pages between a writer and a reader.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct ChannelEntry {
+    pub name: StrRef,
+    /// [`CHANNEL_SAMPLING`] or [`CHANNEL_QUEUING`].
+    pub kind: u8,
+    /// `LINUX_VIEW_*`: how a Linux endpoint sees the channel.
+    pub linux_view: u8,
+    pub _reserved: [u8; 2],
+    /// Writer partition index.
+    pub source: U32,
+    /// Reader partition index.
+    pub destination: U32,
+    pub msg_size: U32,
+    /// Messages the queue holds (1 for sampling).
+    pub depth: U32,
+    pub _reserved2: U32,
+    /// Offset of the shared region inside the channel window (page aligned).
+    pub window_offset: U64,
+    /// Size of the shared region (whole pages).
+    pub bytes: U64,
+}
+
+/// I/O ports `first .. first + count` passed through to a partition.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct IoRangeEntry {
+    pub partition: U32,
+    pub first: U32,
+    pub count: U32,
+}
+
+/// Host-physical MMIO `base .. base + size` passed through (identity-mapped) to a partition.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct MmioRangeEntry {
+    pub partition: U32,
+    pub _reserved: U32,
+    pub base: U64,
+    pub size: U64,
+}
+
+/// A PCI function passed through to a partition.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct PciFunctionEntry {
+    pub partition: U32,
+    pub segment: U16,
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub _reserved: [u8; 3],
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(Header, crc32) == CRC_OFFSET);
+    assert!(core::mem::size_of::<Header>() == 24 + 32 + 8 * 12);
+};

@@ -1,0 +1,544 @@
+//! Whole-system re-validation of a parsed table. The Parseltongue checker enforces the
+//! same rules with source spans; this copy runs in the hypervisor, without a heap, so a
+//! table is never trusted because a compiler produced it.
+
+use super::format::*;
+use super::reader::Table;
+use crate::health::Action;
+use crate::layout::{CHANNEL_WINDOW_BYTES, LARGE_PAGE_SIZE, PAGE_SIZE, RT_MAX_RAM, RT_MIN_RAM};
+
+/// The smallest RAM a Linux partition may have.
+pub const LINUX_MIN_RAM: u64 = 64 << 20;
+
+/// A broken whole-system rule. Indices are table indices (partition, schedule, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    NoPartitions,
+    EmptyName {
+        partition: usize,
+    },
+    DuplicateName {
+        first: usize,
+        second: usize,
+    },
+    BadKind {
+        partition: usize,
+    },
+    BadAction {
+        partition: usize,
+    },
+    BadPrivileges {
+        partition: usize,
+    },
+    NoCores {
+        partition: usize,
+    },
+    CoreOutOfRange {
+        partition: usize,
+        core: u32,
+    },
+    /// A core given to two partitions without a schedule covering it.
+    CoreShared {
+        core: u32,
+        first: usize,
+        second: usize,
+    },
+    RamMisaligned {
+        partition: usize,
+    },
+    RamTooSmall {
+        partition: usize,
+    },
+    RamTooLarge {
+        partition: usize,
+    },
+    PinnedMisaligned {
+        partition: usize,
+    },
+    PinnedOverlap {
+        first: usize,
+        second: usize,
+    },
+    /// Partitions plus the hypervisor's reservation exceed the platform's RAM.
+    RamExhausted {
+        needed: u64,
+        available: u64,
+    },
+    MissingImage {
+        partition: usize,
+    },
+    LlcOutOfRange {
+        partition: usize,
+    },
+    LlcTooNarrow {
+        partition: usize,
+    },
+    LlcOverlap {
+        first: usize,
+        second: usize,
+    },
+    ScheduleNoCores {
+        schedule: usize,
+    },
+    ScheduleCoreOutOfRange {
+        schedule: usize,
+        core: u32,
+    },
+    ScheduleOverlap {
+        first: usize,
+        second: usize,
+    },
+    ScheduleEmptyFrame {
+        schedule: usize,
+    },
+    ScheduleWindowsOutOfBounds {
+        schedule: usize,
+    },
+    WindowZeroLength {
+        schedule: usize,
+        window: usize,
+    },
+    WindowOutsideFrame {
+        schedule: usize,
+        window: usize,
+    },
+    /// Windows must be sorted by offset and must not overlap.
+    WindowOverlap {
+        schedule: usize,
+        window: usize,
+    },
+    WindowBadPartition {
+        schedule: usize,
+        window: usize,
+    },
+    /// The window's partition has none of the schedule's cores.
+    WindowPartitionNotOnCore {
+        schedule: usize,
+        window: usize,
+    },
+    /// A partition on a scheduled core never gets a window there.
+    PartitionStarved {
+        partition: usize,
+        schedule: usize,
+    },
+    IoRangeBad {
+        index: usize,
+    },
+    IoRangeOverlap {
+        first: usize,
+        second: usize,
+    },
+    MmioRangeBad {
+        index: usize,
+    },
+    MmioRangeOverlap {
+        first: usize,
+        second: usize,
+    },
+    PciFunctionBad {
+        index: usize,
+    },
+    PciFunctionDuplicate {
+        first: usize,
+        second: usize,
+    },
+    ChannelBadEndpoint {
+        channel: usize,
+    },
+    ChannelBadKind {
+        channel: usize,
+    },
+    ChannelZeroSize {
+        channel: usize,
+    },
+    ChannelBadRegion {
+        channel: usize,
+    },
+    ChannelRegionOverlap {
+        channel: usize,
+    },
+    ChannelBadLinuxView {
+        channel: usize,
+    },
+}
+
+impl core::fmt::Display for Violation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Debug names the rule and its indices; that is what a boot log needs.
+        write!(f, "{self:?}")
+    }
+}
+
+/// What the hypervisor found on the real machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineFacts {
+    /// Usable cores (from the MADT).
+    pub cores: u32,
+    /// Usable conventional RAM in bytes (from the firmware's memory map).
+    pub ram_bytes: u64,
+    /// LLC ways and the minimum CAT mask width; `None` when the CPU has no CAT.
+    pub cat: Option<(u8, u8)>,
+}
+
+/// Why a table does not fit the machine it boots on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineMismatch {
+    TooFewCores {
+        needed: u32,
+        present: u32,
+    },
+    TooLittleMemory {
+        needed: u64,
+        present: u64,
+    },
+    /// The table names more LLC ways than the CPU has.
+    TooFewCacheWays {
+        needed: u8,
+        present: u8,
+    },
+    /// The table demands cache partitioning and the CPU has no CAT.
+    NoCat,
+}
+
+impl core::fmt::Display for MachineMismatch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::TooFewCores { needed, present } => {
+                write!(f, "the table needs {needed} cores, this machine has {present}")
+            }
+            Self::TooLittleMemory { needed, present } => write!(
+                f,
+                "the table needs {} MiB of RAM, this machine has {} MiB usable",
+                needed >> 20,
+                present >> 20
+            ),
+            Self::TooFewCacheWays { needed, present } => {
+                write!(f, "the table needs {needed} LLC ways, this CPU has {present}")
+            }
+            Self::NoCat => write!(f, "the table requires cache allocation (CAT) and this CPU has none"),
+        }
+    }
+}
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
+}
+
+impl Table<'_> {
+    /// The highest core id the table uses, plus one.
+    pub fn cores_needed(&self) -> u32 {
+        let p = self.partitions.iter().filter_map(|p| p.cores.max()).max();
+        let s = self.schedules.iter().filter_map(|s| s.cores.max()).max();
+        p.max(s).map_or(0, |m| m + 1)
+    }
+
+    /// RAM the table needs: every partition, every channel region and the hypervisor.
+    pub fn ram_needed(&self) -> u64 {
+        let parts: u64 = self.partitions.iter().map(|p| p.ram_bytes.get()).fold(0, u64::saturating_add);
+        let chans: u64 = self.channels.iter().map(|c| c.bytes.get()).fold(0, u64::saturating_add);
+        parts.saturating_add(chans).saturating_add(self.platform().hv_reserved_bytes.get())
+    }
+
+    /// The schedule that covers `core`, if any.
+    pub fn schedule_of_core(&self, core: u32) -> Option<usize> {
+        self.schedules.iter().position(|s| s.cores.contains(core))
+    }
+
+    /// Whether partitions `a` and `b` may run at the same instant (they share no single
+    /// schedule that holds all the cores of both).
+    pub fn may_co_run(&self, a: usize, b: usize) -> bool {
+        let (Some(pa), Some(pb)) = (self.partitions.get(a), self.partitions.get(b)) else {
+            return false;
+        };
+        let only_in = |p: &PartitionEntry, s: &ScheduleEntry| p.cores.iter().all(|c| s.cores.contains(c));
+        !self.schedules.iter().any(|s| only_in(pa, s) && only_in(pb, s))
+    }
+
+    /// Checks every whole-system rule; returns the first violation.
+    pub fn validate(&self) -> Result<(), Violation> {
+        self.validate_partitions()?;
+        self.validate_schedules()?;
+        self.validate_cores()?;
+        self.validate_cache()?;
+        self.validate_devices()?;
+        self.validate_channels()
+    }
+
+    fn validate_partitions(&self) -> Result<(), Violation> {
+        let platform = self.platform();
+        if self.partitions.is_empty() {
+            return Err(Violation::NoPartitions);
+        }
+        for (i, p) in self.partitions.iter().enumerate() {
+            let name = self.text(p.name);
+            if name.is_empty() {
+                return Err(Violation::EmptyName { partition: i });
+            }
+            if let Some(j) = self.partitions.iter().take(i).position(|q| self.text(q.name) == name) {
+                return Err(Violation::DuplicateName { first: j, second: i });
+            }
+            if p.kind != KIND_RT && p.kind != KIND_LINUX {
+                return Err(Violation::BadKind { partition: i });
+            }
+            if p.hm_actions.iter().any(|a| Action::from_u8(*a).is_none()) {
+                return Err(Violation::BadAction { partition: i });
+            }
+            if p.privileges.get() & !PRIV_ALL != 0 {
+                return Err(Violation::BadPrivileges { partition: i });
+            }
+            if p.cores.is_empty() {
+                return Err(Violation::NoCores { partition: i });
+            }
+            let platform_cores = platform.cores.get();
+            if let Some(core) = p.cores.iter().find(|c| platform_cores != 0 && *c >= platform_cores) {
+                return Err(Violation::CoreOutOfRange { partition: i, core });
+            }
+            let ram = p.ram_bytes.get();
+            if ram % LARGE_PAGE_SIZE != 0 {
+                return Err(Violation::RamMisaligned { partition: i });
+            }
+            let min = if p.kind == KIND_LINUX { LINUX_MIN_RAM } else { RT_MIN_RAM };
+            if ram < min {
+                return Err(Violation::RamTooSmall { partition: i });
+            }
+            if p.kind == KIND_RT && ram > RT_MAX_RAM {
+                return Err(Violation::RamTooLarge { partition: i });
+            }
+            if p.flags & PFLAG_PINNED != 0 {
+                let base = p.pinned_base.get();
+                if base % LARGE_PAGE_SIZE != 0 || base.checked_add(ram).is_none() {
+                    return Err(Violation::PinnedMisaligned { partition: i });
+                }
+                for (j, q) in self.partitions.iter().enumerate().take(i) {
+                    if q.flags & PFLAG_PINNED != 0
+                        && overlaps((base, ram), (q.pinned_base.get(), q.ram_bytes.get()))
+                    {
+                        return Err(Violation::PinnedOverlap { first: j, second: i });
+                    }
+                }
+            }
+            if self.text(p.image).is_empty() {
+                return Err(Violation::MissingImage { partition: i });
+            }
+        }
+        let available = platform.ram_bytes.get();
+        let needed = self.ram_needed();
+        if available != 0 && needed > available {
+            return Err(Violation::RamExhausted { needed, available });
+        }
+        Ok(())
+    }
+
+    fn validate_schedules(&self) -> Result<(), Violation> {
+        let platform_cores = self.platform().cores.get();
+        for (si, s) in self.schedules.iter().enumerate() {
+            if s.cores.is_empty() {
+                return Err(Violation::ScheduleNoCores { schedule: si });
+            }
+            if let Some(core) = s.cores.iter().find(|c| platform_cores != 0 && *c >= platform_cores) {
+                return Err(Violation::ScheduleCoreOutOfRange { schedule: si, core });
+            }
+            if let Some(sj) = self.schedules.iter().take(si).position(|o| o.cores.intersects(&s.cores)) {
+                return Err(Violation::ScheduleOverlap { first: sj, second: si });
+            }
+            let frame = s.major_frame_ns.get();
+            if frame == 0 {
+                return Err(Violation::ScheduleEmptyFrame { schedule: si });
+            }
+            let first = s.first_window.get() as usize;
+            let count = s.window_count.get() as usize;
+            if count == 0
+                || count > MAX_WINDOWS_PER_SCHEDULE
+                || first.checked_add(count).is_none_or(|end| end > self.windows.len())
+            {
+                return Err(Violation::ScheduleWindowsOutOfBounds { schedule: si });
+            }
+            let mut previous_end = 0u64;
+            for (wi, w) in self.schedule_windows(s).enumerate() {
+                let (off, len) = (w.offset_ns.get(), w.duration_ns.get());
+                if len == 0 {
+                    return Err(Violation::WindowZeroLength { schedule: si, window: wi });
+                }
+                if off.checked_add(len).is_none_or(|end| end > frame) {
+                    return Err(Violation::WindowOutsideFrame { schedule: si, window: wi });
+                }
+                if off < previous_end {
+                    return Err(Violation::WindowOverlap { schedule: si, window: wi });
+                }
+                previous_end = off + len;
+                let Some(p) = self.partitions.get(w.partition.get() as usize) else {
+                    return Err(Violation::WindowBadPartition { schedule: si, window: wi });
+                };
+                if !p.cores.intersects(&s.cores) {
+                    return Err(Violation::WindowPartitionNotOnCore { schedule: si, window: wi });
+                }
+            }
+            for (pi, p) in self.partitions.iter().enumerate() {
+                if p.cores.intersects(&s.cores)
+                    && !self.schedule_windows(s).any(|w| w.partition.get() as usize == pi)
+                {
+                    return Err(Violation::PartitionStarved { partition: pi, schedule: si });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_cores(&self) -> Result<(), Violation> {
+        for core in 0..MAX_CORES as u32 {
+            if self.schedule_of_core(core).is_some() {
+                continue;
+            }
+            let mut owners = self.partitions.iter().enumerate().filter(|(_, p)| p.cores.contains(core));
+            if let (Some((first, _)), Some((second, _))) = (owners.next(), owners.next()) {
+                return Err(Violation::CoreShared { core, first, second });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_cache(&self) -> Result<(), Violation> {
+        let platform = self.platform();
+        for (i, p) in self.partitions.iter().enumerate() {
+            if p.llc_way_count == 0 {
+                continue;
+            }
+            let end = p.llc_first_way as u32 + p.llc_way_count as u32;
+            if platform.llc_ways != 0 && end > platform.llc_ways as u32 {
+                return Err(Violation::LlcOutOfRange { partition: i });
+            }
+            if p.llc_way_count < platform.cat_min_ways {
+                return Err(Violation::LlcTooNarrow { partition: i });
+            }
+            for (j, q) in self.partitions.iter().enumerate().take(i) {
+                let a = (p.llc_first_way as u64, p.llc_way_count as u64);
+                let b = (q.llc_first_way as u64, q.llc_way_count as u64);
+                if q.llc_way_count != 0 && overlaps(a, b) && self.may_co_run(i, j) {
+                    return Err(Violation::LlcOverlap { first: j, second: i });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_devices(&self) -> Result<(), Violation> {
+        let parts = self.partitions.len();
+        for (i, r) in self.io_ranges.iter().enumerate() {
+            let (first, count) = (r.first.get() as u64, r.count.get() as u64);
+            if r.partition.get() as usize >= parts || count == 0 || first + count > 0x1_0000 {
+                return Err(Violation::IoRangeBad { index: i });
+            }
+            if let Some(j) = self
+                .io_ranges
+                .iter()
+                .take(i)
+                .position(|o| overlaps((first, count), (o.first.get() as u64, o.count.get() as u64)))
+            {
+                return Err(Violation::IoRangeOverlap { first: j, second: i });
+            }
+        }
+        for (i, r) in self.mmio_ranges.iter().enumerate() {
+            let (base, size) = (r.base.get(), r.size.get());
+            if r.partition.get() as usize >= parts
+                || size == 0
+                || base % PAGE_SIZE != 0
+                || size % PAGE_SIZE != 0
+                || base.checked_add(size).is_none()
+            {
+                return Err(Violation::MmioRangeBad { index: i });
+            }
+            if let Some(j) = self
+                .mmio_ranges
+                .iter()
+                .take(i)
+                .position(|o| overlaps((base, size), (o.base.get(), o.size.get())))
+            {
+                return Err(Violation::MmioRangeOverlap { first: j, second: i });
+            }
+        }
+        for (i, f) in self.pci_functions.iter().enumerate() {
+            if f.partition.get() as usize >= parts || f.device >= 32 || f.function >= 8 {
+                return Err(Violation::PciFunctionBad { index: i });
+            }
+            let key = |f: &PciFunctionEntry| (f.segment.get(), f.bus, f.device, f.function);
+            if let Some(j) = self.pci_functions.iter().take(i).position(|o| key(o) == key(f)) {
+                return Err(Violation::PciFunctionDuplicate { first: j, second: i });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_channels(&self) -> Result<(), Violation> {
+        let mut previous_end = 0u64;
+        for (i, c) in self.channels.iter().enumerate() {
+            let (src, dst) = (c.source.get() as usize, c.destination.get() as usize);
+            let (Some(s), Some(d)) = (self.partitions.get(src), self.partitions.get(dst)) else {
+                return Err(Violation::ChannelBadEndpoint { channel: i });
+            };
+            if src == dst {
+                return Err(Violation::ChannelBadEndpoint { channel: i });
+            }
+            let queuing = match c.kind {
+                CHANNEL_SAMPLING => false,
+                CHANNEL_QUEUING => true,
+                _ => return Err(Violation::ChannelBadKind { channel: i }),
+            };
+            if c.msg_size.get() == 0 || c.depth.get() == 0 {
+                return Err(Violation::ChannelZeroSize { channel: i });
+            }
+            let needed = crate::channel::region_bytes(queuing, c.msg_size.get(), c.depth.get());
+            let (off, bytes) = (c.window_offset.get(), c.bytes.get());
+            if bytes < needed
+                || off % PAGE_SIZE != 0
+                || bytes % PAGE_SIZE != 0
+                || off.checked_add(bytes).is_none_or(|end| end > CHANNEL_WINDOW_BYTES)
+            {
+                return Err(Violation::ChannelBadRegion { channel: i });
+            }
+            if off < previous_end {
+                return Err(Violation::ChannelRegionOverlap { channel: i });
+            }
+            previous_end = off + bytes;
+            let has_linux = s.kind == KIND_LINUX || d.kind == KIND_LINUX;
+            let view_ok = match c.linux_view {
+                LINUX_VIEW_NONE => !has_linux,
+                LINUX_VIEW_SHM | LINUX_VIEW_TTY => has_linux,
+                _ => false,
+            };
+            if !view_ok {
+                return Err(Violation::ChannelBadLinuxView { channel: i });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the table fits the machine it is booting on.
+    pub fn validate_against(&self, machine: &MachineFacts) -> Result<(), MachineMismatch> {
+        let needed = self.cores_needed().max(self.platform().cores.get());
+        if needed > machine.cores {
+            return Err(MachineMismatch::TooFewCores { needed, present: machine.cores });
+        }
+        let ram = self.ram_needed();
+        if ram > machine.ram_bytes {
+            return Err(MachineMismatch::TooLittleMemory { needed: ram, present: machine.ram_bytes });
+        }
+        let require_cat = self.platform().flags & PLATFORM_REQUIRE_CAT != 0;
+        match machine.cat {
+            None if require_cat => return Err(MachineMismatch::NoCat),
+            None => {}
+            Some((ways, _)) => {
+                let needed = self
+                    .partitions
+                    .iter()
+                    .map(|p| p.llc_first_way as u32 + p.llc_way_count as u32)
+                    .max()
+                    .unwrap_or(0)
+                    .max(self.platform().llc_ways as u32) as u8;
+                if needed > ways {
+                    return Err(MachineMismatch::TooFewCacheWays { needed, present: ways });
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,2 @@
+//! Host-testable logic of the RustHallows hypervisor
+#![no_std]

@@ -1,0 +1,2 @@
+//! Linux boot protocol support for RustHallows
+#![no_std]

@@ -1,0 +1,2 @@
+//! The SDK for RustHallows real-time partitions
+#![no_std]

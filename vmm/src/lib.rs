@@ -1,0 +1,2 @@
+//! Device emulation for RustHallows VM exits
+#![no_std]
