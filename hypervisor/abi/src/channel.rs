@@ -39,6 +39,37 @@ pub const fn region_bytes(queuing: bool, msg_size: u32, depth: u32) -> u64 {
     writer_bytes(msg_size, if queuing { depth } else { 1 }) + if queuing { PAGE_SIZE } else { 0 }
 }
 
+/// The header at offset 0 of a channel's writer pages. The hypervisor only has to zero the
+/// region: the writer's SDK fills in `magic`, `kind`, `msg_size` and `depth` when it first
+/// opens the channel, and a reader does not depend on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct ChannelHeader {
+    pub magic: u32,
+    /// [`crate::table::CHANNEL_SAMPLING`] or [`crate::table::CHANNEL_QUEUING`].
+    pub kind: u32,
+    pub msg_size: u32,
+    /// Slots in the writer pages (1 for sampling).
+    pub depth: u32,
+    /// Queuing: messages published so far. Unused by sampling channels.
+    pub write_seq: u64,
+}
+
+/// Byte offset of [`ChannelHeader::write_seq`].
+pub const HEADER_WRITE_SEQ_OFFSET: u64 = core::mem::offset_of!(ChannelHeader, write_seq) as u64;
+/// Byte offset, inside a slot, of its `seq: u64` (sampling: seqlock counter, odd while
+/// being written; queuing: the message's sequence number).
+pub const SLOT_SEQ_OFFSET: u64 = 0;
+/// Byte offset, inside a slot, of its `len: u32` (bytes of message data).
+pub const SLOT_LEN_OFFSET: u64 = 8;
+/// Byte offset, inside a slot, of the message data.
+pub const SLOT_DATA_OFFSET: u64 = SLOT_META_BYTES;
+/// Byte offset, inside the reader page, of `read_seq: u64`.
+pub const READER_READ_SEQ_OFFSET: u64 = 0;
+
+const _: () = assert!(core::mem::size_of::<ChannelHeader>() as u64 <= HEADER_BYTES);
+const _: () = assert!(HEADER_WRITE_SEQ_OFFSET == 16);
+
 #[cfg(test)]
 mod tests {
     use super::*;

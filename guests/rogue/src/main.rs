@@ -1,0 +1,185 @@
+//! `rogue`: a hostile partition for isolation tests. What it does wrong is chosen by its
+//! partition name (first match wins):
+//!
+//! | name contains | misbehaviour | expected health event |
+//! |---|---|---|
+//! | `port` | `out` to port 0x80, which it does not own | `io_violation` |
+//! | `msr` | `wrmsr` to IA32_FEATURE_CONTROL | `msr_violation` |
+//! | `invd` | `invd` (always exits) | `forbidden_instruction` |
+//! | `triple` | loads an empty IDT, then `int3` | `triple_fault` |
+//! | `panic` | `panic!` | `panic` (reported by the SDK) |
+//! | `spin` | loops forever without yielding | window overrun (shared core) |
+//! | `deadline` | a periodic task that always overruns its deadline | `deadline_miss` |
+//! | `readonly` | writes to a channel it only reads | `memory_violation` |
+//! | anything else | maps memory beyond its RAM in its own page tables and writes it | `memory_violation` (EPT) |
+//!
+//! Each run waits [`GRACE_NS`], says what it is about to do, then does it; after a restart
+//! it first prints how often it was restarted.
+#![no_std]
+#![no_main]
+
+use rt_partition::hallows_abi::layout::{CHANNEL_WINDOW_GPA, LARGE_PAGE_SIZE, PAGE_TABLES_GPA};
+use rt_partition::{periodic::Periodic, println, time, BootInfo};
+
+extern crate alloc;
+
+/// How long the partition behaves before misbehaving (lets other consoles be seen first).
+const GRACE_NS: u64 = 300_000_000;
+
+rt_partition::entry!(main);
+
+fn main(bi: &'static BootInfo) -> ! {
+    if bi.restart_count > 0 {
+        println!("rogue: restarted {} times", bi.restart_count);
+    }
+    time::sleep_ns(GRACE_NS);
+    let name = bi.name();
+    if name.contains("port") {
+        println!("rogue: about to write I/O port 0x80 that I do not own");
+        out_port_0x80();
+    } else if name.contains("msr") {
+        println!("rogue: about to write MSR IA32_FEATURE_CONTROL");
+        write_feature_control();
+    } else if name.contains("invd") {
+        println!("rogue: about to execute INVD");
+        invd();
+    } else if name.contains("triple") {
+        println!("rogue: about to triple fault (empty IDT, int3)");
+        triple_fault();
+    } else if name.contains("panic") {
+        println!("rogue: about to panic");
+        panic!("rogue: deliberate panic");
+    } else if name.contains("spin") {
+        println!("rogue: about to spin forever without yielding");
+        spin();
+    } else if name.contains("deadline") {
+        println!("rogue: about to miss every deadline");
+        miss_deadlines();
+    } else if name.contains("readonly") {
+        write_read_only_channel(bi);
+    } else {
+        write_outside_ram(bi);
+    }
+    println!("rogue: still alive after misbehaving");
+    loop {
+        time::sleep_ns(1_000_000_000);
+        println!("rogue: still alive");
+    }
+}
+
+fn out_port_0x80() {
+    // SAFETY: writing port 0x80 (POST code) has no effect on the partition's memory; the
+    // point is that the hypervisor must trap it.
+    unsafe { core::arch::asm!("out 0x80, al", in("al") 0x42u8, options(nomem, nostack)) }
+}
+
+fn write_feature_control() {
+    // SAFETY: the hypervisor must intercept this; were it executed, IA32_FEATURE_CONTROL is
+    // locked by firmware and the write raises #GP, which (with no IDT) triple-faults.
+    unsafe { core::arch::asm!("wrmsr", in("ecx") 0x3Au32, in("eax") 0u32, in("edx") 0u32, options(nostack)) }
+}
+
+fn invd() {
+    // SAFETY: INVD in VMX non-root operation always causes a VM exit; it never runs.
+    unsafe { core::arch::asm!("invd", options(nostack)) }
+}
+
+fn triple_fault() -> ! {
+    #[repr(C, packed)]
+    struct IdtPointer {
+        limit: u16,
+        base: u64,
+    }
+    let empty = IdtPointer { limit: 0, base: 0 };
+    // SAFETY: deliberately leaves the partition without exception handlers and raises #BP;
+    // the resulting triple fault only concerns this partition.
+    unsafe {
+        core::arch::asm!("lidt [{}]", "int3", in(reg) &empty, options(nostack));
+    }
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn spin() -> ! {
+    let mut x: u64 = 0;
+    loop {
+        x = core::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+fn miss_deadlines() -> ! {
+    // 10 ms period, 1 ms deadline, 3 ms of busy work: every activation misses.
+    let mut task = Periodic::new(10_000_000, 1_000_000);
+    loop {
+        let a = task.wait_next();
+        let until = time::now_ns() + 3_000_000;
+        while time::now_ns() < until {
+            core::hint::spin_loop();
+        }
+        if a.index.is_multiple_of(100) {
+            println!("rogue: {} deadline misses so far", task.stats().deadline_misses);
+        }
+    }
+}
+
+fn write_read_only_channel(bi: &BootInfo) {
+    match bi.channels().iter().find(|c| c.is_writer == 0) {
+        Some(c) => {
+            println!("rogue: about to write channel {} that I only read (gpa {:#x})", c.name(), c.gpa);
+            // SAFETY: the address is the channel's identity-mapped shared page; EPT maps it
+            // read-only for a reader, so the write must fault into the hypervisor.
+            unsafe { core::ptr::write_volatile(c.gpa as *mut u64, 0xBAD) }
+        }
+        None => {
+            println!("rogue: no channel to write, writing outside my memory instead");
+            write_outside_ram(bi);
+        }
+    }
+}
+
+/// Page-table entry bits.
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const LARGE: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+
+/// A page-aligned page for a new page directory.
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+/// Maps the first 2 MiB past the end of RAM in the partition's own page tables (they live
+/// in its RAM and are writable, as on real hardware) and writes it: the guest's paging
+/// allows the access, so only EPT can stop it.
+fn write_outside_ram(bi: &BootInfo) {
+    let target = bi.ram_bytes.div_ceil(LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE;
+    if target >= CHANNEL_WINDOW_GPA {
+        println!("rogue: RAM reaches the channel window, nothing outside to write");
+        return;
+    }
+    println!("rogue: about to write outside my memory (gpa {target:#x})");
+    // SAFETY: the page tables at PAGE_TABLES_GPA are this partition's own, identity-mapped
+    // in its RAM; only the entries for `target`, which maps nothing yet, are changed.
+    unsafe {
+        let pml4 = PAGE_TABLES_GPA as *mut u64;
+        let pml4e = pml4.add(((target >> 39) & 511) as usize).read_volatile();
+        if pml4e & PRESENT == 0 {
+            println!("rogue: no PML4 entry for low memory?");
+            return;
+        }
+        let pdpt = (pml4e & ADDR_MASK) as *mut u64;
+        let pdpte_ptr = pdpt.add(((target >> 30) & 511) as usize);
+        let mut pdpte = pdpte_ptr.read_volatile();
+        if pdpte & PRESENT == 0 {
+            let pd = alloc::boxed::Box::leak(alloc::boxed::Box::new(Table([0; 512])));
+            pdpte = (pd as *mut Table as u64) | PRESENT | WRITABLE;
+            pdpte_ptr.write_volatile(pdpte);
+        }
+        if pdpte & LARGE == 0 {
+            let pd = (pdpte & ADDR_MASK) as *mut u64;
+            pd.add(((target >> 21) & 511) as usize).write_volatile(target | PRESENT | WRITABLE | LARGE);
+        }
+        core::arch::asm!("invlpg [{}]", in(reg) target, options(nostack));
+        core::ptr::write_volatile(target as *mut u64, 0xBAD);
+    }
+}
