@@ -1,2 +1,43 @@
-//! Host-testable logic of the RustHallows hypervisor
-#![no_std]
+//! Host-testable logic of the RustHallows hypervisor.
+//!
+//! Everything here is pure computation over plain data: no privileged instruction, no
+//! global state. Privileged operations (reading MSRs, writing VMCS fields, touching host
+//! physical memory) are behind small traits or closures that the UEFI binary
+//! (`hypervisor/uefi`) implements and the tests fake.
+//!
+//! Where to look:
+//! - **Boot-time construction**: [`placement`] chooses host-physical ranges, [`elf`] loads
+//!   an RT image into partition RAM, [`guest_paging`] writes the guest's identity page
+//!   tables, [`ept`] builds the EPT (RAM + channel pages with per-page rights),
+//!   [`vmx_caps`] turns the VMX capability MSRs into control values, [`guest_state`] is the
+//!   VMCS guest-state plan for a vCPU entering in 64-bit mode (field encodings in [`vmcs`]),
+//!   [`cat`] computes cache-way masks and their MSR writes, [`bitmaps`] fills the I/O and
+//!   MSR bitmaps that decide which port and MSR accesses exit.
+//! - **The VM-exit decision path**: [`exit`] decodes the exit reason and qualification and
+//!   classifies it as handled or as a health-monitor event; hypercalls (`VMCALL`) go to
+//!   [`hypercall::dispatch`], which checks every guest pointer and length and every
+//!   privilege; `CPUID` answers go through [`cpuid::filter`]; faults go to [`health`], which picks the table's action (with restart
+//!   escalation) and formats the console message.
+//! - **Time**: [`schedule`] maps an instant to the window that owns it, the next switch
+//!   and the VMX-preemption timer value.
+//! - **Console**: [`console`] multiplexes every partition's bytes into whole
+//!   `[name] line` lines.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod bitmaps;
+pub mod cat;
+pub mod console;
+pub mod cpuid;
+pub mod elf;
+pub mod ept;
+pub mod exit;
+pub mod guest_paging;
+pub mod guest_state;
+pub mod health;
+pub mod hypercall;
+pub mod placement;
+pub mod schedule;
+pub mod vmcs;
+pub mod vmx_caps;

@@ -1,0 +1,452 @@
+//! Hypercall dispatch: every call of [`hallows_abi::hypercall`], with every guest pointer,
+//! length, index and privilege checked before anything is read or done.
+//!
+//! On a `VMCALL` exit the binary's exit stub has saved the guest's general-purpose
+//! registers in a [`GuestRegs`] block; the handler calls [`dispatch`] with it and an
+//! implementation of [`HypercallEnv`] (the calling partition's RAM, console, clock and the
+//! partition table's states and privileges), then acts on the [`Outcome`]. `dispatch`
+//! always writes the status into `rax` (and the second result into `rdx` for the calls
+//! that have one) and never touches any other register. The binary advances RIP past the
+//! `VMCALL` (3 bytes, or the exit's instruction length) for every outcome that lets the
+//! caller continue.
+//!
+//! ```
+//! use hallows_abi::hypercall::{Hypercall, Status};
+//! use hallows_core::hypercall::{dispatch, GuestRegs, Outcome};
+//! # use hallows_core::hypercall::HypercallEnv;
+//! # use hallows_abi::{health::EventClass, hypercall::PartitionState};
+//! # struct Env;
+//! # impl HypercallEnv for Env {
+//! #     fn caller(&self) -> usize { 0 }
+//! #     fn ram_bytes(&self) -> u64 { 0x20_0000 }
+//! #     fn read_ram(&self, _gpa: u64, buf: &mut [u8]) { buf.fill(b'x') }
+//! #     fn console_write(&mut self, _bytes: &[u8]) {}
+//! #     fn now_ns(&self) -> u64 { 42 }
+//! #     fn partition_count(&self) -> usize { 1 }
+//! #     fn partition_state(&self, _index: usize) -> PartitionState { PartitionState::Running }
+//! #     fn privileges(&self) -> u32 { 0 }
+//! #     fn report_fault(&mut self, _class: EventClass, _message: &[u8]) {}
+//! # }
+//! # let mut env = Env;
+//! let mut regs = GuestRegs { rax: Hypercall::TimeNow as u64, ..GuestRegs::default() };
+//! assert_eq!(dispatch(&mut regs, &mut env), Outcome::Resume);
+//! assert_eq!((regs.rax, regs.rdx), (Status::Ok as u64, 42));
+//! ```
+
+use hallows_abi::health::EventClass;
+use hallows_abi::hypercall::{
+    Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, FAULT_MESSAGE_MAX, VERSION,
+};
+use hallows_abi::table::{PRIV_QUERY, PRIV_RESTART};
+
+/// The guest's general-purpose registers as the exit stub saves them: every GPR except
+/// RSP (which the VMCS holds), in the processor's register-number order. Byte offsets:
+/// rax 0, rcx 8, rdx 16, rbx 24, rbp 32, rsi 40, rdi 48, r8 56, r9 64, r10 72, r11 80,
+/// r12 88, r13 96, r14 104, r15 112; 120 bytes in all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct GuestRegs {
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rbx: u64,
+    pub rbp: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<GuestRegs>() == 120);
+
+impl GuestRegs {
+    /// The registers of an RT partition vCPU at its first instruction: `rdi` = boot-info
+    /// address, `rsi` = vCPU index, everything else zero.
+    pub const fn for_entry(boot_info_gpa: u64, vcpu: u64) -> Self {
+        GuestRegs {
+            rax: 0,
+            rcx: 0,
+            rdx: 0,
+            rbx: 0,
+            rbp: 0,
+            rsi: vcpu,
+            rdi: boot_info_gpa,
+            r8: 0,
+            r9: 0,
+            r10: 0,
+            r11: 0,
+            r12: 0,
+            r13: 0,
+            r14: 0,
+            r15: 0,
+        }
+    }
+}
+
+/// What a hypercall needs from the hypervisor, for one calling partition.
+pub trait HypercallEnv {
+    /// Index of the calling partition in the table.
+    fn caller(&self) -> usize;
+    /// Size of the caller's RAM: valid guest-physical addresses are `0..ram_bytes`.
+    fn ram_bytes(&self) -> u64;
+    /// Copies guest RAM `gpa..gpa + buf.len()` into `buf`. `dispatch` only asks for ranges
+    /// it has checked to lie inside `0..ram_bytes()`.
+    fn read_ram(&self, gpa: u64, buf: &mut [u8]);
+    /// Bytes for the caller's console (the [`crate::console`] multiplexer).
+    fn console_write(&mut self, bytes: &[u8]);
+    /// Nanoseconds since the hypervisor started.
+    fn now_ns(&self) -> u64;
+    /// Number of partitions in the table.
+    fn partition_count(&self) -> usize;
+    /// State of partition `index` (`index < partition_count()`).
+    fn partition_state(&self, index: usize) -> PartitionState;
+    /// The caller's `PRIV_*` bits.
+    fn privileges(&self) -> u32;
+    /// The caller reported a fault with a message (already bounded by
+    /// [`FAULT_MESSAGE_MAX`]): log it. The action follows from [`Outcome::Fault`].
+    fn report_fault(&mut self, class: EventClass, message: &[u8]);
+}
+
+/// What the hypervisor does after a hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Advance RIP and re-enter the caller.
+    Resume,
+    /// Advance RIP; the caller gives up the rest of its window (`until_ns == 0`) or, on a
+    /// dedicated core, sleeps until the absolute time `until_ns`.
+    Yield { until_ns: u64 },
+    /// Stop the caller for good; `exit_code` is logged.
+    Halt { exit_code: u64 },
+    /// Advance RIP, then apply the health-monitor action for `class` to the caller
+    /// (with `Log` the caller simply continues).
+    Fault(EventClass),
+    /// Advance RIP, then restart `partition` (which may be the caller itself).
+    Restart { partition: usize },
+}
+
+/// Bytes copied from guest RAM per step (bounds the hypervisor's stack use).
+const CHUNK: usize = 256;
+
+/// Checks that `ptr..ptr + len` lies inside `0..ram_bytes` without overflow.
+pub fn checked_range(ptr: u64, len: u64, ram_bytes: u64) -> Option<core::ops::Range<u64>> {
+    let end = ptr.checked_add(len)?;
+    (end <= ram_bytes).then_some(ptr..end)
+}
+
+/// Executes the hypercall in `regs` (number in `rax`, arguments in `rdi rsi rdx r10`).
+pub fn dispatch(regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> Outcome {
+    let (status, outcome) = match Hypercall::from_u64(regs.rax) {
+        None => (Status::UnknownCall, Outcome::Resume),
+        Some(call) => run(call, regs, env),
+    };
+    regs.rax = status as u64;
+    outcome
+}
+
+fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (Status, Outcome) {
+    let ok = |outcome| (Status::Ok, outcome);
+    let fail = |status| (status, Outcome::Resume);
+    match call {
+        Hypercall::Null => ok(Outcome::Resume),
+        Hypercall::Version => {
+            regs.rdx = VERSION;
+            ok(Outcome::Resume)
+        }
+        Hypercall::TimeNow => {
+            regs.rdx = env.now_ns();
+            ok(Outcome::Resume)
+        }
+        Hypercall::Yield => ok(Outcome::Yield { until_ns: regs.rdi }),
+        Hypercall::Halt => ok(Outcome::Halt { exit_code: regs.rdi }),
+        Hypercall::ConsoleWrite => {
+            let (ptr, len) = (regs.rdi, regs.rsi);
+            if len > CONSOLE_WRITE_MAX {
+                return fail(Status::BadArgument);
+            }
+            let Some(range) = checked_range(ptr, len, env.ram_bytes()) else {
+                return fail(Status::BadAddress);
+            };
+            let mut buf = [0u8; CHUNK];
+            let mut at = range.start;
+            while at < range.end {
+                let n = ((range.end - at) as usize).min(CHUNK);
+                env.read_ram(at, &mut buf[..n]);
+                env.console_write(&buf[..n]);
+                at += n as u64;
+            }
+            ok(Outcome::Resume)
+        }
+        Hypercall::PartitionState => {
+            let Some(index) = partition_index(regs.rdi, env) else {
+                return fail(Status::BadArgument);
+            };
+            if index != env.caller() && env.privileges() & PRIV_QUERY == 0 {
+                return fail(Status::Denied);
+            }
+            regs.rdx = env.partition_state(index) as u64;
+            ok(Outcome::Resume)
+        }
+        Hypercall::RestartPartition => {
+            let Some(index) = partition_index(regs.rdi, env) else {
+                return fail(Status::BadArgument);
+            };
+            if index != env.caller() && env.privileges() & PRIV_RESTART == 0 {
+                return fail(Status::Denied);
+            }
+            ok(Outcome::Restart { partition: index })
+        }
+        Hypercall::ReportFault => {
+            let Some(&class) = EventClass::ALL.get(regs.rdi.min(usize::MAX as u64) as usize) else {
+                return fail(Status::BadArgument);
+            };
+            let (ptr, len) = (regs.rsi, regs.rdx);
+            if len > FAULT_MESSAGE_MAX {
+                return fail(Status::BadArgument);
+            }
+            let Some(range) = checked_range(ptr, len, env.ram_bytes()) else {
+                return fail(Status::BadAddress);
+            };
+            let mut message = [0u8; FAULT_MESSAGE_MAX as usize];
+            let message = &mut message[..len as usize];
+            env.read_ram(range.start, message);
+            env.report_fault(class, message);
+            ok(Outcome::Fault(class))
+        }
+    }
+}
+
+fn partition_index(raw: u64, env: &impl HypercallEnv) -> Option<usize> {
+    usize::try_from(raw).ok().filter(|&i| i < env.partition_count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+    use hallows_abi::table::PRIV_ALL;
+
+    struct Fake {
+        caller: usize,
+        ram: Vec<u8>,
+        console: Vec<u8>,
+        states: Vec<PartitionState>,
+        privileges: u32,
+        faults: Vec<(EventClass, Vec<u8>)>,
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            let mut ram = vec![0u8; 0x20_0000];
+            ram[0x10_0000..0x10_0005].copy_from_slice(b"hello");
+            Fake {
+                caller: 1,
+                ram,
+                console: Vec::new(),
+                states: vec![PartitionState::Running, PartitionState::Running, PartitionState::Halted],
+                privileges: 0,
+                faults: Vec::new(),
+            }
+        }
+    }
+
+    impl HypercallEnv for Fake {
+        fn caller(&self) -> usize {
+            self.caller
+        }
+        fn ram_bytes(&self) -> u64 {
+            self.ram.len() as u64
+        }
+        fn read_ram(&self, gpa: u64, buf: &mut [u8]) {
+            match self.ram.get(gpa as usize..gpa as usize + buf.len()) {
+                Some(src) => buf.copy_from_slice(src),
+                None => panic!("dispatch read outside RAM: {gpa:#x}+{}", buf.len()),
+            }
+        }
+        fn console_write(&mut self, bytes: &[u8]) {
+            self.console.extend_from_slice(bytes);
+        }
+        fn now_ns(&self) -> u64 {
+            123_456
+        }
+        fn partition_count(&self) -> usize {
+            self.states.len()
+        }
+        fn partition_state(&self, index: usize) -> PartitionState {
+            self.states[index]
+        }
+        fn privileges(&self) -> u32 {
+            self.privileges
+        }
+        fn report_fault(&mut self, class: EventClass, message: &[u8]) {
+            self.faults.push((class, message.to_vec()));
+        }
+    }
+
+    fn call(env: &mut Fake, nr: Hypercall, args: [u64; 4]) -> (Outcome, GuestRegs) {
+        let mut regs = GuestRegs {
+            rax: nr as u64,
+            rdi: args[0],
+            rsi: args[1],
+            rdx: args[2],
+            r10: args[3],
+            rbx: 0xB,
+            rcx: 0xC,
+            r15: 0xF,
+            ..GuestRegs::default()
+        };
+        let outcome = dispatch(&mut regs, env);
+        assert_eq!((regs.rbx, regs.rcx, regs.r15), (0xB, 0xC, 0xF), "other registers preserved");
+        (outcome, regs)
+    }
+
+    fn status(regs: &GuestRegs) -> Status {
+        Status::from_u64(regs.rax).unwrap()
+    }
+
+    #[test]
+    fn register_block_layout_is_the_documented_one() {
+        assert_eq!(offset_of!(GuestRegs, rax), 0);
+        assert_eq!(offset_of!(GuestRegs, rdx), 16);
+        assert_eq!(offset_of!(GuestRegs, rsi), 40);
+        assert_eq!(offset_of!(GuestRegs, rdi), 48);
+        assert_eq!(offset_of!(GuestRegs, r8), 56);
+        assert_eq!(offset_of!(GuestRegs, r10), 72);
+        assert_eq!(offset_of!(GuestRegs, r15), 112);
+        let e = GuestRegs::for_entry(0x1000, 3);
+        assert_eq!((e.rdi, e.rsi, e.rax), (0x1000, 3, 0));
+    }
+
+    #[test]
+    fn simple_calls() {
+        let mut env = Fake::new();
+        let (o, r) = call(&mut env, Hypercall::Null, [0; 4]);
+        assert_eq!((o, status(&r), r.rdx), (Outcome::Resume, Status::Ok, 0));
+        let (_, r) = call(&mut env, Hypercall::Version, [0; 4]);
+        assert_eq!(r.rdx, VERSION);
+        let (_, r) = call(&mut env, Hypercall::TimeNow, [0; 4]);
+        assert_eq!(r.rdx, 123_456);
+        let (o, r) = call(&mut env, Hypercall::Yield, [5_000, 0, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Yield { until_ns: 5_000 }, Status::Ok));
+        let (o, _) = call(&mut env, Hypercall::Halt, [7, 0, 0, 0]);
+        assert_eq!(o, Outcome::Halt { exit_code: 7 });
+    }
+
+    #[test]
+    fn unknown_numbers_are_refused() {
+        let mut env = Fake::new();
+        for nr in [9u64, 100, u64::MAX, 1 << 32] {
+            let mut regs = GuestRegs { rax: nr, rdx: 77, ..GuestRegs::default() };
+            assert_eq!(dispatch(&mut regs, &mut env), Outcome::Resume);
+            assert_eq!(status(&regs), Status::UnknownCall);
+            assert_eq!(regs.rdx, 77);
+        }
+    }
+
+    #[test]
+    fn console_write_checks_pointer_and_length() {
+        let mut env = Fake::new();
+        let (_, r) = call(&mut env, Hypercall::ConsoleWrite, [0x10_0000, 5, 0, 0]);
+        assert_eq!(status(&r), Status::Ok);
+        assert_eq!(env.console, b"hello");
+        let ram = env.ram.len() as u64;
+        for (ptr, len, want) in [
+            (ram - 4, 5, Status::BadAddress),
+            (ram, 1, Status::BadAddress),
+            (u64::MAX - 2, 5, Status::BadAddress),
+            (u64::MAX, u64::MAX, Status::BadArgument),
+            (0, CONSOLE_WRITE_MAX + 1, Status::BadArgument),
+        ] {
+            let (o, r) = call(&mut env, Hypercall::ConsoleWrite, [ptr, len, 0, 0]);
+            assert_eq!((o, status(&r)), (Outcome::Resume, want), "ptr {ptr:#x} len {len:#x}");
+        }
+        assert_eq!(env.console, b"hello", "nothing written by refused calls");
+        // The largest write, ending exactly at the end of RAM, in several chunks.
+        env.ram[(ram - CONSOLE_WRITE_MAX) as usize..].fill(b'z');
+        let (_, r) =
+            call(&mut env, Hypercall::ConsoleWrite, [ram - CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX, 0, 0]);
+        assert_eq!(status(&r), Status::Ok);
+        assert_eq!(env.console.len(), 5 + CONSOLE_WRITE_MAX as usize);
+        assert!(env.console[5..].iter().all(|&b| b == b'z'));
+        // Zero length anywhere inside (or at the end of) RAM is fine.
+        let (_, r) = call(&mut env, Hypercall::ConsoleWrite, [ram, 0, 0, 0]);
+        assert_eq!(status(&r), Status::Ok);
+    }
+
+    #[test]
+    fn partition_state_needs_query_privilege_for_others() {
+        let mut env = Fake::new();
+        let (_, r) = call(&mut env, Hypercall::PartitionState, [1, 0, 0, 0]);
+        assert_eq!((status(&r), r.rdx), (Status::Ok, PartitionState::Running as u64));
+        let (_, r) = call(&mut env, Hypercall::PartitionState, [2, 0, 0, 0]);
+        assert_eq!(status(&r), Status::Denied);
+        env.privileges = PRIV_QUERY;
+        let (_, r) = call(&mut env, Hypercall::PartitionState, [2, 0, 0, 0]);
+        assert_eq!((status(&r), r.rdx), (Status::Ok, PartitionState::Halted as u64));
+        for bad in [3u64, u64::MAX, 1 << 40] {
+            let (_, r) = call(&mut env, Hypercall::PartitionState, [bad, 0, 0, 0]);
+            assert_eq!(status(&r), Status::BadArgument);
+        }
+    }
+
+    #[test]
+    fn restart_needs_restart_privilege_for_others() {
+        let mut env = Fake::new();
+        let (o, r) = call(&mut env, Hypercall::RestartPartition, [1, 0, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Restart { partition: 1 }, Status::Ok));
+        let (o, r) = call(&mut env, Hypercall::RestartPartition, [0, 0, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Resume, Status::Denied));
+        env.privileges = PRIV_QUERY | PRIV_RESTART;
+        let (o, _) = call(&mut env, Hypercall::RestartPartition, [0, 0, 0, 0]);
+        assert_eq!(o, Outcome::Restart { partition: 0 });
+        env.privileges = PRIV_ALL;
+        let (o, r) = call(&mut env, Hypercall::RestartPartition, [99, 0, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Resume, Status::BadArgument));
+    }
+
+    #[test]
+    fn report_fault_checks_class_and_message() {
+        let mut env = Fake::new();
+        let (o, r) = call(&mut env, Hypercall::ReportFault, [EventClass::Panic as u64, 0x10_0000, 5, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Fault(EventClass::Panic), Status::Ok));
+        assert_eq!(env.faults, vec![(EventClass::Panic, b"hello".to_vec())]);
+        let ram = env.ram.len() as u64;
+        for (args, want) in [
+            ([8, 0x10_0000, 5, 0], Status::BadArgument),
+            ([u64::MAX, 0x10_0000, 5, 0], Status::BadArgument),
+            ([6, 0x10_0000, FAULT_MESSAGE_MAX + 1, 0], Status::BadArgument),
+            ([6, ram - 1, 2, 0], Status::BadAddress),
+            ([6, u64::MAX, 1, 0], Status::BadAddress),
+        ] {
+            let (o, r) = call(&mut env, Hypercall::ReportFault, args);
+            assert_eq!((o, status(&r)), (Outcome::Resume, want), "{args:?}");
+        }
+        assert_eq!(env.faults.len(), 1);
+    }
+
+    #[test]
+    fn checked_range_edges() {
+        assert_eq!(checked_range(0, 0, 0), Some(0..0));
+        assert_eq!(checked_range(10, 0, 10), Some(10..10));
+        assert_eq!(checked_range(11, 0, 10), None);
+        assert_eq!(checked_range(u64::MAX, 1, u64::MAX), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_registers_never_panic_or_read_outside(
+            rax in 0u64..12, rdi: u64, rsi: u64, rdx: u64, r10: u64, privileges in 0u32..8,
+        ) {
+            let mut env = Fake::new();
+            env.privileges = privileges;
+            let mut regs = GuestRegs { rax, rdi, rsi, rdx, r10, ..GuestRegs::default() };
+            let _ = dispatch(&mut regs, &mut env);
+            proptest::prop_assert!(Status::from_u64(regs.rax).is_some());
+        }
+    }
+}
