@@ -22,6 +22,8 @@
 //!   and the VMX-preemption timer value.
 //! - **Console**: [`console`] multiplexes every partition's bytes into whole
 //!   `[name] line` lines.
+//! - **Linux partitions**: [`linux_vcpu`] is the policy for a Linux vCPU (CPUID view,
+//!   x2APIC ICR filtering, MSR and I/O policy, INIT-SIPI-SIPI, exit classification).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -37,6 +39,7 @@ pub mod guest_paging;
 pub mod guest_state;
 pub mod health;
 pub mod hypercall;
+pub mod linux_vcpu;
 pub mod placement;
 pub mod schedule;
 pub mod vmcs;

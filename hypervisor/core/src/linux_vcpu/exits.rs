@@ -1,0 +1,387 @@
+//! VM-exit classification for Linux vCPUs, and the VMX controls that keep exits rare.
+//!
+//! Unlike a real-time partition, Linux legitimately executes CPUID, switches from real to
+//! protected to long mode (control-register writes), writes EFER, XSETBV, the ICR, and
+//! probes I/O ports and MSRs. [`classify`] maps every exit to
+//! [`Disposition::Handle`] with a [`LinuxExit`] (then ask the matching policy module) or
+//! [`Disposition::Fault`] with a health-monitor class.
+//!
+//! With [`linux_controls`] the steady state has no exits at all: no HLT exiting (an idle
+//! Linux core halts in VMX non-root and its own LAPIC timer or IPIs wake it), no external-
+//! interrupt exiting (interrupts go straight to Linux's IDT), no preemption timer (Linux
+//! owns its cores: it is never in a cyclic schedule), no CR3/CR8/INVLPG/RDTSC/PAUSE
+//! exiting; TPR (CR8) is the real one. What remains exits on purpose: CPUID (always),
+//! ICR writes, MSRs outside the pass-through list, trapped ports, MWAIT/MONITOR (hidden by
+//! CPUID: #UD), WBINVD (dropped: it would flush the LLC that real-time partitions share;
+//! with EPT write-back memory and no non-coherent DMA Linux does not need it), XSETBV,
+//! writes to the CR0/CR4 bits VMX fixes, and NMIs (the hypervisor's cross-core kick).
+//!
+//! Faults: a triple fault; an EPT violation outside the partition's RAM and passed-through
+//! MMIO; an EPT violation on the xAPIC page (0xFEE0_0000): the partition is given x2APIC
+//! only and the page stays unmapped, so an xAPIC MMIO access is a fault with a clear
+//! message ([`xapic_access_message`]) rather than an emulation; any VM-entry failure; an
+//! exit that these controls never cause.
+//!
+//! ```
+//! use hallows_abi::health::EventClass;
+//! use hallows_core::exit::ExitInfo;
+//! use hallows_core::linux_vcpu::exits::{classify, xapic_access_message, Disposition, LinuxExit};
+//! let wrmsr = ExitInfo { reason: 32, rcx: 0x830, ..ExitInfo::default() };
+//! assert_eq!(classify(&wrmsr), Disposition::Handle(LinuxExit::Wrmsr));
+//! // Linux touched the xAPIC page: a memory violation with its own message.
+//! let xapic = ExitInfo { reason: 48, guest_physical: 0xFEE0_0300, ..ExitInfo::default() };
+//! assert_eq!(classify(&xapic), Disposition::Fault(EventClass::MemoryViolation));
+//! assert!(xapic_access_message(&xapic).is_some());
+//! ```
+
+use crate::exit::{CrAccessQualification, ExitInfo, ExitReason, ENTRY_FAILURE, INTERRUPTION_TYPE_NMI};
+use crate::vmx_caps::{
+    adjust, entry, exit, pin, primary, secondary, ControlError, ControlKind, VmxCapabilities, VmxControls,
+};
+use core::fmt;
+use hallows_abi::health::EventClass;
+
+/// The xAPIC MMIO page every partition's MADT announces.
+pub const XAPIC_PAGE: u64 = 0xFEE0_0000;
+
+/// What the binary does about a Linux exit it handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinuxExit {
+    /// Execute CPUID on this core, answer with [`super::cpuid::LinuxCpuid::answer`], advance RIP.
+    Cpuid,
+    /// [`super::msr::LinuxMsrPolicy::on_rdmsr`] with ECX.
+    Rdmsr,
+    /// [`super::msr::LinuxMsrPolicy::on_wrmsr`] with ECX and EDX:EAX.
+    Wrmsr,
+    /// [`super::io::LinuxIoPolicy::classify`].
+    Io,
+    /// MOV to CR0/CR4 or LMSW that touched a masked bit: [`cr0_write`] / [`cr4_write`].
+    CrWrite(CrAccessQualification),
+    /// XSETBV: allow XCR0 values the host supports (as for RT partitions), else #GP.
+    Xsetbv,
+    /// WBINVD/INVD: do nothing, advance RIP.
+    SkipInstruction,
+    /// A VMX, SMX, MONITOR or MWAIT instruction: CPUID says they do not exist, so #UD.
+    InjectUd,
+    /// RDPMC: the PMU is hidden, #GP.
+    InjectGp,
+    /// An NMI: the hypervisor's kick (check this vCPU's mailbox: INIT, SIPI, stop). If
+    /// the mailbox is empty the NMI was the guest's own (its NMI IPI or watchdog):
+    /// re-inject it.
+    Nmi,
+    /// HLT (only if HLT exiting was left on): re-enter with activity state HLT.
+    Hlt,
+    /// A SIPI exit (only with the wait-for-SIPI activity-state design, see
+    /// [`super::ap_start`]); the vector is the qualification's low byte.
+    Sipi { vector: u8 },
+    /// VMCALL: [`crate::hypercall::dispatch`] (its privilege checks apply).
+    Hypercall,
+    /// An external interrupt (only if external-interrupt exiting was left on).
+    ExternalInterrupt,
+}
+
+/// The outcome of [`classify`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    Handle(LinuxExit),
+    Fault(EventClass),
+}
+
+/// Whether `gpa` lies in the xAPIC MMIO page.
+pub const fn is_xapic_page(gpa: u64) -> bool {
+    gpa & !0xFFF == XAPIC_PAGE
+}
+
+/// Classifies an exit of a Linux vCPU.
+pub fn classify(info: &ExitInfo) -> Disposition {
+    use Disposition::{Fault, Handle};
+    use EventClass as E;
+    if info.reason & ENTRY_FAILURE != 0 {
+        return Fault(E::UnknownExit);
+    }
+    match info.basic_reason() {
+        ExitReason::Cpuid => Handle(LinuxExit::Cpuid),
+        ExitReason::Rdmsr => Handle(LinuxExit::Rdmsr),
+        ExitReason::Wrmsr => Handle(LinuxExit::Wrmsr),
+        ExitReason::Io => Handle(LinuxExit::Io),
+        ExitReason::CrAccess => {
+            let q = CrAccessQualification::decode(info.qualification);
+            // MOV to CR0/CR4 (type 0) and LMSW (type 3); reads of CR0/CR4 come from the
+            // shadow, CR3/CR8 accesses never exit with these controls.
+            match (q.cr, q.access_type) {
+                (0, 0) | (4, 0) | (0, 3) => Handle(LinuxExit::CrWrite(q)),
+                _ => Fault(E::UnknownExit),
+            }
+        }
+        ExitReason::Xsetbv => Handle(LinuxExit::Xsetbv),
+        ExitReason::Wbinvd | ExitReason::Invd => Handle(LinuxExit::SkipInstruction),
+        ExitReason::VmxInstruction(_)
+        | ExitReason::Getsec
+        | ExitReason::Monitor
+        | ExitReason::Mwait
+        | ExitReason::Encls => Handle(LinuxExit::InjectUd),
+        ExitReason::Rdpmc => Handle(LinuxExit::InjectGp),
+        ExitReason::ExceptionOrNmi if (info.interruption_info >> 8) & 7 == INTERRUPTION_TYPE_NMI => {
+            Handle(LinuxExit::Nmi)
+        }
+        ExitReason::Hlt => Handle(LinuxExit::Hlt),
+        ExitReason::Sipi => Handle(LinuxExit::Sipi { vector: info.qualification as u8 }),
+        ExitReason::Vmcall => Handle(LinuxExit::Hypercall),
+        ExitReason::ExternalInterrupt => Handle(LinuxExit::ExternalInterrupt),
+        ExitReason::TripleFault => Fault(E::TripleFault),
+        ExitReason::EptViolation => Fault(E::MemoryViolation),
+        _ => Fault(E::UnknownExit),
+    }
+}
+
+/// The console text for an EPT violation on the xAPIC page, or `None` for other exits
+/// (use [`ExitInfo::describe`] then).
+pub fn xapic_access_message(info: &ExitInfo) -> Option<XapicAccess> {
+    (info.basic_reason() == ExitReason::EptViolation && is_xapic_page(info.guest_physical))
+        .then_some(XapicAccess { offset: info.guest_physical & 0xFFF, rip: info.guest_rip })
+}
+
+/// Display adapter: "xAPIC MMIO access to register 0x300 at RIP ...".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XapicAccess {
+    pub offset: u64,
+    pub rip: u64,
+}
+
+impl fmt::Display for XapicAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "xAPIC MMIO access to register {:#x} at RIP {:#x}: this partition has x2APIC only \
+             (did Linux disable x2APIC? boot it with noapic and without nox2apic)",
+            self.offset, self.rip
+        )
+    }
+}
+
+/// The result of emulating a control-register write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrWrite {
+    /// Write `guest` to the VMCS guest register and `shadow` to its read shadow; advance RIP.
+    Update {
+        guest: u64,
+        shadow: u64,
+    },
+    InjectGp,
+}
+
+const CR0_PE: u64 = 1;
+const CR0_NW: u64 = 1 << 29;
+const CR0_CD: u64 = 1 << 30;
+const CR0_PG: u64 = 1 << 31;
+const CR4_VMXE: u64 = 1 << 13;
+const CR4_SMXE: u64 = 1 << 14;
+
+/// MOV to CR0 (or LMSW, after merging its low 4 bits into the shadow) with `value`.
+/// Architectural #GP cases: bits 63:32 set, PG without PE, NW without CD. The VMX-fixed
+/// bits other than PE and PG (unrestricted guest) are forced on in the real register.
+pub fn cr0_write(caps: &VmxCapabilities, value: u64) -> CrWrite {
+    if value >> 32 != 0
+        || (value & CR0_PG != 0 && value & CR0_PE == 0)
+        || (value & CR0_NW != 0 && value & CR0_CD == 0)
+    {
+        return CrWrite::InjectGp;
+    }
+    let forced = caps.cr0_fixed0 & !(CR0_PE | CR0_PG);
+    CrWrite::Update { guest: (value | forced) & caps.cr0_fixed1, shadow: value }
+}
+
+/// MOV to CR4 with `value`. #GP for VMXE and SMXE (CPUID hides VMX and SMX) and for bits
+/// the CPU does not allow (outside IA32_VMX_CR4_FIXED1); VMXE is forced on underneath.
+pub fn cr4_write(caps: &VmxCapabilities, value: u64) -> CrWrite {
+    if value & (CR4_VMXE | CR4_SMXE) != 0 || value & !caps.cr4_fixed1 != 0 {
+        return CrWrite::InjectGp;
+    }
+    CrWrite::Update { guest: caps.fix_cr4(value), shadow: value }
+}
+
+/// The control values for a Linux vCPU (see the module documentation). Entry controls do
+/// not include IA-32e mode guest: the binary sets it for a vCPU that enters in 64-bit mode
+/// (the boot vCPU under the 64-bit boot protocol) and [`super::ap_start::sipi_start_state`]
+/// clears it; afterwards the processor keeps it equal to EFER.LMA on every exit.
+pub fn linux_controls(caps: &VmxCapabilities) -> Result<VmxControls, ControlError> {
+    let fit = |kind, desired, cap| adjust(desired, cap).map_err(|missing| ControlError { kind, missing });
+    let optional = secondary::ENABLE_RDTSCP | secondary::ENABLE_INVPCID | secondary::ENABLE_XSAVES;
+    let allowed_optional = optional & (caps.secondary >> 32) as u32;
+    let pat = entry::LOAD_PAT & (caps.entry >> 32) as u32;
+    let exit_pat = (exit::SAVE_PAT | exit::LOAD_PAT) & (caps.exit >> 32) as u32;
+    Ok(VmxControls {
+        pin: fit(ControlKind::PinBased, pin::NMI_EXITING, caps.pin_based)?,
+        primary: fit(
+            ControlKind::Primary,
+            primary::USE_IO_BITMAPS
+                | primary::USE_MSR_BITMAPS
+                | primary::MWAIT_EXITING
+                | primary::MONITOR_EXITING
+                | primary::RDPMC_EXITING
+                | primary::ACTIVATE_SECONDARY_CONTROLS,
+            caps.primary,
+        )?,
+        secondary: fit(
+            ControlKind::Secondary,
+            secondary::ENABLE_EPT
+                | secondary::ENABLE_VPID
+                | secondary::UNRESTRICTED_GUEST
+                | secondary::WBINVD_EXITING
+                | allowed_optional,
+            caps.secondary,
+        )?,
+        exit: fit(
+            ControlKind::Exit,
+            exit::HOST_ADDRESS_SPACE_SIZE | exit::SAVE_EFER | exit::LOAD_EFER | exit_pat,
+            caps.exit,
+        )?,
+        entry: fit(ControlKind::Entry, entry::LOAD_EFER | pat, caps.entry)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmx_caps::bochs_skylake_msr;
+    use proptest::prelude::*;
+    use Disposition::{Fault, Handle};
+    use EventClass as E;
+
+    fn exit_of(reason: u32) -> ExitInfo {
+        ExitInfo { reason, guest_rip: 0xFFFF_FFFF_8100_0000, ..ExitInfo::default() }
+    }
+
+    #[test]
+    fn linux_exits_are_handled() {
+        let cases: [(u32, Disposition); 17] = [
+            (10, Handle(LinuxExit::Cpuid)),
+            (31, Handle(LinuxExit::Rdmsr)),
+            (32, Handle(LinuxExit::Wrmsr)),
+            (30, Handle(LinuxExit::Io)),
+            (55, Handle(LinuxExit::Xsetbv)),
+            (54, Handle(LinuxExit::SkipInstruction)),
+            (13, Handle(LinuxExit::SkipInstruction)),
+            (27, Handle(LinuxExit::InjectUd)),
+            (50, Handle(LinuxExit::InjectUd)),
+            (36, Handle(LinuxExit::InjectUd)),
+            (39, Handle(LinuxExit::InjectUd)),
+            (15, Handle(LinuxExit::InjectGp)),
+            (12, Handle(LinuxExit::Hlt)),
+            (18, Handle(LinuxExit::Hypercall)),
+            (2, Fault(E::TripleFault)),
+            (48, Fault(E::MemoryViolation)),
+            (49, Fault(E::UnknownExit)),
+        ];
+        for (reason, want) in cases {
+            assert_eq!(classify(&exit_of(reason)), want, "reason {reason}");
+        }
+        assert_eq!(classify(&exit_of(18 | ENTRY_FAILURE)), Fault(E::UnknownExit));
+        assert_eq!(classify(&exit_of(3)), Fault(E::UnknownExit), "a real INIT never reaches a Linux core");
+        assert_eq!(classify(&exit_of(52)), Fault(E::UnknownExit), "no preemption timer on Linux cores");
+        let sipi = ExitInfo { qualification: 0x9A, ..exit_of(4) };
+        assert_eq!(classify(&sipi), Handle(LinuxExit::Sipi { vector: 0x9A }));
+        let nmi = ExitInfo { interruption_info: 0x8000_0202, ..exit_of(0) };
+        assert_eq!(classify(&nmi), Handle(LinuxExit::Nmi));
+        let pf = ExitInfo { interruption_info: 0x8000_0B0E, ..exit_of(0) };
+        assert_eq!(classify(&pf), Fault(E::UnknownExit));
+    }
+
+    #[test]
+    fn control_register_exits() {
+        let cr = |q: u64| classify(&ExitInfo { qualification: q, ..exit_of(28) });
+        assert_eq!(cr(0x000), Handle(LinuxExit::CrWrite(CrAccessQualification::decode(0))));
+        assert_eq!(
+            cr(0x304),
+            Handle(LinuxExit::CrWrite(CrAccessQualification::decode(0x304))),
+            "mov cr4, rbx"
+        );
+        assert_eq!(cr(0x030), Handle(LinuxExit::CrWrite(CrAccessQualification::decode(0x30))), "lmsw");
+        assert_eq!(cr(0x013), Fault(E::UnknownExit), "mov from cr3 never exits");
+        assert_eq!(cr(0x008), Fault(E::UnknownExit), "mov to cr8 never exits");
+    }
+
+    #[test]
+    fn xapic_page_message() {
+        let info = ExitInfo { guest_physical: 0xFEE0_0300, qualification: 0x2, ..exit_of(48) };
+        assert_eq!(classify(&info), Fault(E::MemoryViolation));
+        let m = xapic_access_message(&info).unwrap();
+        assert_eq!(m.offset, 0x300);
+        assert!(format!("{m}").starts_with("xAPIC MMIO access to register 0x300 at RIP 0xffffffff81000000"));
+        assert!(xapic_access_message(&ExitInfo { guest_physical: 0xFEE0_1000, ..exit_of(48) }).is_none());
+        assert!(xapic_access_message(&ExitInfo { guest_physical: 0xFEE0_0000, ..exit_of(31) }).is_none());
+        assert!(is_xapic_page(0xFEE0_0FFF) && !is_xapic_page(0xFEDF_FFFF));
+    }
+
+    #[test]
+    fn control_register_emulation() {
+        let caps = VmxCapabilities::from_msrs(bochs_skylake_msr);
+        // Linux's startup: PE|MP|ET|NE|WP|AM|PG.
+        let linux_cr0 = 0x8005_003B;
+        assert_eq!(cr0_write(&caps, linux_cr0), CrWrite::Update { guest: linux_cr0, shadow: linux_cr0 });
+        // The trampoline's PE-only write: NE is forced on underneath.
+        assert_eq!(cr0_write(&caps, 1), CrWrite::Update { guest: 0x21, shadow: 1 });
+        assert_eq!(cr0_write(&caps, 0x8000_0000), CrWrite::InjectGp, "PG without PE");
+        assert_eq!(cr0_write(&caps, 1 << 29 | 1), CrWrite::InjectGp, "NW without CD");
+        assert_eq!(cr0_write(&caps, 1 << 32), CrWrite::InjectGp);
+        assert_eq!(cr4_write(&caps, 0x20), CrWrite::Update { guest: 0x2020, shadow: 0x20 });
+        assert_eq!(cr4_write(&caps, 0x2000), CrWrite::InjectGp, "VMXE");
+        assert_eq!(cr4_write(&caps, 1 << 14), CrWrite::InjectGp, "SMXE");
+        assert_eq!(cr4_write(&caps, 1 << 30), CrWrite::InjectGp, "not allowed by FIXED1");
+    }
+
+    #[test]
+    fn controls_leave_the_steady_state_exit_free() {
+        let caps = VmxCapabilities::from_msrs(bochs_skylake_msr);
+        let c = linux_controls(&caps).unwrap();
+        assert_eq!(c.pin & (pin::EXTERNAL_INTERRUPT_EXITING | pin::PREEMPTION_TIMER), 0);
+        assert_ne!(c.pin & pin::NMI_EXITING, 0);
+        for off in [
+            primary::HLT_EXITING,
+            primary::RDTSC_EXITING,
+            primary::CR3_LOAD_EXITING,
+            primary::CR8_LOAD_EXITING,
+            primary::INVLPG_EXITING,
+            primary::PAUSE_EXITING,
+            primary::UNCONDITIONAL_IO_EXITING,
+        ] {
+            assert_eq!(c.primary & off, 0, "{off:#x}");
+        }
+        assert_ne!(c.primary & primary::USE_MSR_BITMAPS, 0);
+        assert_ne!(c.primary & primary::MWAIT_EXITING, 0);
+        for on in [
+            secondary::UNRESTRICTED_GUEST,
+            secondary::ENABLE_EPT,
+            secondary::ENABLE_VPID,
+            secondary::WBINVD_EXITING,
+        ] {
+            assert_ne!(c.secondary & on, 0, "{on:#x}");
+        }
+        assert_eq!(c.secondary & secondary::VIRTUALIZE_APIC_ACCESSES, 0);
+        assert_eq!(c.entry & entry::IA32E_MODE_GUEST, 0);
+        assert_ne!(c.entry & entry::LOAD_PAT, 0);
+        assert_ne!(c.exit & (exit::SAVE_PAT | exit::LOAD_PAT), 0);
+        assert_eq!(c.exit & exit::ACK_INTERRUPT_ON_EXIT, 0);
+        // A CPU without unrestricted guest cannot run Linux this way.
+        let no_ug = VmxCapabilities {
+            secondary: caps.secondary & !((secondary::UNRESTRICTED_GUEST as u64) << 32),
+            ..caps
+        };
+        assert_eq!(
+            linux_controls(&no_ug),
+            Err(ControlError { kind: ControlKind::Secondary, missing: secondary::UNRESTRICTED_GUEST })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_exit_classifies(reason: u32, qualification: u64, interruption_info: u32, gpa: u64) {
+            let info = ExitInfo { reason, qualification, interruption_info, guest_physical: gpa, ..ExitInfo::default() };
+            let d = classify(&info);
+            if reason & ENTRY_FAILURE != 0 {
+                prop_assert_eq!(d, Fault(E::UnknownExit));
+            }
+            let _ = xapic_access_message(&info);
+        }
+    }
+}

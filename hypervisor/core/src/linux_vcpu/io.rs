@@ -1,0 +1,459 @@
+//! Port I/O policy of a Linux vCPU.
+//!
+//! [`LinuxIoPolicy::fill_bitmap`] passes the table's I/O ranges for the partition through
+//! and traps every other port. A trapped access goes to [`LinuxIoPolicy::classify`]:
+//!
+//! | ports | [`IoAction`] | what the binary does |
+//! |---|---|---|
+//! | console UART (0x3F8-0x3FF) | `Uart { offset }` | `hallows-vmm`'s 16550 register `offset` |
+//! | 0xCF8 (dword), 0xCFC-0xCFF | `PciConfigAddress` / `PciConfigData` | `hallows-vmm`'s PCI filter |
+//! | ACPI sleep control (E's FADT, default 0x600) | `PowerOff` on SLP_EN with S5, else `Absent` | halt the partition |
+//! | ACPI reset register (default 0x602) with the reset value, 0xCF9 with RST_CPU, 0x64 with 0xFE | `ResetRequest` | restart the partition |
+//! | everything else | `Absent(LegacyDevice)` | reads all-ones, writes dropped, count |
+//!
+//! No trapped port ever faults: Linux probes the PIC, PIT, CMOS RTC, i8042, other UARTs
+//! and port 0x80 (I/O delay) on ordinary boots, and an absent device (all-ones) is what it
+//! expects on machines without them. The [`LegacyDevice`] names the probed device so the
+//! console can say once what Linux looked for. A reset or power-off request never
+//! reaches the machine: it is the partition rebooting or stopping itself, handled by the
+//! binary as a restart or halt of that partition with a console line (a request, not a
+//! fault, so it does not go through the health-monitor table; the binary may still log
+//! it through [`crate::health`]'s message format).
+//!
+//! String I/O (INS/OUTS, with or without REP) is classified the same way;
+//! [`StringIo::plan`] says how many elements to move in this exit, from which guest-linear
+//! address and how to update RCX/RSI/RDI. At most [`MAX_STRING_ELEMENTS`] elements are
+//! handled per exit; when more remain, RIP is not advanced, so the guest re-executes the
+//! instruction and the hypervisor never spends unbounded time on one exit.
+//!
+//! ```
+//! use hallows_core::exit::IoQualification;
+//! use hallows_core::linux_vcpu::io::{IoAction, LegacyDevice, LinuxIoPolicy};
+//! let policy = LinuxIoPolicy::default();
+//! let out_com1 = IoQualification::decode(0x03F8_0000); // out dx, al to 0x3f8
+//! assert_eq!(policy.classify(&out_com1, 0x41), IoAction::Uart { offset: 0 });
+//! let in_pit = IoQualification::decode(0x0040_0008); // in al, 0x40
+//! assert_eq!(policy.classify(&in_pit, 0), IoAction::Absent(LegacyDevice::Pit));
+//! ```
+
+use crate::bitmaps::{fill_io_bitmaps, BadPortRange};
+use crate::exit::{IoDirection, IoQualification};
+
+/// The console UART's first port (COM1).
+pub const COM1: u16 = 0x3F8;
+/// PCI configuration address port.
+pub const PCI_CONFIG_ADDRESS: u16 = 0xCF8;
+/// First PCI configuration data port.
+pub const PCI_CONFIG_DATA: u16 = 0xCFC;
+/// The reset control register of PCI chipsets.
+pub const RESET_CONTROL: u16 = 0xCF9;
+/// i8042 command port (0xFE: pulse the reset line).
+pub const I8042_COMMAND: u16 = 0x64;
+/// Most string I/O elements handled in one exit.
+pub const MAX_STRING_ELEMENTS: u64 = 4096;
+
+/// The legacy device a trapped port belongs to, for the console's "probed" line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyDevice {
+    Pic,
+    Pit,
+    /// Port 0x61 (PIT gate, speaker).
+    SystemControl,
+    Keyboard,
+    Cmos,
+    /// Port 0x80 POST/delay, and 0xED.
+    IoDelay,
+    Dma,
+    /// COM2-COM4.
+    OtherUart,
+    ParallelPort,
+    /// ISA VGA and MDA ports.
+    Vga,
+    /// IDE/ATA ports.
+    Ata,
+    /// Floppy controller.
+    Floppy,
+    /// The ACPI power-management ports other than the ones that request power-off/reset.
+    AcpiPower,
+    Other,
+}
+
+impl LegacyDevice {
+    /// The device legacy PCs have at `port`.
+    pub const fn of(port: u16) -> Self {
+        match port {
+            0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => Self::Pic,
+            0x40..=0x43 => Self::Pit,
+            0x61 => Self::SystemControl,
+            0x60 | 0x64 => Self::Keyboard,
+            0x70 | 0x71 => Self::Cmos,
+            0x80 | 0xED => Self::IoDelay,
+            0x00..=0x0F | 0x81..=0x8F | 0xC0..=0xDF => Self::Dma,
+            0x2F8..=0x2FF | 0x3E8..=0x3EF | 0x2E8..=0x2EF => Self::OtherUart,
+            0x278..=0x27F | 0x378..=0x37F | 0x3BC..=0x3BE => Self::ParallelPort,
+            0x3B0..=0x3BB | 0x3C0..=0x3DF => Self::Vga,
+            0x1F0..=0x1F7 | 0x170..=0x177 | 0x3F6 | 0x376 => Self::Ata,
+            0x3F0..=0x3F5 | 0x3F7 => Self::Floppy,
+            _ => Self::Other,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Pic => "8259 PIC",
+            Self::Pit => "8254 PIT",
+            Self::SystemControl => "system control port B",
+            Self::Keyboard => "i8042 keyboard controller",
+            Self::Cmos => "CMOS RTC",
+            Self::IoDelay => "I/O delay port",
+            Self::Dma => "8237 DMA",
+            Self::OtherUart => "UART",
+            Self::ParallelPort => "parallel port",
+            Self::Vga => "VGA",
+            Self::Ata => "ATA",
+            Self::Floppy => "floppy controller",
+            Self::AcpiPower => "ACPI power management",
+            Self::Other => "unassigned port",
+        }
+    }
+}
+
+/// What to do with a trapped port access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoAction {
+    /// Console UART register `offset` (0-7).
+    Uart { offset: u8 },
+    /// 0xCF8 as a dword: the PCI filter's address register.
+    PciConfigAddress,
+    /// 0xCFC + `offset`: the PCI filter's data window.
+    PciConfigData { offset: u8 },
+    /// The partition powers itself off.
+    PowerOff,
+    /// The partition asks to be reset (rebooted).
+    ResetRequest,
+    /// Nothing there: reads return all-ones of the access width, writes are dropped.
+    Absent(LegacyDevice),
+}
+
+/// The trapped ACPI ports (must match `legacy_linux::acpi::PowerPorts`, whose defaults are
+/// 0x600, 0x601, 0x602 and reset value 0x0E).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerPorts {
+    pub sleep_control: u16,
+    pub sleep_status: u16,
+    pub reset: u16,
+    pub reset_value: u8,
+}
+
+impl Default for PowerPorts {
+    fn default() -> Self {
+        PowerPorts { sleep_control: 0x600, sleep_status: 0x601, reset: 0x602, reset_value: 0x0E }
+    }
+}
+
+/// ACPI sleep type 5 (soft-off) with SLP_EN, as `legacy_linux::acpi` decodes it.
+const SLP_EN: u32 = 1 << 5;
+const S5: u32 = 5;
+
+/// The I/O policy of a Linux partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinuxIoPolicy {
+    /// First port of the emulated console UART.
+    pub console: u16,
+    pub power: PowerPorts,
+}
+
+impl Default for LinuxIoPolicy {
+    fn default() -> Self {
+        LinuxIoPolicy { console: COM1, power: PowerPorts::default() }
+    }
+}
+
+impl LinuxIoPolicy {
+    /// Writes the I/O bitmaps: `passthrough` (the table's `(first, count)` ranges for this
+    /// partition) pass, every other port exits. The console, PCI and power ports always
+    /// exit, even if a range claims them: a table that passes them through is refused.
+    pub fn fill_bitmap(
+        &self,
+        bits: &mut [u8; 8192],
+        passthrough: impl IntoIterator<Item = (u32, u32)> + Clone,
+    ) -> Result<(), BadPortRange> {
+        let owned = [
+            (self.console as u32, 8),
+            (PCI_CONFIG_ADDRESS as u32, 8),
+            (self.power.sleep_control as u32, 1),
+            (self.power.sleep_status as u32, 1),
+            (self.power.reset as u32, 1),
+        ];
+        for (first, count) in passthrough.clone() {
+            let end = first.saturating_add(count);
+            if owned.iter().any(|&(f, c)| first < f + c && f < end) {
+                bits.fill(0xFF);
+                return Err(BadPortRange { first, count });
+            }
+        }
+        fill_io_bitmaps(bits, passthrough)
+    }
+
+    /// Classifies a trapped access. `value` is the guest's RAX for OUT (the low `size`
+    /// bytes are written); ignored for IN and string I/O.
+    pub fn classify(&self, q: &IoQualification, value: u64) -> IoAction {
+        let port = q.port;
+        let out = q.direction == IoDirection::Out;
+        let value = value as u32 & width_mask(q.size);
+        let console_end = self.console as u32 + 8;
+        if (self.console as u32..console_end).contains(&(port as u32))
+            && port as u32 + q.size as u32 <= console_end
+        {
+            return IoAction::Uart { offset: (port - self.console) as u8 };
+        }
+        match port {
+            PCI_CONFIG_ADDRESS if q.size == 4 => return IoAction::PciConfigAddress,
+            PCI_CONFIG_DATA..=0xCFF if port as u32 + q.size as u32 <= 0xD00 => {
+                return IoAction::PciConfigData { offset: (port - PCI_CONFIG_DATA) as u8 };
+            }
+            // RST_CPU (bit 2) requests the reset; other writes set the reset type.
+            RESET_CONTROL if out && !q.string && value & 4 != 0 => return IoAction::ResetRequest,
+            I8042_COMMAND if out && !q.string && value & 0xFF == 0xFE => return IoAction::ResetRequest,
+            _ => {}
+        }
+        let p = self.power;
+        if port == p.reset && out && !q.string && value & 0xFF == p.reset_value as u32 {
+            return IoAction::ResetRequest;
+        }
+        if port == p.sleep_control && out && !q.string && value & SLP_EN != 0 && (value >> 2) & 7 == S5 {
+            return IoAction::PowerOff;
+        }
+        if [p.sleep_control, p.sleep_status, p.reset].contains(&port) {
+            return IoAction::Absent(LegacyDevice::AcpiPower);
+        }
+        IoAction::Absent(LegacyDevice::of(port))
+    }
+}
+
+/// The all-ones value of an access of `size` bytes (what an absent port reads as).
+pub const fn width_mask(size: u8) -> u32 {
+    match size {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        _ => 0xFFFF_FFFF,
+    }
+}
+
+/// Merges an IN result into RAX as the hardware does: 1- and 2-byte reads keep the other
+/// bits of RAX; a 4-byte read zeroes bits 63:32.
+pub const fn merge_in(rax: u64, size: u8, value: u32) -> u64 {
+    match size {
+        1 => (rax & !0xFF) | (value & 0xFF) as u64,
+        2 => (rax & !0xFFFF) | (value & 0xFFFF) as u64,
+        _ => value as u64,
+    }
+}
+
+/// The work of one string I/O exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StringIo {
+    /// Elements to transfer in this exit.
+    pub count: u64,
+    /// Guest-linear address of the first element (RSI for OUTS, RDI for INS, plus the
+    /// segment base the binary adds: DS or the override for OUTS, ES for INS).
+    pub first: u64,
+    /// Byte step between elements: +size, or -size when RFLAGS.DF is set.
+    pub step: i64,
+    /// RCX after this exit (REP only; unchanged otherwise).
+    pub rcx_after: u64,
+    /// RSI (OUTS) or RDI (INS) after this exit.
+    pub index_after: u64,
+    /// Whether the instruction is complete: advance RIP; otherwise re-enter at the same
+    /// RIP and the guest continues the REP.
+    pub done: bool,
+}
+
+impl StringIo {
+    /// Plans a string I/O exit from the qualification, the guest's RCX, RSI (OUTS) or RDI
+    /// (INS), RFLAGS and the address size in bytes (2, 4 or 8, from the VM-exit
+    /// instruction-information field). Counts and indices wrap at the address size.
+    pub fn plan(q: &IoQualification, rcx: u64, index: u64, rflags: u64, address_size: u8) -> StringIo {
+        let mask = match address_size {
+            2 => 0xFFFF,
+            4 => 0xFFFF_FFFF,
+            _ => u64::MAX,
+        };
+        let size = q.size as i64;
+        let step = if rflags & (1 << 10) != 0 { -size } else { size };
+        let (count, rcx_after) = if q.rep {
+            let remaining = rcx & mask;
+            let n = remaining.min(MAX_STRING_ELEMENTS);
+            (n, (rcx & !mask) | (remaining - n))
+        } else {
+            (1, rcx)
+        };
+        let moved = (count as i64).wrapping_mul(step) as u64;
+        let index_after = (index & !mask) | (index.wrapping_add(moved) & mask);
+        StringIo {
+            count,
+            first: index & mask,
+            step,
+            rcx_after,
+            index_after,
+            done: !q.rep || rcx_after & mask == 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn q(port: u16, size: u8, out: bool) -> IoQualification {
+        IoQualification {
+            port,
+            size,
+            direction: if out { IoDirection::Out } else { IoDirection::In },
+            string: false,
+            rep: false,
+            immediate: false,
+        }
+    }
+
+    #[test]
+    fn console_and_pci() {
+        let p = LinuxIoPolicy::default();
+        assert_eq!(p.classify(&q(0x3FD, 1, false), 0), IoAction::Uart { offset: 5 });
+        assert_eq!(p.classify(&q(0x3FF, 1, true), 0), IoAction::Uart { offset: 7 });
+        assert_eq!(
+            p.classify(&q(0x3FE, 4, false), 0),
+            IoAction::Absent(LegacyDevice::Other),
+            "straddles the end"
+        );
+        assert_eq!(p.classify(&q(0xCF8, 4, true), 0x8000_0000), IoAction::PciConfigAddress);
+        assert_eq!(p.classify(&q(0xCF8, 1, true), 0), IoAction::Absent(LegacyDevice::Other));
+        assert_eq!(p.classify(&q(0xCFE, 2, false), 0), IoAction::PciConfigData { offset: 2 });
+        assert_eq!(p.classify(&q(0xCFF, 2, false), 0), IoAction::Absent(LegacyDevice::Other));
+    }
+
+    #[test]
+    fn legacy_probes_are_absent() {
+        let p = LinuxIoPolicy::default();
+        let cases = [
+            (0x20, LegacyDevice::Pic),
+            (0xA1, LegacyDevice::Pic),
+            (0x43, LegacyDevice::Pit),
+            (0x61, LegacyDevice::SystemControl),
+            (0x60, LegacyDevice::Keyboard),
+            (0x70, LegacyDevice::Cmos),
+            (0x71, LegacyDevice::Cmos),
+            (0x80, LegacyDevice::IoDelay),
+            (0x2F8, LegacyDevice::OtherUart),
+            (0x3E8, LegacyDevice::OtherUart),
+            (0x1F7, LegacyDevice::Ata),
+            (0xB008, LegacyDevice::Other),
+        ];
+        for (port, dev) in cases {
+            assert_eq!(p.classify(&q(port, 1, false), 0), IoAction::Absent(dev), "in {port:#x}");
+            assert_eq!(p.classify(&q(port, 1, true), 0x12), IoAction::Absent(dev), "out {port:#x}");
+        }
+        assert_eq!(LegacyDevice::Pit.name(), "8254 PIT");
+        assert_eq!(width_mask(1), 0xFF);
+        assert_eq!(width_mask(2), 0xFFFF);
+        assert_eq!(width_mask(4), 0xFFFF_FFFF);
+        assert_eq!(merge_in(0x1234_5678_9ABC_DEF0, 1, 0xFF), 0x1234_5678_9ABC_DEFF);
+        assert_eq!(merge_in(0x1234_5678_9ABC_DEF0, 2, 0xFFFF), 0x1234_5678_9ABC_FFFF);
+        assert_eq!(merge_in(0x1234_5678_9ABC_DEF0, 4, 0xFFFF_FFFF), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn reset_and_power_requests() {
+        let p = LinuxIoPolicy::default();
+        assert_eq!(p.classify(&q(0xCF9, 1, true), 0x06), IoAction::ResetRequest);
+        assert_eq!(p.classify(&q(0xCF9, 1, true), 0x02), IoAction::Absent(LegacyDevice::Other), "type only");
+        assert_eq!(p.classify(&q(0xCF9, 1, false), 0x06), IoAction::Absent(LegacyDevice::Other));
+        assert_eq!(p.classify(&q(0x64, 1, true), 0xFE), IoAction::ResetRequest);
+        assert_eq!(p.classify(&q(0x64, 1, true), 0xAD), IoAction::Absent(LegacyDevice::Keyboard));
+        assert_eq!(p.classify(&q(0x602, 1, true), 0x0E), IoAction::ResetRequest);
+        assert_eq!(p.classify(&q(0x602, 1, true), 0x01), IoAction::Absent(LegacyDevice::AcpiPower));
+        // SLP_TYP 5, SLP_EN.
+        assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2 | 1 << 5), IoAction::PowerOff);
+        assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2), IoAction::Absent(LegacyDevice::AcpiPower));
+        assert_eq!(
+            p.classify(&q(0x600, 1, true), 3 << 2 | 1 << 5),
+            IoAction::Absent(LegacyDevice::AcpiPower)
+        );
+        assert_eq!(p.classify(&q(0x601, 1, false), 0), IoAction::Absent(LegacyDevice::AcpiPower));
+        // Upper RAX bits do not count for a byte write.
+        assert_eq!(p.classify(&q(0x64, 1, true), 0xAB00_00FE), IoAction::ResetRequest);
+    }
+
+    #[test]
+    fn bitmap_passes_table_ranges_and_keeps_emulated_ports() {
+        use crate::bitmaps::io_access_exits;
+        let p = LinuxIoPolicy::default();
+        let mut bits = [0u8; 8192];
+        p.fill_bitmap(&mut bits, [(0x1F0, 8), (0xC000, 0x40)]).unwrap();
+        assert!(!io_access_exits(&bits, 0x1F0, 2));
+        assert!(!io_access_exits(&bits, 0xC03C, 4));
+        for port in [0x3F8, 0xCF8, 0xCFC, 0x600, 0x602, 0x20, 0x40, 0x80] {
+            assert!(io_access_exits(&bits, port, 1), "{port:#x}");
+        }
+        assert_eq!(
+            p.fill_bitmap(&mut bits, [(0x3F0, 0x10)]),
+            Err(BadPortRange { first: 0x3F0, count: 0x10 })
+        );
+        assert!(bits.iter().all(|&b| b == 0xFF));
+        assert!(p.fill_bitmap(&mut bits, [(0xCFC, 1)]).is_err());
+        assert!(p.fill_bitmap(&mut bits, [(0xFFFF, 2)]).is_err());
+    }
+
+    #[test]
+    fn string_io_plans() {
+        let mut rep_outsb = q(0x3F8, 1, true);
+        rep_outsb.string = true;
+        rep_outsb.rep = true;
+        let s = StringIo::plan(&rep_outsb, 10, 0x1000, 0x2, 8);
+        assert_eq!(
+            (s.count, s.first, s.step, s.rcx_after, s.index_after, s.done),
+            (10, 0x1000, 1, 0, 0x100A, true)
+        );
+        // DF set, word elements.
+        let mut rep_insw = q(0x1F0, 2, false);
+        rep_insw.string = true;
+        rep_insw.rep = true;
+        let s = StringIo::plan(&rep_insw, 3, 0x2000, 1 << 10 | 2, 8);
+        assert_eq!((s.step, s.index_after), (-2, 0x1FFA));
+        // Long REP: bounded, not done, RIP stays.
+        let s = StringIo::plan(&rep_outsb, 10_000, 0, 2, 8);
+        assert_eq!(
+            (s.count, s.rcx_after, s.done),
+            (MAX_STRING_ELEMENTS, 10_000 - MAX_STRING_ELEMENTS, false)
+        );
+        // 16-bit addressing: CX and SI wrap, upper bits kept.
+        let s = StringIo::plan(&rep_outsb, 0xABCD_0002, 0x5555_FFFF, 2, 2);
+        assert_eq!((s.count, s.first, s.rcx_after, s.index_after), (2, 0xFFFF, 0xABCD_0000, 0x5555_0001));
+        // Without REP: one element, RCX untouched.
+        let mut outsd = q(0x3F8, 4, true);
+        outsd.string = true;
+        let s = StringIo::plan(&outsd, 77, 0x10, 2, 4);
+        assert_eq!((s.count, s.rcx_after, s.index_after, s.done), (1, 77, 0x14, true));
+        // REP with RCX = 0: nothing to do, done.
+        let s = StringIo::plan(&rep_outsb, 0, 0x10, 2, 8);
+        assert_eq!((s.count, s.done), (0, true));
+    }
+
+    proptest! {
+        #[test]
+        fn classification_never_panics(qual: u64, value: u64, rcx: u64, index: u64, rflags: u64, asz in prop::sample::select(vec![2u8, 4, 8])) {
+            let q = IoQualification::decode(qual);
+            let p = LinuxIoPolicy::default();
+            let a = p.classify(&q, value);
+            if let IoAction::Uart { offset } = a {
+                prop_assert!(offset < 8 && (0x3F8..0x400).contains(&q.port));
+            }
+            if matches!(a, IoAction::ResetRequest | IoAction::PowerOff) {
+                prop_assert_eq!(q.direction, IoDirection::Out);
+            }
+            let s = StringIo::plan(&q, rcx, index, rflags, asz);
+            prop_assert!(s.count <= MAX_STRING_ELEMENTS);
+        }
+    }
+}
