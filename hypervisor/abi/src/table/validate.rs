@@ -160,6 +160,19 @@ pub enum Violation {
     ChannelBadLinuxView {
         channel: usize,
     },
+    /// An I/O range holds the platform's console port, which the hypervisor owns.
+    IoRangeConsole {
+        index: usize,
+    },
+    /// The hypervisor reservation is not a multiple of 2 MiB (zero means "not stated").
+    ReserveMisaligned,
+    /// The platform's minimum CAT mask is wider than its LLC.
+    CatMinAboveWays,
+    /// A partition's pinned RAM overlaps a passed-through MMIO range.
+    PinnedOverlapsMmio {
+        partition: usize,
+        mmio: usize,
+    },
 }
 
 impl core::fmt::Display for Violation {
@@ -266,6 +279,12 @@ impl Table<'_> {
 
     fn validate_partitions(&self) -> Result<(), Violation> {
         let platform = self.platform();
+        if !platform.hv_reserved_bytes.get().is_multiple_of(LARGE_PAGE_SIZE) {
+            return Err(Violation::ReserveMisaligned);
+        }
+        if platform.llc_ways != 0 && platform.cat_min_ways > platform.llc_ways {
+            return Err(Violation::CatMinAboveWays);
+        }
         if self.partitions.is_empty() {
             return Err(Violation::NoPartitions);
         }
@@ -428,6 +447,10 @@ impl Table<'_> {
             if r.partition.get() as usize >= parts || count == 0 || first + count > 0x1_0000 {
                 return Err(Violation::IoRangeBad { index: i });
             }
+            let console = self.platform().console_port.get() as u64;
+            if console != 0 && (first..first + count).contains(&console) {
+                return Err(Violation::IoRangeConsole { index: i });
+            }
             if let Some(j) = self
                 .io_ranges
                 .iter()
@@ -454,6 +477,14 @@ impl Table<'_> {
                 .position(|o| overlaps((base, size), (o.base.get(), o.size.get())))
             {
                 return Err(Violation::MmioRangeOverlap { first: j, second: i });
+            }
+        }
+        for (pi, p) in self.partitions.iter().enumerate().filter(|(_, p)| p.flags & PFLAG_PINNED != 0) {
+            let ram = (p.pinned_base.get(), p.ram_bytes.get());
+            if let Some(mi) =
+                self.mmio_ranges.iter().position(|r| overlaps(ram, (r.base.get(), r.size.get())))
+            {
+                return Err(Violation::PinnedOverlapsMmio { partition: pi, mmio: mi });
             }
         }
         for (i, f) in self.pci_functions.iter().enumerate() {
@@ -485,6 +516,15 @@ impl Table<'_> {
             };
             if c.msg_size.get() == 0 || c.depth.get() == 0 {
                 return Err(Violation::ChannelZeroSize { channel: i });
+            }
+            // Bound the sizes before computing the region: msg_size * depth of a hostile
+            // table would overflow `region_bytes`.
+            let slots = if queuing { c.depth.get() as u64 } else { 1 };
+            if slots
+                .checked_mul(crate::channel::slot_bytes(c.msg_size.get()))
+                .is_none_or(|b| b > CHANNEL_WINDOW_BYTES)
+            {
+                return Err(Violation::ChannelBadRegion { channel: i });
             }
             let needed = crate::channel::region_bytes(queuing, c.msg_size.get(), c.depth.get());
             let (off, bytes) = (c.window_offset.get(), c.bytes.get());

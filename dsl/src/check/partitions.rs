@@ -1,0 +1,273 @@
+//! Rules about one partition at a time, plus unique names.
+
+use std::collections::HashMap;
+
+use hallows_abi::layout::{LARGE_PAGE_SIZE, RT_MAX_RAM, RT_MIN_RAM};
+use hallows_abi::table::{LINUX_MIN_RAM, MAX_CORES};
+
+use super::{System, FILE_START};
+use crate::ast::*;
+use crate::diagnostics::{Code, Diagnostic};
+use crate::span::{Span, Spanned};
+
+pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
+    if sys.partitions.is_empty() {
+        diags.push(
+            Diagnostic::new(Code::NoPartitions, FILE_START, "the table has no partitions")
+                .label("nothing to run")
+                .hint("add at least one `partition NAME { ... }` block"),
+        );
+    }
+    let mut seen: HashMap<&str, Span> = HashMap::with_capacity(sys.partitions.len());
+    for p in &sys.partitions {
+        if let Some(first) = seen.get(p.name.value.as_str()) {
+            diags.push(
+                Diagnostic::new(
+                    Code::DuplicatePartition,
+                    p.name.span,
+                    format!("partition `{}` is declared twice", p.name.value),
+                )
+                .label("second declaration")
+                .related(*first, "first declared here")
+                .hint("rename one of them; names identify partitions in schedules, channels and logs"),
+            );
+        } else {
+            seen.insert(&p.name.value, p.name.span);
+        }
+        check_one(sys, p, diags);
+    }
+}
+
+fn missing(diags: &mut Vec<Diagnostic>, p: &Partition, setting: &str, example: &str) {
+    if p.broken {
+        return;
+    }
+    diags.push(
+        Diagnostic::new(
+            Code::MissingSetting,
+            p.name.span,
+            format!("partition `{}` has no `{setting}`", p.name.value),
+        )
+        .label(format!("needs `{setting}`"))
+        .hint(format!("add e.g. `{example}`")),
+    );
+}
+
+fn wrong_kind(
+    diags: &mut Vec<Diagnostic>,
+    setting: &str,
+    value: &Option<Spanned<String>>,
+    kind: &str,
+    hint: &str,
+) {
+    if let Some(v) = value {
+        diags.push(
+            Diagnostic::new(
+                Code::WrongKindSetting,
+                v.span,
+                format!("`{setting}` does not apply to a {kind} partition"),
+            )
+            .label(format!("not used by {kind} partitions"))
+            .hint(hint.to_string()),
+        );
+    }
+}
+
+fn check_one(sys: &System<'_>, p: &Partition, diags: &mut Vec<Diagnostic>) {
+    let kind = match &p.kind {
+        Some(k) => Some(k.value),
+        None => {
+            missing(diags, p, "kind", "kind rt");
+            None
+        }
+    };
+    match kind {
+        Some(Kind::Rt) => {
+            if !p.broken && p.image.as_ref().is_none_or(|i| i.value.is_empty()) {
+                diags.push(
+                    Diagnostic::new(
+                        Code::RtNoImage,
+                        p.name.span,
+                        format!("real-time partition `{}` has no image", p.name.value),
+                    )
+                    .label("needs `image`")
+                    .hint("add e.g. `image \"hello.elf\"` (a file in \\rusthallows\\ on the ESP)"),
+                );
+            }
+            let hint =
+                "kernel, initramfs and cmdline are for `kind linux`; a real-time partition has `image`";
+            wrong_kind(diags, "kernel", &p.kernel, "real-time", hint);
+            wrong_kind(diags, "initramfs", &p.initramfs, "real-time", hint);
+            wrong_kind(diags, "cmdline", &p.cmdline, "real-time", hint);
+        }
+        Some(Kind::Linux) => {
+            if !p.broken && p.kernel.as_ref().is_none_or(|k| k.value.is_empty()) {
+                diags.push(
+                    Diagnostic::new(
+                        Code::LinuxNoKernel,
+                        p.name.span,
+                        format!("Linux partition `{}` has no kernel", p.name.value),
+                    )
+                    .label("needs `kernel`")
+                    .hint("add e.g. `kernel \"vmlinux\"` (a vmlinux ELF or a bzImage)"),
+                );
+            }
+            wrong_kind(
+                diags,
+                "image",
+                &p.image,
+                "Linux",
+                "a Linux partition boots a `kernel`; rename `image` to `kernel`",
+            );
+        }
+        None => {}
+    }
+    match &p.cores {
+        None => missing(diags, p, "cores", "cores 1"),
+        Some(cores) => check_cores(sys, &cores.value, diags),
+    }
+    match &p.memory {
+        None => missing(diags, p, "memory", "memory 4 MiB"),
+        Some(m) => check_memory(p, kind, m, diags),
+    }
+    if let Some(ways) = &p.llc_ways {
+        check_ways(sys, ways, diags);
+    }
+}
+
+/// Cores must exist on the platform (or fit the table format when the platform says `auto`).
+pub fn check_cores(sys: &System<'_>, list: &IndexList, diags: &mut Vec<Diagnostic>) {
+    let limit = sys.platform.cores.map_or(MAX_CORES as u64, u64::from);
+    for item in list {
+        if item.value.1 >= limit {
+            let (message, hint) = match (sys.platform.cores, sys.platform.cores_span) {
+                (Some(n), _) => (
+                    format!(
+                        "core {} does not exist: the platform has cores 0-{}",
+                        item.value.1,
+                        n.saturating_sub(1)
+                    ),
+                    format!("use cores below {n}, or raise `cores` in the platform block"),
+                ),
+                _ => (
+                    format!("core {} is beyond the table format's {MAX_CORES} cores", item.value.1),
+                    format!("core ids run from 0 to {}", MAX_CORES - 1),
+                ),
+            };
+            let mut d =
+                Diagnostic::new(Code::CoreOutOfRange, item.span, message).label("no such core").hint(hint);
+            if let Some(span) = sys.platform.cores_span {
+                d = d.related(span, "platform cores");
+            }
+            diags.push(d);
+        }
+    }
+}
+
+fn check_memory(p: &Partition, kind: Option<Kind>, m: &Spanned<u64>, diags: &mut Vec<Diagnostic>) {
+    let mib = |b: u64| b >> 20;
+    if !m.value.is_multiple_of(LARGE_PAGE_SIZE) {
+        let up = m.value.div_ceil(LARGE_PAGE_SIZE).saturating_mul(LARGE_PAGE_SIZE);
+        diags.push(
+            Diagnostic::new(Code::RamMisaligned, m.span, "partition memory must be a multiple of 2 MiB")
+                .label("not a multiple of 2 MiB")
+                .hint(format!("partitions are mapped with 2 MiB pages; try `memory {} MiB`", mib(up))),
+        );
+    }
+    match kind {
+        Some(Kind::Rt) if m.value < RT_MIN_RAM => diags.push(
+            Diagnostic::new(Code::RamTooSmall, m.span, "a real-time partition needs at least 2 MiB")
+                .label("too small")
+                .hint("page tables, the image at 1 MiB and a stack need 2 MiB at least"),
+        ),
+        Some(Kind::Rt) if m.value > RT_MAX_RAM => diags.push(
+            Diagnostic::new(Code::RamTooLarge, m.span, "a real-time partition may have at most 3 GiB")
+                .label("too large")
+                .hint("RAM must end below the channel window at 3 GiB guest-physical"),
+        ),
+        Some(Kind::Linux) if m.value < LINUX_MIN_RAM => diags.push(
+            Diagnostic::new(
+                Code::LinuxTooLittleRam,
+                m.span,
+                format!("Linux partition `{}` has too little memory", p.name.value),
+            )
+            .label(format!("{} MiB", mib(m.value)))
+            .hint("a Linux partition needs at least 64 MiB (kernel, initramfs, page cache)"),
+        ),
+        _ => {}
+    }
+    if let Some(base) = &p.pinned {
+        if !base.value.is_multiple_of(LARGE_PAGE_SIZE) || base.value.checked_add(m.value).is_none() {
+            diags.push(
+                Diagnostic::new(
+                    Code::PinnedMisaligned,
+                    base.span,
+                    "a pinned base must be 2 MiB aligned and must not wrap",
+                )
+                .label("not 2 MiB aligned")
+                .hint("round the base to a multiple of 0x20_0000"),
+            );
+        }
+    }
+}
+
+fn check_ways(sys: &System<'_>, ways: &Spanned<IndexList>, diags: &mut Vec<Diagnostic>) {
+    let mut sorted: Vec<(u64, u64)> = ways.value.iter().map(|w| w.value).collect();
+    sorted.sort_unstable();
+    let contiguous = sorted.windows(2).all(|w| w[1].0 <= w[0].1.saturating_add(1));
+    let first = sorted.first().map_or(0, |w| w.0);
+    let last = sorted.iter().map(|w| w.1).max().unwrap_or(0);
+    if !contiguous {
+        diags.push(
+            Diagnostic::new(Code::WaysNotContiguous, ways.span, "cache ways must be one contiguous block")
+                .label("has a gap")
+                .hint(format!("CAT masks are contiguous bit runs; e.g. `llc_ways {first}-{last}`")),
+        );
+        return;
+    }
+    if last > 255 {
+        diags.push(
+            Diagnostic::new(Code::ValueOutOfRange, ways.span, "cache way ids go up to 255")
+                .label("too large")
+                .hint("no CPU has more than 255 LLC ways"),
+        );
+        return;
+    }
+    let count = last - first + 1;
+    if let (Some(n), Some(span)) = (sys.platform.llc_ways, sys.platform.llc_span) {
+        if last >= n as u64 {
+            diags.push(
+                Diagnostic::new(
+                    Code::WaysOutOfRange,
+                    ways.span,
+                    format!("the platform's LLC has ways 0-{} only", n.saturating_sub(1)),
+                )
+                .label(format!("way {last} does not exist"))
+                .related(span, "platform LLC ways")
+                .hint("use ways below the platform's `llc_ways`"),
+            );
+        }
+    }
+    if let Some(min) = sys.platform.cat_min_ways {
+        if count < min as u64 {
+            diags.push(
+                Diagnostic::new(
+                    Code::WaysTooNarrow,
+                    ways.span,
+                    format!("{count} cache ways is narrower than the platform minimum of {min}"),
+                )
+                .label("too narrow")
+                .hint(format!("give at least {min} contiguous ways")),
+            );
+        }
+    }
+}
+
+/// The `(first way, count)` of a partition's ways, when valid and contiguous.
+pub fn way_block(ways: &IndexList) -> Option<(u8, u8)> {
+    let first = ways.iter().map(|w| w.value.0).min()?;
+    let last = ways.iter().map(|w| w.value.1).max()?;
+    let first = u8::try_from(first).ok()?;
+    let count = u8::try_from(last.checked_sub(first as u64)? + 1).ok()?;
+    Some((first, count))
+}

@@ -1,0 +1,402 @@
+//! Diagnostics: stable codes, messages with source spans and hints, and their rendering
+//! (miette's graphical report for people, JSON for editors and CI).
+
+use std::fmt;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use serde::Serialize;
+
+use crate::span::{LineIndex, Span};
+
+/// How bad a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+macro_rules! codes {
+    ($($name:ident = $id:literal, $sev:ident, $title:literal;)*) => {
+        /// Every diagnostic Parseltongue can report. The id (`PT0101`) never changes meaning.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code { $($name,)* }
+
+        impl Code {
+            /// Every code, in id order.
+            pub const ALL: &'static [Code] = &[$(Code::$name,)*];
+
+            /// The stable id, e.g. `PT0302`.
+            pub const fn id(self) -> &'static str {
+                match self { $(Code::$name => $id,)* }
+            }
+
+            /// Error or warning.
+            pub const fn severity(self) -> Severity {
+                match self { $(Code::$name => Severity::$sev,)* }
+            }
+
+            /// One line saying what the rule is.
+            pub const fn title(self) -> &'static str {
+                match self { $(Code::$name => $title,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    // Syntax.
+    BadCharacter = "PT0101", Error, "a character that cannot start any token";
+    BadString = "PT0102", Error, "an unterminated string or an unknown escape";
+    BadNumber = "PT0103", Error, "a malformed or too large number";
+    UnexpectedToken = "PT0104", Error, "the grammar expected something else here";
+    UnknownUnit = "PT0105", Error, "a missing or unknown unit";
+    UnknownSetting = "PT0106", Error, "a setting or block this place does not have";
+    UnknownValue = "PT0107", Error, "a value outside the allowed words (kind, log level, event, action, privilege...)";
+    DuplicateSetting = "PT0108", Error, "a setting given twice in one block";
+    MissingSetting = "PT0109", Error, "a required setting is missing";
+    BadRange = "PT0110", Error, "a range whose end is before its start";
+    DuplicateBlock = "PT0111", Error, "a second `platform` or `hypervisor` block";
+    BadPciAddress = "PT0112", Error, "a PCI address that is not `[segment:]bus:device.function`";
+    ValueOutOfRange = "PT0113", Error, "a number too large for its field";
+    // Names.
+    UnknownName = "PT0201", Error, "a partition name that is not declared";
+    DuplicatePartition = "PT0202", Error, "two partitions with the same name";
+    DuplicateChannel = "PT0203", Error, "two channels with the same name";
+    NoPartitions = "PT0204", Error, "a table without any partition";
+    // Cores and schedules.
+    CoreOutOfRange = "PT0301", Error, "a core the platform (or the table format) does not have";
+    CoreShared = "PT0302", Error, "a core given to two partitions outside a schedule";
+    ScheduleOverlap = "PT0303", Error, "a core covered by two schedules";
+    WindowOutsideFrame = "PT0304", Error, "a window that ends after the major frame";
+    WindowOverlap = "PT0305", Error, "two windows of one schedule that overlap";
+    WindowWrongCore = "PT0306", Error, "a window for a partition that does not run on the schedule's cores";
+    PartitionStarved = "PT0307", Error, "a partition on a scheduled core that never gets a window";
+    ZeroFrame = "PT0308", Error, "a major frame of zero length";
+    ZeroWindow = "PT0309", Error, "a window of zero length";
+    NoWindows = "PT0310", Error, "a schedule without windows";
+    TooManyWindows = "PT0311", Error, "a schedule with more windows than the table format holds";
+    // Memory.
+    RamMisaligned = "PT0401", Error, "partition memory that is not a multiple of 2 MiB";
+    RamTooSmall = "PT0402", Error, "a real-time partition with less than 2 MiB";
+    RamTooLarge = "PT0403", Error, "a real-time partition with more than 3 GiB (its RAM must end below the channel window)";
+    PinnedMisaligned = "PT0404", Error, "a pinned base that is not 2 MiB aligned or wraps around";
+    PinnedOverlap = "PT0405", Error, "two pinned memory ranges that overlap";
+    RamExhausted = "PT0406", Error, "partitions, channels and the hypervisor need more RAM than the platform has";
+    ReserveMisaligned = "PT0407", Error, "a hypervisor reservation that is zero or not a multiple of 2 MiB";
+    PinnedOverlapsMmio = "PT0408", Error, "pinned partition memory that overlaps a passed-through MMIO range";
+    // Cache.
+    WaysOutOfRange = "PT0501", Error, "cache ways the platform's LLC does not have";
+    WaysTooNarrow = "PT0502", Error, "fewer cache ways than the platform's minimum CAT mask";
+    WaysOverlap = "PT0503", Error, "cache ways shared by partitions that can run at the same time";
+    WaysNotContiguous = "PT0504", Error, "cache ways that are not one contiguous block (CAT masks must be)";
+    // Devices.
+    IoOverlap = "PT0601", Error, "an I/O port range given twice";
+    MmioOverlap = "PT0602", Error, "an MMIO range given twice";
+    PciDuplicate = "PT0603", Error, "a PCI function given twice";
+    IoBad = "PT0604", Error, "an I/O port range outside 0x0-0xffff";
+    MmioBad = "PT0605", Error, "an MMIO range that is empty, not page aligned or wraps around";
+    PciBad = "PT0606", Error, "a PCI device above 31 or function above 7";
+    IoConsole = "PT0607", Error, "an I/O port range holding the hypervisor's console port";
+    // Channels.
+    ChannelEndpointMissing = "PT0701", Error, "a channel without a writer (`from`) or reader (`to`)";
+    ChannelZeroSize = "PT0702", Error, "a channel whose message size or depth is zero";
+    ChannelSelfLoop = "PT0703", Error, "a channel from a partition to itself";
+    ChannelLinuxView = "PT0704", Error, "a `linux` view on a channel without a Linux endpoint";
+    ChannelWindowFull = "PT0705", Error, "channels that need more than the 256 MiB channel window";
+    // Partition kinds.
+    LinuxNoKernel = "PT0801", Error, "a Linux partition without a kernel";
+    LinuxTooLittleRam = "PT0802", Error, "a Linux partition with less than 64 MiB";
+    RtNoImage = "PT0803", Error, "a real-time partition without an image";
+    WrongKindSetting = "PT0804", Error, "a setting that does not apply to the partition's kind";
+    // Platform.
+    PlatformBad = "PT0901", Error, "a platform value that cannot be right (zero cores, minimum CAT width above the ways)";
+    // Warnings.
+    ChannelRedundant = "PT1001", Warning, "an unused channel: same writer, reader and kind as an earlier one";
+    WindowShort = "PT1002", Warning, "a window shorter than 50 us (switch overhead dominates)";
+    SamplingDepth = "PT1003", Warning, "a depth on a sampling channel (it always holds one message)";
+    PartitionIdle = "PT1004", Warning, "a partition that gets less than 1% of its core's major frame";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// One problem found in a source file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub message: String,
+    /// Where the problem is, and what to say there.
+    pub span: Span,
+    pub label: String,
+    /// Other places that explain it ("first defined here").
+    pub related: Vec<(Span, String)>,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic at `span` with `message`; the label defaults to the code's title.
+    pub fn new(code: Code, span: Span, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), span, label: String::new(), related: Vec::new(), hint: None }
+    }
+
+    /// Sets the label printed under the span.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Adds a secondary span.
+    pub fn related(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.related.push((span, label.into()));
+        self
+    }
+
+    /// Sets the hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.code.severity()
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity() == Severity::Error
+    }
+}
+
+/// Sorts diagnostics by position, then code, so output is stable.
+pub fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by(|a, b| (a.span.start, a.code, &a.message).cmp(&(b.span.start, b.code, &b.message)));
+}
+
+/// Levenshtein distance, for did-you-mean suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// A source file and the diagnostics about it, ready to render.
+pub struct Report<'a> {
+    pub file_name: &'a str,
+    pub source: &'a str,
+    pub diagnostics: &'a [Diagnostic],
+}
+
+struct MietteView<'a> {
+    diag: &'a Diagnostic,
+    source: &'a NamedSource<String>,
+}
+
+impl fmt::Debug for MietteView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.diag, f)
+    }
+}
+
+impl fmt::Display for MietteView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diag.message)
+    }
+}
+
+impl std::error::Error for MietteView<'_> {}
+
+impl miette::Diagnostic for MietteView<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(self.diag.code.id()))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diag.severity() {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.diag.hint.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(self.source)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let d = self.diag;
+        let label = if d.label.is_empty() { None } else { Some(d.label.clone()) };
+        let primary = LabeledSpan::new_primary_with_span(label, (d.span.start, d.span.len()));
+        let related =
+            d.related.iter().map(|(s, l)| LabeledSpan::new_with_span(Some(l.clone()), (s.start, s.len())));
+        Some(Box::new(std::iter::once(primary).chain(related)))
+    }
+}
+
+impl Report<'_> {
+    /// Renders every diagnostic as a miette graphical report. `color` picks the colored
+    /// theme; tests use `false` and a fixed `width` so output is deterministic.
+    pub fn render(&self, color: bool, width: usize) -> String {
+        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
+        let source = NamedSource::new(self.file_name, self.source.to_string());
+        let mut out = String::new();
+        for diag in self.diagnostics {
+            let view = MietteView { diag, source: &source };
+            if handler.render_report(&mut out, &view).is_err() {
+                out.push_str(&format!("{}: {}\n", diag.code, diag.message));
+            }
+        }
+        out.push_str(&self.summary());
+        out
+    }
+
+    /// "2 errors, 1 warning" (or "ok").
+    pub fn summary(&self) -> String {
+        let errors = self.diagnostics.iter().filter(|d| d.is_error()).count();
+        let warnings = self.diagnostics.len() - errors;
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        match (errors, warnings) {
+            (0, 0) => format!("{}: ok\n", self.file_name),
+            _ => {
+                format!("{}: {}, {}\n", self.file_name, plural(errors, "error"), plural(warnings, "warning"))
+            }
+        }
+    }
+
+    /// Renders the diagnostics as a JSON document for editors and CI.
+    pub fn to_json(&self) -> String {
+        let index = LineIndex::new(self.source);
+        let pos = |offset: usize| index.position(self.source, offset);
+        let items: Vec<JsonDiagnostic<'_>> = self
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let (line, column) = pos(d.span.start);
+                let (end_line, end_column) = pos(d.span.end);
+                JsonDiagnostic {
+                    code: d.code.id(),
+                    severity: d.severity(),
+                    message: &d.message,
+                    file: self.file_name,
+                    line,
+                    column,
+                    end_line,
+                    end_column,
+                    offset: d.span.start,
+                    length: d.span.len(),
+                    label: &d.label,
+                    hint: d.hint.as_deref(),
+                    related: d
+                        .related
+                        .iter()
+                        .map(|(s, l)| {
+                            let (line, column) = pos(s.start);
+                            JsonRelated { line, column, offset: s.start, length: s.len(), label: l }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let errors = self.diagnostics.iter().filter(|d| d.is_error()).count();
+        let doc = JsonDocument {
+            file: self.file_name,
+            errors,
+            warnings: self.diagnostics.len() - errors,
+            diagnostics: items,
+        };
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_string())
+    }
+}
+
+#[derive(Serialize)]
+struct JsonDocument<'a> {
+    file: &'a str,
+    errors: usize,
+    warnings: usize,
+    diagnostics: Vec<JsonDiagnostic<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonDiagnostic<'a> {
+    code: &'static str,
+    severity: Severity,
+    message: &'a str,
+    file: &'a str,
+    line: usize,
+    column: usize,
+    end_line: usize,
+    end_column: usize,
+    offset: usize,
+    length: usize,
+    label: &'a str,
+    hint: Option<&'a str>,
+    related: Vec<JsonRelated<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRelated<'a> {
+    line: usize,
+    column: usize,
+    offset: usize,
+    length: usize,
+    label: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_ids_are_unique_and_well_formed() {
+        let mut ids: Vec<&str> = Code::ALL.iter().map(|c| c.id()).collect();
+        assert!(ids.iter().all(|id| id.len() == 6 && id.starts_with("PT")));
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), Code::ALL.len());
+    }
+
+    #[test]
+    fn suggestions_find_typos_only() {
+        assert_eq!(did_you_mean("senor", ["sensor", "logger"]), Some("sensor"));
+        assert_eq!(did_you_mean("zzz", ["sensor", "logger"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn json_has_positions() {
+        let src = "a\nbcd";
+        let d = [Diagnostic::new(Code::UnknownName, Span::new(3, 5), "no")];
+        let json = Report { file_name: "x.pt", source: src, diagnostics: &d }.to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["diagnostics"][0]["line"], 2);
+        assert_eq!(v["diagnostics"][0]["column"], 2);
+        assert_eq!(v["diagnostics"][0]["code"], "PT0201");
+        assert_eq!(v["errors"], 1);
+    }
+}

@@ -1,0 +1,103 @@
+//! `parseltongue explain CODE`: what a diagnostic code means, with a minimal example.
+
+use crate::diagnostics::{Code, Severity};
+
+/// The example of every code (the files the error-code tests run).
+const EXAMPLES: &[(&str, &str)] = &[
+    ("PT0101", include_str!("../tests/errors/PT0101.pt")),
+    ("PT0102", include_str!("../tests/errors/PT0102.pt")),
+    ("PT0103", include_str!("../tests/errors/PT0103.pt")),
+    ("PT0104", include_str!("../tests/errors/PT0104.pt")),
+    ("PT0105", include_str!("../tests/errors/PT0105.pt")),
+    ("PT0106", include_str!("../tests/errors/PT0106.pt")),
+    ("PT0107", include_str!("../tests/errors/PT0107.pt")),
+    ("PT0108", include_str!("../tests/errors/PT0108.pt")),
+    ("PT0109", include_str!("../tests/errors/PT0109.pt")),
+    ("PT0110", include_str!("../tests/errors/PT0110.pt")),
+    ("PT0111", include_str!("../tests/errors/PT0111.pt")),
+    ("PT0112", include_str!("../tests/errors/PT0112.pt")),
+    ("PT0113", include_str!("../tests/errors/PT0113.pt")),
+    ("PT0201", include_str!("../tests/errors/PT0201.pt")),
+    ("PT0202", include_str!("../tests/errors/PT0202.pt")),
+    ("PT0203", include_str!("../tests/errors/PT0203.pt")),
+    ("PT0204", include_str!("../tests/errors/PT0204.pt")),
+    ("PT0301", include_str!("../tests/errors/PT0301.pt")),
+    ("PT0302", include_str!("../tests/errors/PT0302.pt")),
+    ("PT0303", include_str!("../tests/errors/PT0303.pt")),
+    ("PT0304", include_str!("../tests/errors/PT0304.pt")),
+    ("PT0305", include_str!("../tests/errors/PT0305.pt")),
+    ("PT0306", include_str!("../tests/errors/PT0306.pt")),
+    ("PT0307", include_str!("../tests/errors/PT0307.pt")),
+    ("PT0308", include_str!("../tests/errors/PT0308.pt")),
+    ("PT0309", include_str!("../tests/errors/PT0309.pt")),
+    ("PT0310", include_str!("../tests/errors/PT0310.pt")),
+    ("PT0401", include_str!("../tests/errors/PT0401.pt")),
+    ("PT0402", include_str!("../tests/errors/PT0402.pt")),
+    ("PT0403", include_str!("../tests/errors/PT0403.pt")),
+    ("PT0404", include_str!("../tests/errors/PT0404.pt")),
+    ("PT0405", include_str!("../tests/errors/PT0405.pt")),
+    ("PT0406", include_str!("../tests/errors/PT0406.pt")),
+    ("PT0407", include_str!("../tests/errors/PT0407.pt")),
+    ("PT0408", include_str!("../tests/errors/PT0408.pt")),
+    ("PT0501", include_str!("../tests/errors/PT0501.pt")),
+    ("PT0502", include_str!("../tests/errors/PT0502.pt")),
+    ("PT0503", include_str!("../tests/errors/PT0503.pt")),
+    ("PT0504", include_str!("../tests/errors/PT0504.pt")),
+    ("PT0601", include_str!("../tests/errors/PT0601.pt")),
+    ("PT0602", include_str!("../tests/errors/PT0602.pt")),
+    ("PT0603", include_str!("../tests/errors/PT0603.pt")),
+    ("PT0604", include_str!("../tests/errors/PT0604.pt")),
+    ("PT0605", include_str!("../tests/errors/PT0605.pt")),
+    ("PT0606", include_str!("../tests/errors/PT0606.pt")),
+    ("PT0607", include_str!("../tests/errors/PT0607.pt")),
+    ("PT0701", include_str!("../tests/errors/PT0701.pt")),
+    ("PT0702", include_str!("../tests/errors/PT0702.pt")),
+    ("PT0703", include_str!("../tests/errors/PT0703.pt")),
+    ("PT0704", include_str!("../tests/errors/PT0704.pt")),
+    ("PT0705", include_str!("../tests/errors/PT0705.pt")),
+    ("PT0801", include_str!("../tests/errors/PT0801.pt")),
+    ("PT0802", include_str!("../tests/errors/PT0802.pt")),
+    ("PT0803", include_str!("../tests/errors/PT0803.pt")),
+    ("PT0804", include_str!("../tests/errors/PT0804.pt")),
+    ("PT0901", include_str!("../tests/errors/PT0901.pt")),
+    ("PT1001", include_str!("../tests/errors/PT1001.pt")),
+    ("PT1002", include_str!("../tests/errors/PT1002.pt")),
+    ("PT1003", include_str!("../tests/errors/PT1003.pt")),
+    ("PT1004", include_str!("../tests/errors/PT1004.pt")),
+];
+
+/// The explanation of `id` (e.g. `PT0302`, case-insensitive), or `None` for an unknown code.
+pub fn explain(id: &str) -> Option<String> {
+    let code = Code::ALL.iter().find(|c| c.id().eq_ignore_ascii_case(id))?;
+    let severity = match code.severity() {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut out = format!("{} ({severity}): {}.\n", code.id(), code.title());
+    if let Some((_, example)) = EXAMPLES.iter().find(|(c, _)| *c == code.id()) {
+        let body = example.split_once('\n').map_or("", |(_, b)| b);
+        out.push_str("\nFor example, `parseltongue check` reports it for:\n\n");
+        for line in body.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_explained_with_an_example() {
+        for code in Code::ALL {
+            let text = explain(code.id()).unwrap();
+            assert!(text.starts_with(code.id()));
+            if *code != Code::TooManyWindows {
+                assert!(text.contains("For example"), "{code} has no example");
+            }
+        }
+        assert!(explain("pt0302").unwrap().contains("two partitions"));
+        assert_eq!(explain("PT9999"), None);
+    }
+}

@@ -1,0 +1,886 @@
+//! Recursive-descent parser with error recovery: a bad statement is reported and skipped
+//! up to the end of its line, so one run reports every syntax error of a file.
+
+use hallows_abi::health::{Action, EventClass};
+use hallows_abi::table::{
+    LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_TRACE, LOG_WARN, PRIV_HALT_SYSTEM, PRIV_QUERY, PRIV_RESTART,
+};
+
+use crate::ast::*;
+use crate::diagnostics::{did_you_mean, Code, Diagnostic};
+use crate::lexer::{lex, Comment, Token, TokenKind};
+use crate::span::{Span, Spanned};
+
+/// The outcome of parsing: a tree (possibly partial), comments and diagnostics.
+pub struct Parsed {
+    pub file: File,
+    pub comments: Vec<Comment>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses `source`. Never fails and never panics; problems are diagnostics.
+pub fn parse(source: &str) -> Parsed {
+    let lexed = lex(source);
+    let mut p = Parser { tokens: lexed.tokens, pos: 0, prev_end: 0, diags: lexed.diagnostics };
+    let file = p.file();
+    Parsed { file, comments: lexed.comments, diagnostics: p.diags }
+}
+
+/// Keywords that start a top-level block.
+pub const ITEM_KEYWORDS: &[&str] = &["platform", "hypervisor", "partition", "channel", "schedule"];
+/// Settings of `platform`.
+pub const PLATFORM_SETTINGS: &[&str] =
+    &["cores", "ram", "llc_ways", "cat_min_ways", "console", "require_cat"];
+/// Settings of `hypervisor`.
+pub const HYPERVISOR_SETTINGS: &[&str] = &["reserve", "log_level"];
+/// Settings of `partition`.
+pub const PARTITION_SETTINGS: &[&str] = &[
+    "kind",
+    "image",
+    "kernel",
+    "initramfs",
+    "cmdline",
+    "cores",
+    "memory",
+    "llc_ways",
+    "io",
+    "mmio",
+    "pci",
+    "privileges",
+    "on",
+];
+/// Settings of `channel`.
+pub const CHANNEL_SETTINGS: &[&str] = &["kind", "from", "to", "message", "depth", "linux"];
+/// Settings of `schedule`.
+pub const SCHEDULE_SETTINGS: &[&str] = &["major_frame", "window"];
+
+const SIZE_UNITS: &[(&str, u64)] =
+    &[("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)];
+const TIME_UNITS: &[(&str, u64)] = &[("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)];
+/// Words that look like a size unit but are not one of ours.
+const SIZE_LOOKALIKES: &[&str] = &[
+    "K", "M", "G", "T", "KB", "MB", "GB", "TB", "kB", "kb", "mb", "gb", "kib", "mib", "gib", "tib", "Kib",
+    "Mib", "Gib", "b", "bytes",
+];
+
+const LOG_LEVELS: &[(&str, u8)] = &[
+    ("error", LOG_ERROR),
+    ("warn", LOG_WARN),
+    ("info", LOG_INFO),
+    ("debug", LOG_DEBUG),
+    ("trace", LOG_TRACE),
+];
+const KINDS: &[(&str, Kind)] = &[("rt", Kind::Rt), ("linux", Kind::Linux)];
+const CHANNEL_KINDS: &[(&str, ChannelKind)] =
+    &[("sampling", ChannelKind::Sampling), ("queuing", ChannelKind::Queuing)];
+const LINUX_VIEWS: &[(&str, LinuxView)] = &[("shm", LinuxView::Shm), ("tty", LinuxView::Tty)];
+const PRIVILEGES: &[(&str, u32)] =
+    &[("query", PRIV_QUERY), ("restart", PRIV_RESTART), ("halt_system", PRIV_HALT_SYSTEM)];
+
+/// `Err(())` means a diagnostic was recorded and the statement must be skipped.
+type PResult<T> = Result<T, ()>;
+
+struct Parser {
+    tokens: Vec<Token>,
+    pos: usize,
+    prev_end: usize,
+    diags: Vec<Diagnostic>,
+}
+
+fn set<T>(
+    diags: &mut Vec<Diagnostic>,
+    slot: &mut Option<Spanned<T>>,
+    value: Spanned<T>,
+    keyword: &Spanned<String>,
+) {
+    if let Some(first) = slot {
+        diags.push(
+            Diagnostic::new(
+                Code::DuplicateSetting,
+                keyword.span,
+                format!("`{}` is given twice", keyword.value),
+            )
+            .label("second time")
+            .related(first.span, "first given here")
+            .hint("keep one of them"),
+        );
+    } else {
+        *slot = Some(value);
+    }
+}
+
+impl Parser {
+    fn peek(&self) -> &Token {
+        // The token list always ends with Eof and `pos` never passes it.
+        &self.tokens[self.pos.min(self.tokens.len() - 1)]
+    }
+
+    fn bump(&mut self) -> Token {
+        let t = self.peek().clone();
+        if t.kind != TokenKind::Eof {
+            self.pos += 1;
+        }
+        self.prev_end = t.span.end;
+        t
+    }
+
+    fn at_ident(&self, word: &str) -> bool {
+        matches!(&self.peek().kind, TokenKind::Ident(w) if w == word)
+    }
+
+    fn at_statement_end(&self) -> bool {
+        matches!(self.peek().kind, TokenKind::Newline | TokenKind::RBrace | TokenKind::Eof)
+    }
+
+    fn skip_newlines(&mut self) {
+        while self.peek().kind == TokenKind::Newline {
+            self.bump();
+        }
+    }
+
+    fn unexpected<T>(&mut self, expected: &str) -> PResult<T> {
+        let t = self.peek().clone();
+        if t.kind == TokenKind::Invalid {
+            // The lexer reported it already.
+            return Err(());
+        }
+        let mut d = Diagnostic::new(
+            Code::UnexpectedToken,
+            t.span,
+            format!("expected {expected}, found {}", t.kind.describe()),
+        )
+        .label(format!("expected {expected}"));
+        if t.kind == TokenKind::Newline || t.kind == TokenKind::Eof {
+            d = d.hint("the statement ends too early: a statement is one line");
+        }
+        self.diags.push(d);
+        Err(())
+    }
+
+    /// Skips to the end of the current statement: its line, or a closing `}` that is not
+    /// part of the statement (a statement never spans lines, so a stray `{` does not make
+    /// the recovery swallow the block's own closing brace).
+    fn recover_statement(&mut self) {
+        let mut depth = 0usize;
+        loop {
+            match self.peek().kind {
+                TokenKind::Eof | TokenKind::Newline => return,
+                TokenKind::RBrace if depth == 0 => return,
+                TokenKind::LBrace => depth += 1,
+                TokenKind::RBrace => depth -= 1,
+                _ => {}
+            }
+            self.bump();
+        }
+    }
+
+    fn ident(&mut self, expected: &str) -> PResult<Spanned<String>> {
+        match self.peek().kind.clone() {
+            TokenKind::Ident(w) => {
+                let t = self.bump();
+                Ok(Spanned::new(w, t.span))
+            }
+            _ => self.unexpected(expected),
+        }
+    }
+
+    fn int(&mut self, expected: &str) -> PResult<Spanned<u64>> {
+        match self.peek().kind {
+            TokenKind::Int(v) => {
+                let t = self.bump();
+                Ok(Spanned::new(v, t.span))
+            }
+            _ => self.unexpected(expected),
+        }
+    }
+
+    fn string(&mut self, expected: &str) -> PResult<Spanned<String>> {
+        match self.peek().kind.clone() {
+            TokenKind::Str(s) => {
+                let t = self.bump();
+                Ok(Spanned::new(s, t.span))
+            }
+            _ => self.unexpected(expected),
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, what: &str, choices: &[(&str, T)]) -> PResult<Spanned<T>> {
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let word = self.ident(&format!("{what} ({list})"))?;
+        if let Some((_, v)) = choices.iter().find(|(n, _)| *n == word.value) {
+            return Ok(Spanned::new(*v, word.span));
+        }
+        let hint = match did_you_mean(&word.value, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`? (one of {list})"),
+            None => format!("use one of {list}"),
+        };
+        self.diags.push(
+            Diagnostic::new(Code::UnknownValue, word.span, format!("unknown {what} `{}`", word.value))
+                .label(format!("not a {what}"))
+                .hint(hint),
+        );
+        Err(())
+    }
+
+    fn auto_or(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> PResult<Spanned<u64>>,
+    ) -> PResult<Spanned<Auto<u64>>> {
+        if self.at_ident("auto") {
+            let t = self.bump();
+            return Ok(Spanned::new(Auto::Auto, t.span));
+        }
+        let v = parse(self)?;
+        Ok(Spanned::new(Auto::Value(v.value), v.span))
+    }
+
+    /// `NUMBER [UNIT]`, in bytes.
+    fn size(&mut self) -> PResult<Spanned<u64>> {
+        let n = self.int("a size such as `4 MiB`")?;
+        let TokenKind::Ident(word) = self.peek().kind.clone() else {
+            return Ok(n);
+        };
+        let multiplier = if let Some((_, m)) = SIZE_UNITS.iter().find(|(u, _)| *u == word) {
+            *m
+        } else if SIZE_LOOKALIKES.contains(&word.as_str()) {
+            let t = self.peek().span;
+            let suggestion = match word.chars().next().map(|c| c.to_ascii_lowercase()) {
+                Some('k') => "did you mean `KiB`? ",
+                Some('m') => "did you mean `MiB`? ",
+                Some('g') => "did you mean `GiB`? ",
+                Some('t') => "did you mean `TiB`? ",
+                _ => "did you mean `B`? ",
+            };
+            self.diags.push(
+                Diagnostic::new(Code::UnknownUnit, t, format!("unknown size unit `{word}`"))
+                    .label("not a size unit")
+                    .hint(format!("{suggestion}sizes use B, KiB, MiB, GiB or TiB (powers of 1024)")),
+            );
+            return Err(());
+        } else {
+            return Ok(n);
+        };
+        let unit = self.bump();
+        let span = n.span.to(unit.span);
+        match n.value.checked_mul(multiplier) {
+            Some(v) => Ok(Spanned::new(v, span)),
+            None => {
+                self.diags.push(
+                    Diagnostic::new(Code::ValueOutOfRange, span, "size too large")
+                        .label("does not fit in 64 bits")
+                        .hint("sizes must be below 16 EiB"),
+                );
+                Err(())
+            }
+        }
+    }
+
+    fn time_unit(&mut self) -> Option<Spanned<u64>> {
+        let TokenKind::Ident(word) = self.peek().kind.clone() else { return None };
+        let (_, m) = TIME_UNITS.iter().find(|(u, _)| *u == word)?;
+        let t = self.bump();
+        Some(Spanned::new(*m, t.span))
+    }
+
+    fn unit_error<T>(&mut self, at: Span) -> PResult<T> {
+        let found = match &self.peek().kind {
+            TokenKind::Ident(w) => format!("unknown time unit `{w}`"),
+            _ => "a duration needs a unit".to_string(),
+        };
+        let span = if matches!(self.peek().kind, TokenKind::Ident(_)) { self.peek().span } else { at };
+        self.diags.push(
+            Diagnostic::new(Code::UnknownUnit, span, found)
+                .label("expected ns, us, ms or s")
+                .hint("write durations with a unit, e.g. `10 ms` or `500 us`"),
+        );
+        Err(())
+    }
+
+    fn scaled(&mut self, n: Spanned<u64>, unit: u64, span: Span) -> PResult<Spanned<u64>> {
+        match n.value.checked_mul(unit) {
+            Some(v) => Ok(Spanned::new(v, span)),
+            None => {
+                self.diags.push(
+                    Diagnostic::new(Code::ValueOutOfRange, span, "duration too large")
+                        .label("does not fit in 64 bits of nanoseconds")
+                        .hint("durations must be below 584 years"),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// `NUMBER UNIT`, in nanoseconds.
+    fn duration(&mut self) -> PResult<Spanned<u64>> {
+        let n = self.int("a duration such as `10 ms`")?;
+        match self.time_unit() {
+            Some(u) => self.scaled(n.clone(), u.value, n.span.to(u.span)),
+            None => self.unit_error(n.span),
+        }
+    }
+
+    /// `START..END UNIT` or `START UNIT..END UNIT`; a unit-less start takes the end's unit.
+    fn time_span(&mut self) -> PResult<(Spanned<u64>, Spanned<u64>)> {
+        let start = self.int("the window's start, e.g. `0..4 ms`")?;
+        let start_unit = self.time_unit();
+        if self.peek().kind != TokenKind::DotDot {
+            return self.unexpected("`..` between the window's start and end");
+        }
+        self.bump();
+        let end = self.int("the window's end")?;
+        let Some(end_unit) = self.time_unit() else {
+            return self.unit_error(end.span);
+        };
+        let unit = start_unit.as_ref().map_or(end_unit.value, |u| u.value);
+        let start_span = start_unit.map_or(start.span, |u| start.span.to(u.span));
+        let start = self.scaled(start, unit, start_span)?;
+        let end = self.scaled(end.clone(), end_unit.value, end.span.to(end_unit.span))?;
+        Ok((start, end))
+    }
+
+    /// `N` or `A-B`, comma separated; ranges are inclusive.
+    fn index_list(&mut self, what: &str) -> PResult<Spanned<IndexList>> {
+        let mut items = Vec::new();
+        loop {
+            let first = self.int(what)?;
+            let item = if self.peek().kind == TokenKind::Dash {
+                self.bump();
+                let last = self.int("the last number of the range")?;
+                let span = first.span.to(last.span);
+                if last.value < first.value {
+                    self.diags.push(
+                        Diagnostic::new(Code::BadRange, span, "range ends before it starts")
+                            .label(format!("{} is below {}", last.value, first.value))
+                            .hint(format!("write it as `{}-{}`", last.value, first.value)),
+                    );
+                    return Err(());
+                }
+                Spanned::new((first.value, last.value), span)
+            } else {
+                Spanned::new((first.value, first.value), first.span)
+            };
+            items.push(item);
+            if self.peek().kind != TokenKind::Comma {
+                break;
+            }
+            self.bump();
+        }
+        let span = items[0].span.to(items[items.len() - 1].span);
+        Ok(Spanned::new(items, span))
+    }
+
+    fn pci_address(&mut self) -> PResult<Spanned<PciAddress>> {
+        let s = self.string("a PCI address such as \"0000:3b:00.0\"")?;
+        match parse_pci(&s.value) {
+            Some(a) => Ok(Spanned::new(a, s.span)),
+            None => {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::BadPciAddress,
+                        s.span,
+                        format!("`{}` is not a PCI address", s.value),
+                    )
+                    .label("expected [segment:]bus:device.function in hex")
+                    .hint("write it as lspci shows it, e.g. \"0000:3b:00.0\" or \"3b:00.0\""),
+                );
+                Err(())
+            }
+        }
+    }
+
+    fn file(&mut self) -> File {
+        let mut file = File::default();
+        loop {
+            self.skip_newlines();
+            let t = self.peek().clone();
+            let item = match &t.kind {
+                TokenKind::Eof => break,
+                TokenKind::Ident(w) => match w.as_str() {
+                    "platform" => self.platform().map(Item::Platform),
+                    "hypervisor" => self.hypervisor().map(Item::Hypervisor),
+                    "partition" => self.partition().map(|p| Item::Partition(Box::new(p))),
+                    "channel" => self.channel().map(Item::Channel),
+                    "schedule" => self.schedule().map(Item::Schedule),
+                    other => {
+                        let hint = match did_you_mean(other, ITEM_KEYWORDS.iter().copied()) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => {
+                                "a file holds platform, hypervisor, partition, channel and schedule blocks"
+                                    .into()
+                            }
+                        };
+                        self.diags.push(
+                            Diagnostic::new(Code::UnknownSetting, t.span, format!("unknown block `{other}`"))
+                                .label("not a block keyword")
+                                .hint(hint),
+                        );
+                        Err(())
+                    }
+                },
+                _ => self
+                    .unexpected("a block (`platform`, `hypervisor`, `partition`, `channel` or `schedule`)"),
+            };
+            match item {
+                Ok(i) => file.items.push(i),
+                Err(()) => self.recover_item(),
+            }
+        }
+        file
+    }
+
+    /// Skips the rest of a broken top-level item, including a following `{ ... }` block.
+    fn recover_item(&mut self) {
+        loop {
+            match self.peek().kind {
+                TokenKind::Eof | TokenKind::Newline => return,
+                TokenKind::RBrace => {
+                    self.bump();
+                    return;
+                }
+                TokenKind::LBrace => {
+                    self.bump();
+                    let mut depth = 1usize;
+                    while depth > 0 {
+                        match self.bump().kind {
+                            TokenKind::LBrace => depth += 1,
+                            TokenKind::RBrace => depth -= 1,
+                            TokenKind::Eof => return,
+                            _ => {}
+                        }
+                    }
+                    return;
+                }
+                _ => {
+                    self.bump();
+                }
+            }
+        }
+    }
+
+    /// Parses `{ statement* }`, calling `statement` with each statement's keyword.
+    fn block(
+        &mut self,
+        settings: &[&str],
+        what: &str,
+        mut statement: impl FnMut(&mut Self, Spanned<String>) -> PResult<()>,
+    ) -> PResult<bool> {
+        let before = self.diags.len();
+        if self.peek().kind != TokenKind::LBrace {
+            return self.unexpected("`{` on the same line");
+        }
+        let open = self.bump().span;
+        loop {
+            self.skip_newlines();
+            match self.peek().kind.clone() {
+                TokenKind::RBrace => {
+                    self.bump();
+                    return Ok(self.diags.len() > before);
+                }
+                TokenKind::Eof => {
+                    self.diags.push(
+                        Diagnostic::new(
+                            Code::UnexpectedToken,
+                            open,
+                            format!("this {what} block is never closed"),
+                        )
+                        .label("opened here")
+                        .hint("add `}` at its end"),
+                    );
+                    return Ok(true);
+                }
+                TokenKind::Ident(word) if settings.contains(&word.as_str()) => {
+                    let t = self.bump();
+                    let ok = statement(self, Spanned::new(word, t.span)).is_ok();
+                    if ok && !self.at_statement_end() {
+                        let _ = self.unexpected::<()>("end of line");
+                        self.recover_statement();
+                    } else if !ok {
+                        self.recover_statement();
+                    }
+                }
+                TokenKind::Ident(word) => {
+                    let t = self.peek().span;
+                    let hint = match did_you_mean(&word, settings.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("a {what} has: {}", settings.join(", ")),
+                    };
+                    self.diags.push(
+                        Diagnostic::new(Code::UnknownSetting, t, format!("unknown {what} setting `{word}`"))
+                            .label(format!("not a {what} setting"))
+                            .hint(hint),
+                    );
+                    self.recover_statement();
+                }
+                _ => {
+                    let _ = self.unexpected::<()>(&format!("a {what} setting"));
+                    self.recover_statement();
+                    if self.peek().kind == TokenKind::LBrace {
+                        self.recover_item();
+                    }
+                }
+            }
+        }
+    }
+
+    fn platform(&mut self) -> PResult<Platform> {
+        let mut p = Platform { span: self.bump().span, ..Default::default() };
+        self.block(PLATFORM_SETTINGS, "platform", |s, kw| {
+            match kw.value.as_str() {
+                "cores" => {
+                    let v = s.auto_or(|s| s.int("a core count or `auto`"))?;
+                    set(&mut s.diags, &mut p.cores, v, &kw);
+                }
+                "ram" => {
+                    let v = s.auto_or(Self::size)?;
+                    set(&mut s.diags, &mut p.ram, v, &kw);
+                }
+                "llc_ways" => {
+                    let v = s.auto_or(|s| s.int("a number of LLC ways or `auto`"))?;
+                    set(&mut s.diags, &mut p.llc_ways, v, &kw);
+                }
+                "cat_min_ways" => {
+                    let v = s.auto_or(|s| s.int("the minimum CAT mask width or `auto`"))?;
+                    set(&mut s.diags, &mut p.cat_min_ways, v, &kw);
+                }
+                "console" => {
+                    let v = s.int("the console's I/O port, e.g. `0x3f8`")?;
+                    set(&mut s.diags, &mut p.console, v, &kw);
+                }
+                _ => {
+                    let mut slot = p.require_cat.map(|span| Spanned::new((), span));
+                    set(&mut s.diags, &mut slot, Spanned::new((), kw.span), &kw);
+                    p.require_cat = slot.map(|flag| flag.span);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(p)
+    }
+
+    fn hypervisor(&mut self) -> PResult<Hypervisor> {
+        let mut h = Hypervisor { span: self.bump().span, ..Default::default() };
+        self.block(HYPERVISOR_SETTINGS, "hypervisor", |s, kw| {
+            if kw.value == "reserve" {
+                let v = s.size()?;
+                set(&mut s.diags, &mut h.reserve, v, &kw);
+            } else {
+                let v = s.choice("log level", LOG_LEVELS)?;
+                set(&mut s.diags, &mut h.log_level, v, &kw);
+            }
+            Ok(())
+        })?;
+        Ok(h)
+    }
+
+    fn partition(&mut self) -> PResult<Partition> {
+        self.bump();
+        let name = self.ident("the partition's name")?;
+        let mut p = Partition {
+            name,
+            kind: None,
+            image: None,
+            kernel: None,
+            initramfs: None,
+            cmdline: None,
+            cores: None,
+            memory: None,
+            pinned: None,
+            llc_ways: None,
+            io: Vec::new(),
+            mmio: Vec::new(),
+            pci: Vec::new(),
+            privileges: Vec::new(),
+            health: Vec::new(),
+            broken: false,
+        };
+        let mut privileges_kw: Option<Spanned<()>> = None;
+        let broken = self.block(PARTITION_SETTINGS, "partition", |s, kw| {
+            match kw.value.as_str() {
+                "kind" => {
+                    let v = s.choice("partition kind", KINDS)?;
+                    set(&mut s.diags, &mut p.kind, v, &kw);
+                }
+                "image" | "kernel" | "initramfs" | "cmdline" => {
+                    let v = s.string(&format!("the {} as a quoted string", kw.value))?;
+                    let slot = match kw.value.as_str() {
+                        "image" => &mut p.image,
+                        "kernel" => &mut p.kernel,
+                        "initramfs" => &mut p.initramfs,
+                        _ => &mut p.cmdline,
+                    };
+                    set(&mut s.diags, slot, v, &kw);
+                }
+                "cores" => {
+                    let v = s.index_list("a core id or range, e.g. `2-3`")?;
+                    set(&mut s.diags, &mut p.cores, v, &kw);
+                }
+                "memory" => {
+                    let v = s.size()?;
+                    let pinned = if s.at_ident("at") {
+                        s.bump();
+                        Some(s.int("the pinned host-physical base, e.g. `0x1_0000_0000`")?)
+                    } else {
+                        None
+                    };
+                    if p.memory.is_none() {
+                        p.pinned = pinned;
+                    }
+                    set(&mut s.diags, &mut p.memory, v, &kw);
+                }
+                "llc_ways" => {
+                    let v = s.index_list("a cache way or range, e.g. `0-3`")?;
+                    set(&mut s.diags, &mut p.llc_ways, v, &kw);
+                }
+                "io" => {
+                    let v = s.index_list("an I/O port or inclusive range, e.g. `0x2f8-0x2ff`")?;
+                    p.io.extend(v.value);
+                }
+                "mmio" => {
+                    let base = s.int("the MMIO base address")?;
+                    if !s.at_ident("size") {
+                        return s.unexpected("`size` after the MMIO base, e.g. `mmio 0xfe000000 size 4 KiB`");
+                    }
+                    s.bump();
+                    let size = s.size()?;
+                    let span = base.span.to(size.span);
+                    p.mmio.push(Mmio { base, size, span });
+                }
+                "pci" => loop {
+                    let a = s.pci_address()?;
+                    p.pci.push(a);
+                    if s.peek().kind != TokenKind::Comma {
+                        break;
+                    }
+                    s.bump();
+                },
+                "privileges" => {
+                    set(&mut s.diags, &mut privileges_kw, Spanned::new((), kw.span), &kw);
+                    loop {
+                        let v = s.choice("privilege", PRIVILEGES)?;
+                        p.privileges.push(v);
+                        if s.peek().kind != TokenKind::Comma {
+                            break;
+                        }
+                        s.bump();
+                    }
+                }
+                _ => {
+                    let classes: Vec<(&str, EventClass)> =
+                        EventClass::ALL.iter().map(|c| (c.name(), *c)).collect();
+                    let actions: Vec<(&str, Action)> =
+                        [Action::Log, Action::HaltPartition, Action::RestartPartition, Action::HaltSystem]
+                            .iter()
+                            .map(|a| (a.name(), *a))
+                            .collect();
+                    let event = s.choice("health event", &classes)?;
+                    let action = s.choice("health action", &actions)?;
+                    if let Some(first) = p.health.iter().find(|r| r.event.value == event.value) {
+                        s.diags.push(
+                            Diagnostic::new(
+                                Code::DuplicateSetting,
+                                event.span,
+                                format!("`on {}` is given twice", event.value.name()),
+                            )
+                            .label("second time")
+                            .related(first.event.span, "first given here")
+                            .hint("keep one of them"),
+                        );
+                    } else {
+                        p.health.push(HealthRule { event, action });
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        p.broken = broken;
+        Ok(p)
+    }
+
+    fn channel(&mut self) -> PResult<Channel> {
+        self.bump();
+        let name = self.ident("the channel's name")?;
+        let mut c = Channel {
+            name,
+            kind: None,
+            from: None,
+            to: None,
+            message: None,
+            depth: None,
+            linux: None,
+            broken: false,
+        };
+        let broken = self.block(CHANNEL_SETTINGS, "channel", |s, kw| {
+            match kw.value.as_str() {
+                "kind" => {
+                    let v = s.choice("channel kind", CHANNEL_KINDS)?;
+                    set(&mut s.diags, &mut c.kind, v, &kw);
+                }
+                "from" => {
+                    let v = s.ident("the writing partition's name")?;
+                    set(&mut s.diags, &mut c.from, v, &kw);
+                }
+                "to" => {
+                    let v = s.ident("the reading partition's name")?;
+                    set(&mut s.diags, &mut c.to, v, &kw);
+                }
+                "message" => {
+                    let v = s.size()?;
+                    set(&mut s.diags, &mut c.message, v, &kw);
+                }
+                "depth" => {
+                    let v = s.int("the number of messages the queue holds")?;
+                    set(&mut s.diags, &mut c.depth, v, &kw);
+                }
+                _ => {
+                    let v = s.choice("Linux view", LINUX_VIEWS)?;
+                    set(&mut s.diags, &mut c.linux, v, &kw);
+                }
+            }
+            Ok(())
+        })?;
+        c.broken = broken;
+        Ok(c)
+    }
+
+    fn schedule(&mut self) -> PResult<Schedule> {
+        let span = self.bump().span;
+        if !(self.at_ident("cores") || self.at_ident("core")) {
+            return self.unexpected("`cores` and the cores the schedule runs on, e.g. `schedule cores 1 {`");
+        }
+        self.bump();
+        let cores = self.index_list("a core id or range")?;
+        let mut sched = Schedule { span, cores, major_frame: None, windows: Vec::new(), broken: false };
+        let broken = self.block(SCHEDULE_SETTINGS, "schedule", |s, kw| {
+            if kw.value == "major_frame" {
+                let v = s.duration()?;
+                set(&mut s.diags, &mut sched.major_frame, v, &kw);
+            } else {
+                let partition = s.ident("the name of the partition that owns the window")?;
+                let (start, end) = s.time_span()?;
+                let span = kw.span.to(end.span);
+                if end.value < start.value {
+                    s.diags.push(
+                        Diagnostic::new(
+                            Code::BadRange,
+                            start.span.to(end.span),
+                            "window ends before it starts",
+                        )
+                        .label("end is before start")
+                        .hint("write `window NAME START..END UNIT` with START below END"),
+                    );
+                    return Err(());
+                }
+                sched.windows.push(Window { partition, start, end, span });
+            }
+            Ok(())
+        })?;
+        sched.broken = broken;
+        Ok(sched)
+    }
+}
+
+/// Parses `[segment:]bus:device.function` (hex).
+pub fn parse_pci(text: &str) -> Option<PciAddress> {
+    let (rest, function) = text.rsplit_once('.')?;
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (segment, bus, device) = match parts.as_slice() {
+        [b, d] => ("0", *b, *d),
+        [s, b, d] => (*s, *b, *d),
+        _ => return None,
+    };
+    let hex = |s: &str, max_len: usize| {
+        if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            None
+        } else {
+            u32::from_str_radix(s, 16).ok()
+        }
+    };
+    Some(PciAddress {
+        segment: hex(segment, 4)? as u16,
+        bus: hex(bus, 2)? as u8,
+        device: hex(device, 2)? as u8,
+        function: hex(function, 1)? as u8,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(src: &str) -> File {
+        let p = parse(src);
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        p.file
+    }
+
+    fn codes(src: &str) -> Vec<Code> {
+        parse(src).diagnostics.iter().map(|d| d.code).collect()
+    }
+
+    #[test]
+    fn parses_a_partition() {
+        let f = ok("partition a {\n kind rt\n image \"a.elf\"\n cores 0, 2-3\n memory 4 MiB at 0x4000_0000\n llc_ways 0-1\n io 0x2f8-0x2ff\n mmio 0xfe000000 size 4 KiB\n pci \"3b:00.1\"\n privileges query, restart\n on panic halt\n}\n");
+        let Item::Partition(p) = &f.items[0] else { panic!() };
+        assert_eq!(p.name.value, "a");
+        assert_eq!(
+            p.cores.as_ref().unwrap().value.iter().map(|c| c.value).collect::<Vec<_>>(),
+            vec![(0, 0), (2, 3)]
+        );
+        assert_eq!(p.memory.as_ref().unwrap().value, 4 << 20);
+        assert_eq!(p.pinned.as_ref().unwrap().value, 0x4000_0000);
+        assert_eq!(p.io[0].value, (0x2f8, 0x2ff));
+        assert_eq!(p.mmio[0].size.value, 4096);
+        assert_eq!(p.pci[0].value, PciAddress { segment: 0, bus: 0x3b, device: 0, function: 1 });
+        assert_eq!(p.privileges.len(), 2);
+        assert_eq!(p.health[0].action.value, Action::HaltPartition);
+    }
+
+    #[test]
+    fn parses_schedules_with_unit_propagation() {
+        let f = ok("schedule cores 1 { major_frame 10 ms; window a 0..4 ms; window b 5 ms..9500 us }");
+        let Item::Schedule(s) = &f.items[0] else { panic!() };
+        assert_eq!(s.major_frame.as_ref().unwrap().value, 10_000_000);
+        assert_eq!((s.windows[0].start.value, s.windows[0].end.value), (0, 4_000_000));
+        assert_eq!((s.windows[1].start.value, s.windows[1].end.value), (5_000_000, 9_500_000));
+    }
+
+    #[test]
+    fn reports_every_error_and_recovers() {
+        let src = "partition a {\n kind rtt\n memory 4 MB\n cors 1\n}\nschedule cores 1 { major_frame 10\n window a 4..2 ms }\nfoo\n";
+        assert_eq!(
+            codes(src),
+            vec![
+                Code::UnknownValue,
+                Code::UnknownUnit,
+                Code::UnknownSetting,
+                Code::UnknownUnit,
+                Code::BadRange,
+                Code::UnknownSetting
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_settings_point_at_both() {
+        let p = parse("partition a { \n memory 4 MiB\n memory 8 MiB\n}");
+        assert_eq!(p.diagnostics[0].code, Code::DuplicateSetting);
+        assert_eq!(p.diagnostics[0].related.len(), 1);
+    }
+
+    #[test]
+    fn unclosed_block_is_reported() {
+        assert_eq!(codes("partition a {\n kind rt\n"), vec![Code::UnexpectedToken]);
+    }
+
+    #[test]
+    fn pci_addresses() {
+        assert_eq!(
+            parse_pci("0001:3b:1f.7"),
+            Some(PciAddress { segment: 1, bus: 0x3b, device: 0x1f, function: 7 })
+        );
+        assert_eq!(parse_pci("3b:00"), None);
+        assert_eq!(parse_pci("3b:00.10"), None);
+        assert_eq!(parse_pci("x:00.0"), None);
+    }
+}

@@ -1,0 +1,86 @@
+//! The command line: exit codes, outputs and files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_parseltongue"))
+}
+
+fn config(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(name)
+}
+
+fn error_example(code: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/errors").join(format!("{code}.pt"))
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("parseltongue-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn check_exit_codes() {
+    assert_eq!(bin().args(["check"]).arg(config("demo.pt")).status().unwrap().code(), Some(0));
+    let out = bin().args(["check"]).arg(error_example("PT0302")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PT0302"));
+    // Warnings alone do not fail.
+    assert_eq!(bin().args(["check"]).arg(error_example("PT1001")).status().unwrap().code(), Some(0));
+    assert_eq!(bin().args(["check", "/nonexistent.pt"]).status().unwrap().code(), Some(2));
+    assert_eq!(bin().args(["frobnicate"]).status().unwrap().code(), Some(2));
+    assert_eq!(bin().status().unwrap().code(), Some(2));
+}
+
+#[test]
+fn json_output_is_a_document() {
+    let out = bin().args(["check", "--format", "json"]).arg(error_example("PT0503")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["diagnostics"][0]["code"], "PT0503");
+    assert_eq!(v["diagnostics"][0]["line"], 3);
+}
+
+#[test]
+fn compile_writes_a_loadable_table() {
+    let out = temp("demo.bin");
+    let status = bin().args(["compile"]).arg(config("demo.pt")).arg("-o").arg(&out).status().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(hallows_abi::table::Table::load(&bytes).is_ok());
+    let bad = temp("bad.bin");
+    let status = bin().args(["compile"]).arg(error_example("PT0305")).arg("-o").arg(&bad).status().unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(!bad.exists(), "no table is written when there are errors");
+}
+
+#[test]
+fn show_prints_and_draws() {
+    let out = bin().args(["show"]).arg(config("demo.pt")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sensor"));
+    let svg = temp("demo.svg");
+    let status = bin().args(["show", "--svg"]).arg(config("demo.pt")).arg("-o").arg(&svg).status().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<?xml"));
+}
+
+#[test]
+fn fmt_check_and_write() {
+    let file = temp("messy.pt");
+    std::fs::write(&file, "partition a {   kind rt ; image \"a.elf\"; cores 0; memory 4096 KiB }\n").unwrap();
+    assert_eq!(bin().args(["fmt", "--check"]).arg(&file).status().unwrap().code(), Some(1));
+    assert_eq!(bin().args(["fmt", "--write"]).arg(&file).status().unwrap().code(), Some(0));
+    assert_eq!(bin().args(["fmt", "--check"]).arg(&file).status().unwrap().code(), Some(0));
+    assert!(std::fs::read_to_string(&file).unwrap().contains("    memory 4 MiB\n"));
+}
+
+#[test]
+fn help_has_examples() {
+    let out = bin().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Examples:") && text.contains("parseltongue compile configs/demo.pt -o table.bin"));
+}

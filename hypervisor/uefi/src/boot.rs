@@ -1,0 +1,385 @@
+//! The UEFI phase: everything done while the firmware's boot services still run.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::convert::Infallible;
+
+use hallows_abi::table::{MachineFacts, Table};
+use uefi::boot::{self, AllocateType, MemoryType};
+use uefi::fs::FileSystem;
+use uefi::mem::memory_map::MemoryMap;
+use uefi::proto::pi::mp::MpServices;
+use uefi::{CString16, Status};
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use hallows_abi::hypercall::PartitionState;
+use hallows_abi::table::PartitionEntry;
+use hallows_core::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
+use hallows_core::cat::CatInfo;
+use hallows_core::ept::{ChannelMapping, Ept, MemoryType as EptMemoryType, Rights};
+use hallows_core::placement::{place_table, Region};
+use hallows_core::schedule::Window;
+use hallows_core::vmx_caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
+use spin::Mutex;
+
+use crate::machine::{CorePlan, Machine, VcpuPlan, MACHINE};
+use crate::memory::{self, HeapFrames};
+use crate::partition::{self, Partition};
+use crate::{cpu, heap, host, hvlog, madt, run};
+use hallows_core::console::LineBuffer;
+use hallows_core::health::{HealthMonitor, RestartPolicy};
+
+/// Bytes of boot heap reserved at entry, before the table says how much the hypervisor
+/// reserves (the table, page tables; the reservation then holds images, EPT, VMCS pages).
+pub const BOOT_HEAP_BYTES: usize = 4 << 20;
+/// ESP directory holding the table and the images.
+pub const ESP_DIR: &str = "\\rusthallows\\";
+
+/// Asks the firmware to power the machine off (ends the emulator).
+pub fn power_off() -> ! {
+    crate::serial::drain();
+    uefi::runtime::reset(uefi::runtime::ResetType::SHUTDOWN, Status::ABORTED, None)
+}
+
+/// Powers off through the UEFI runtime services (still valid after ExitBootServices), or
+/// with the Bochs shutdown port when that fails.
+pub fn power_off_runtime() -> ! {
+    crate::serial::drain();
+    for b in b"Shutdown" {
+        // Bochs: writing "Shutdown" to port 0x8900 ends the emulation.
+        cpu::outb(0x8900, *b);
+    }
+    uefi::runtime::reset(uefi::runtime::ResetType::SHUTDOWN, Status::ABORTED, None)
+}
+
+/// Reads a file from the ESP directory the hypervisor was loaded from.
+fn read_esp_file(fs: &mut FileSystem, name: &str) -> Result<Vec<u8>, String> {
+    let mut path = String::from(ESP_DIR);
+    path.push_str(&name.replace('/', "\\"));
+    let path16 = CString16::try_from(path.as_str()).map_err(|_| format!("bad file name `{name}`"))?;
+    fs.read(path16.as_ref()).map_err(|e| format!("cannot read {path} from the ESP: {e:?}"))
+}
+
+/// The RSDP published in the UEFI configuration table.
+fn rsdp() -> Option<u64> {
+    use uefi::table::cfg::ConfigTableEntry;
+    uefi::system::with_config_table(|t| {
+        t.iter()
+            .find(|e| e.guid == ConfigTableEntry::ACPI2_GUID)
+            .or_else(|| t.iter().find(|e| e.guid == ConfigTableEntry::ACPI_GUID))
+            .map(|e| e.address as u64)
+    })
+}
+
+/// Local APIC ids of the usable processors, the boot processor first: from the ACPI
+/// MADT, or from the firmware's MP services when the firmware publishes no ACPI tables
+/// (OVMF under Bochs has no ACPI source).
+fn processors() -> Result<Vec<u32>, String> {
+    if let Some(rsdp) = rsdp() {
+        // SAFETY: the RSDP comes from the firmware's configuration table.
+        let mut ids = unsafe { madt::processor_apic_ids(rsdp) }.map_err(|e| format!("ACPI: {e}"))?;
+        let bsp = crate::cpu::cpuid(1, 0).ebx >> 24;
+        if let Some(i) = ids.iter().position(|id| *id == bsp) {
+            ids.swap(0, i);
+        }
+        return Ok(ids);
+    }
+    let handle = boot::get_handle_for_protocol::<MpServices>()
+        .map_err(|_| String::from("the firmware offers neither ACPI tables nor MP services"))?;
+    let mp =
+        boot::open_protocol_exclusive::<MpServices>(handle).map_err(|e| format!("MP services: {e:?}"))?;
+    let count = mp.get_number_of_processors().map_err(|e| format!("MP services: {e:?}"))?;
+    let mut ids = Vec::new();
+    for i in 0..count.total {
+        let info = mp.get_processor_info(i).map_err(|e| format!("MP services: {e:?}"))?;
+        if info.is_enabled() {
+            if info.is_bsp() {
+                ids.insert(0, info.processor_id as u32);
+            } else {
+                ids.push(info.processor_id as u32);
+            }
+        }
+    }
+    hvlog!("no ACPI tables from the firmware: processors from its MP services");
+    Ok(ids)
+}
+
+/// Runs the boot flow; returns only with the reason the hypervisor refuses to start.
+pub fn boot() -> Result<Infallible, String> {
+    // A small boot heap below 4 GiB (the AP trampoline loads the host CR3, built from it,
+    // in 32-bit code); the table's hypervisor reservation takes over once placed.
+    let heap = boot::allocate_pages(
+        AllocateType::MaxAddress(0xffff_f000),
+        MemoryType::LOADER_DATA,
+        BOOT_HEAP_BYTES / 4096,
+    )
+    .map_err(|e| format!("cannot reserve the hypervisor's boot heap: {e:?}"))?;
+    heap::HEAP.init(heap.as_ptr() as usize, BOOT_HEAP_BYTES);
+
+    let fs = boot::get_image_file_system(boot::image_handle())
+        .map_err(|e| format!("no ESP file system: {e:?}"))?;
+    let mut fs = FileSystem::new(fs);
+    let table_bytes: &'static [u8] = read_esp_file(&mut fs, "table.bin")?.leak();
+    let table = Table::load(table_bytes).map_err(|e| format!("table.bin: {e}"))?;
+    hvlog!(
+        "table: {} partitions, {} schedules, {} channels",
+        table.partitions.len(),
+        table.schedules.len(),
+        table.channels.len()
+    );
+
+    let apic_ids = processors()?;
+    let free = free_memory()?;
+    let ram: u64 = free.iter().map(|r| r.bytes).sum();
+    let cat = CatInfo::from_cpuid(|leaf, sub| {
+        let r = cpu::cpuid(leaf, sub);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    });
+    hvlog!("machine: {} cores (APIC ids {:?}), {} MiB conventional RAM", apic_ids.len(), apic_ids, ram >> 20);
+    if cat.is_none() && table.partitions.iter().any(|p| p.llc_way_count > 0) {
+        hvlog!("cache: this CPU has no cache allocation (CAT); LLC ways are not partitioned");
+    }
+    let facts = MachineFacts {
+        cores: apic_ids.len() as u32,
+        ram_bytes: ram,
+        cat: cat.map(|c| (c.ways, table.platform().cat_min_ways.max(1))),
+    };
+    table.validate_against(&facts).map_err(|e| format!("the table does not fit this machine: {e}"))?;
+    let caps = vmx_caps()?;
+    let controls = caps.controls_for_partition().map_err(|e| format!("VMX controls: {e}"))?;
+    hvlog!(
+        "CPU: VMX with EPT, VPID, unrestricted guest and the preemption timer (VMCS revision {:#x})",
+        caps.revision_id()
+    );
+    let tsc_hz = calibrate_tsc();
+    // Page tables and the AP trampoline come from memory below 4 GiB.
+    let host_cr3 = host::build_page_tables();
+    let trampoline = crate::ap::reserve_trampoline()?;
+
+    // Place and reserve every range before the firmware allocates anything else.
+    let placed = place_table(&table, &free).map_err(|e| format!("memory placement: {e}"))?;
+    let hv = reserve_at("the hypervisor reservation", placed.hv_base, placed.hv_bytes)?;
+    heap::HEAP.init(hv as usize, placed.hv_bytes as usize);
+    let channels_hpa = match placed.channels_base {
+        Some(base) => reserve_at("the channel window", base, placed.channels_bytes)?,
+        None => 0,
+    };
+    for (i, p) in table.partitions.iter().enumerate() {
+        reserve_at(table.text(p.name), placed.partitions[i], p.ram_bytes.get())?;
+    }
+
+    let mut partitions = Vec::new();
+    let mut io_bitmaps = Vec::new();
+    for (i, p) in table.partitions.iter().enumerate() {
+        let part = prepare_partition(&table, i, p, &mut fs, placed.partitions[i], channels_hpa, tsc_hz)?;
+        partitions.push(part);
+        io_bitmaps.push(io_bitmap(&table, i)?);
+    }
+    let msr_bitmap = memory::alloc_pages(1);
+    // SAFETY: a fresh page owned by the hypervisor, exactly the MSR bitmap's size.
+    fill_msr_bitmap(unsafe { &mut *(msr_bitmap as *mut [u8; 4096]) }, &[], &[]);
+    let cores = plan_cores(&table, &apic_ids);
+    let reserved = BOOT_HEAP_BYTES as u64
+        + placed.hv_bytes
+        + placed.channels_bytes
+        + partitions.iter().map(|p| p.ram_bytes).sum::<u64>();
+    hvlog!(
+        "reserved {} MiB: {} MiB hypervisor (boot heap + reservation), {} MiB partitions, {} MiB channels",
+        reserved >> 20,
+        (BOOT_HEAP_BYTES as u64 + placed.hv_bytes) >> 20,
+        partitions.iter().map(|p| p.ram_bytes).sum::<u64>() >> 20,
+        placed.channels_bytes >> 20
+    );
+    let log_level = table.platform().log_level;
+    drop(fs);
+
+    // From here on the firmware is gone: no boot services, no allocation from it.
+    // SAFETY: no boot-services protocol or pool allocation is used after this point
+    // (the file system handle was dropped; the heap is our own).
+    let _memory_map = unsafe { boot::exit_boot_services(None) };
+    crate::ap::quiet_interrupts();
+    host::init_idt();
+    let exits = (0..cores.len()).map(|_| AtomicU64::new(0)).collect();
+    MACHINE.call_once(|| Machine {
+        partitions,
+        cores,
+        caps,
+        controls,
+        host_cr3,
+        msr_bitmap,
+        io_bitmaps,
+        tsc_hz,
+        tsc_at_entry: crate::ENTRY_TSC.load(Ordering::SeqCst),
+        exits,
+        log_level,
+    });
+    hvlog!(
+        "hypervisor heap: {} KiB used of the {} MiB reservation",
+        (placed.hv_bytes as usize - heap::HEAP.remaining()) >> 10,
+        placed.hv_bytes >> 20
+    );
+    crate::ap::start_all(trampoline);
+    run::core_main(0)
+}
+
+/// Conventional RAM from the firmware's memory map, as placement regions.
+fn free_memory() -> Result<Vec<Region>, String> {
+    let map = boot::memory_map(MemoryType::LOADER_DATA).map_err(|e| format!("memory map: {e:?}"))?;
+    Ok(map
+        .entries()
+        .filter(|d| d.ty == MemoryType::CONVENTIONAL)
+        .map(|d| Region { base: d.phys_start, bytes: d.page_count * 4096 })
+        .collect())
+}
+
+/// Reserves `bytes` at host-physical `base` (chosen by placement) from the firmware.
+fn reserve_at(what: &str, base: u64, bytes: u64) -> Result<u64, String> {
+    boot::allocate_pages(AllocateType::Address(base), MemoryType::LOADER_DATA, bytes.div_ceil(4096) as usize)
+        .map(|p| p.as_ptr() as u64)
+        .map_err(|e| format!("cannot reserve {} MiB at {base:#x} for {what}: {e:?}", bytes >> 20))
+}
+
+/// Reads the VMX capability MSRs and checks every requirement.
+fn vmx_caps() -> Result<VmxCapabilities, String> {
+    if !vmx_supported(cpu::cpuid(1, 0).ecx) {
+        return Err(String::from("this CPU has no VMX (CPUID.1:ECX.VMX = 0)"));
+    }
+    // SAFETY: IA32_FEATURE_CONTROL exists on every CPU with VMX.
+    let fc = unsafe { cpu::rdmsr(msr::IA32_FEATURE_CONTROL) };
+    if feature_control(fc) == FeatureControl::LockedOff {
+        return Err(String::from("VMX is disabled by the firmware (IA32_FEATURE_CONTROL locked)"));
+    }
+    // SAFETY: `from_msrs` reads only capability MSRs that exist on this CPU.
+    let caps = VmxCapabilities::from_msrs(|m| unsafe { cpu::rdmsr(m) });
+    caps.check_requirements().map_err(|missing| format!("this CPU lacks VMX features: {missing}"))?;
+    Ok(caps)
+}
+
+/// TSC ticks per second, measured against the firmware's stall service.
+fn calibrate_tsc() -> u64 {
+    let t0 = cpu::rdtsc();
+    boot::stall(core::time::Duration::from_millis(20));
+    let ticks = cpu::rdtsc() - t0;
+    ticks * 50
+}
+
+/// Reserves, maps (EPT) and loads one partition.
+fn prepare_partition(
+    table: &Table,
+    i: usize,
+    p: &PartitionEntry,
+    fs: &mut FileSystem,
+    ram_hpa: u64,
+    channels_hpa: u64,
+    tsc_hz: u64,
+) -> Result<Partition, String> {
+    let name = String::from(table.text(p.name));
+    let linux = partition::is_linux(p.kind);
+    let ram_bytes = p.ram_bytes.get();
+    let image = if linux { Vec::new() } else { read_esp_file(fs, table.text(p.image))? };
+    let mut frames = HeapFrames;
+    let mut ept = Ept::new(&mut frames).ok_or("out of memory for EPT")?;
+    let channels: Vec<ChannelMapping> = table
+        .channels
+        .iter()
+        .filter_map(|c| ChannelMapping::for_partition(c, i as u32, channels_hpa))
+        .collect();
+    ept.map_partition(&mut frames, ram_bytes, ram_hpa, &channels)
+        .map_err(|e| format!("partition {name}: EPT: {e}"))?;
+    for r in table.mmio_ranges.iter().filter(|r| r.partition.get() as usize == i) {
+        ept.map(
+            &mut frames,
+            r.base.get(),
+            r.base.get(),
+            r.size.get(),
+            Rights::RW,
+            EptMemoryType::Uncacheable,
+        )
+        .map_err(|e| format!("partition {name}: MMIO pass-through: {e}"))?;
+    }
+    let mut part = Partition {
+        index: i,
+        name,
+        is_linux: linux,
+        ram_hpa,
+        ram_bytes,
+        channel_window_bytes: table
+            .channels
+            .iter()
+            .map(|c| c.window_offset.get() + c.bytes.get())
+            .max()
+            .unwrap_or(0),
+        image,
+        vcpus: p.cores.len(),
+        privileges: p.privileges.get(),
+        eptp: ept.eptp(),
+        actions: p.hm_actions,
+        channels: partition::channel_infos(table, i),
+        state: AtomicU8::new(PartitionState::Ready as u8),
+        restarts: AtomicU32::new(0),
+        entry: partition::AtomicU64Cell::new(0),
+        console: Mutex::new(LineBuffer::new()),
+        health: Mutex::new(HealthMonitor::new(RestartPolicy::default())),
+        restart_requested: AtomicBool::new(false),
+    };
+    if linux {
+        hvlog!(
+            "partition {}: Linux, {} MiB at {:#x} (not booted by this version)",
+            part.name,
+            ram_bytes >> 20,
+            ram_hpa
+        );
+        return Ok(part);
+    }
+    // SAFETY: no vCPU runs yet.
+    unsafe { part.load(false, tsc_hz, 0) }.map_err(|e| format!("partition {}: {e}", part.name))?;
+    hvlog!(
+        "partition {}: {} MiB at host {:#x}, image {} ({} bytes), entry {:#x}, {} vCPU(s)",
+        part.name,
+        ram_bytes >> 20,
+        ram_hpa,
+        table.text(p.image),
+        part.image.len(),
+        part.entry.get(),
+        part.vcpus
+    );
+    part.image.shrink_to_fit();
+    Ok(part)
+}
+
+/// The partition's I/O bitmaps (A then B): every port traps except its pass-through ranges.
+fn io_bitmap(table: &Table, i: usize) -> Result<u64, String> {
+    let pages = memory::alloc_pages(2);
+    // SAFETY: two fresh pages owned by the hypervisor: exactly the 8 KiB of bitmaps A and B.
+    let bits = unsafe { &mut *(pages as *mut [u8; 8192]) };
+    let ranges = table
+        .io_ranges
+        .iter()
+        .filter(|r| r.partition.get() as usize == i)
+        .map(|r| (r.first.get(), r.count.get()));
+    fill_io_bitmaps(bits, ranges).map_err(|e| format!("I/O pass-through of partition {i}: {e:?}"))?;
+    Ok(pages)
+}
+
+/// What every core runs: its dedicated partition's vCPU, or its schedule's windows.
+fn plan_cores(table: &Table, apic_ids: &[u32]) -> Vec<CorePlan> {
+    let n = table.cores_needed() as usize;
+    let mut plans = Vec::new();
+    for core in 0..n as u32 {
+        let mut plan = CorePlan { apic_id: apic_ids[core as usize], ..CorePlan::default() };
+        for (pi, p) in table.partitions.iter().enumerate() {
+            if p.cores.contains(core) {
+                let vcpu = p.cores.iter().position(|c| c == core).unwrap_or(0) as u32;
+                plan.vcpus.push(VcpuPlan { partition: pi, vcpu });
+            }
+        }
+        if let Some(s) = table.schedule_of_core(core).and_then(|s| table.schedules.get(s)) {
+            plan.major_frame_ns = s.major_frame_ns.get();
+            plan.windows = table.schedule_windows(s).map(Window::from_entry).collect();
+        }
+        plans.push(plan);
+    }
+    plans
+}

@@ -1,0 +1,78 @@
+//! The hypercall environment of one calling partition: hallows-core's `dispatch` checks
+//! every guest pointer, length, index and privilege; this gives it the partition's RAM,
+//! console, clock and the other partitions' states.
+
+use core::fmt::Write;
+
+use hallows_abi::health::EventClass;
+use hallows_abi::hypercall::PartitionState;
+use hallows_core::hypercall::HypercallEnv;
+
+use crate::console::SerialSink;
+use crate::machine::Machine;
+use crate::text::Text;
+
+/// The environment of partition `caller` for one hypercall.
+pub struct Env<'a> {
+    pub machine: &'a Machine,
+    pub caller: usize,
+    /// The message of a `ReportFault`, for the health monitor's line.
+    pub fault_message: Text<160>,
+}
+
+impl HypercallEnv for Env<'_> {
+    fn caller(&self) -> usize {
+        self.caller
+    }
+
+    fn ram_bytes(&self) -> u64 {
+        self.machine.partitions[self.caller].ram_bytes
+    }
+
+    fn read_ram(&self, gpa: u64, buf: &mut [u8]) {
+        let p = &self.machine.partitions[self.caller];
+        // `dispatch` checked gpa..gpa+len against ram_bytes; check again so this glue
+        // stays safe on its own.
+        let Some(end) = gpa.checked_add(buf.len() as u64).filter(|e| *e <= p.ram_bytes) else {
+            buf.fill(0);
+            return;
+        };
+        let _ = end;
+        // SAFETY: the range lies inside the caller's own RAM, identity-mapped host memory
+        // reserved for it. The guest may change it concurrently; the bytes are only copied.
+        unsafe {
+            core::ptr::copy_nonoverlapping((p.ram_hpa + gpa) as *const u8, buf.as_mut_ptr(), buf.len())
+        };
+    }
+
+    fn console_write(&mut self, bytes: &[u8]) {
+        let p = &self.machine.partitions[self.caller];
+        p.console.lock().push(&p.name, bytes, &mut SerialSink);
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.machine.now_ns()
+    }
+
+    fn partition_count(&self) -> usize {
+        self.machine.partitions.len()
+    }
+
+    fn partition_state(&self, index: usize) -> PartitionState {
+        self.machine.partitions.get(index).map_or(PartitionState::Halted, |p| p.state())
+    }
+
+    fn privileges(&self) -> u32 {
+        self.machine.partitions[self.caller].privileges
+    }
+
+    fn report_fault(&mut self, _class: EventClass, message: &[u8]) {
+        // Invalid UTF-8 shows as U+FFFD; the console sanitises control characters.
+        for chunk in message.trim_ascii_end().utf8_chunks() {
+            let _ = self.fault_message.write_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                let _ = self.fault_message.write_char('\u{fffd}');
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! What every core shares once boot is done: the partitions, the VMX control values,
+//! host page tables, bitmaps and the time base. Built on the boot core before any other
+//! core starts; read-only afterwards except for the atomics and locks inside.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hallows_core::schedule::Window;
+use hallows_core::vmx_caps::{VmxCapabilities, VmxControls};
+
+use crate::partition::Partition;
+
+/// One vCPU a core runs: partition index and vCPU index inside the partition.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuPlan {
+    pub partition: usize,
+    pub vcpu: u32,
+}
+
+/// What one core runs.
+#[derive(Clone, Debug, Default)]
+pub struct CorePlan {
+    pub apic_id: u32,
+    pub vcpus: Vec<VcpuPlan>,
+    /// Empty: the core is dedicated to `vcpus[0]` (or idle when `vcpus` is empty).
+    /// Otherwise the core's cyclic schedule (windows name partitions).
+    pub windows: Vec<Window>,
+    pub major_frame_ns: u64,
+}
+
+/// Everything shared by the cores.
+pub struct Machine {
+    pub partitions: Vec<Partition>,
+    pub cores: Vec<CorePlan>,
+    pub caps: VmxCapabilities,
+    pub controls: VmxControls,
+    pub host_cr3: u64,
+    /// Shared MSR bitmap (every MSR traps).
+    pub msr_bitmap: u64,
+    /// Per-partition I/O bitmaps (A and B, two pages each).
+    pub io_bitmaps: Vec<u64>,
+    pub tsc_hz: u64,
+    pub tsc_at_entry: u64,
+    /// The table's log level (`hallows_abi::table::LOG_*`).
+    pub log_level: u8,
+    /// VM exits taken per core (for the exits-per-second measurement).
+    pub exits: Vec<AtomicU64>,
+}
+
+/// The machine, published by the boot core.
+pub static MACHINE: spin::Once<Machine> = spin::Once::new();
+
+/// The shared machine (only valid after boot published it).
+pub fn machine() -> &'static Machine {
+    MACHINE.get().expect("machine published before any core runs")
+}
+
+impl Machine {
+    /// Nanoseconds since the hypervisor's entry.
+    pub fn now_ns(&self) -> u64 {
+        self.ticks_to_ns(crate::cpu::rdtsc().wrapping_sub(self.tsc_at_entry))
+    }
+
+    pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
+        (ticks as u128 * 1_000_000_000 / self.tsc_hz.max(1) as u128) as u64
+    }
+
+    pub fn ns_to_ticks(&self, ns: u64) -> u64 {
+        (ns as u128 * self.tsc_hz as u128 / 1_000_000_000) as u64
+    }
+
+    /// Counts one VM exit on `core`.
+    pub fn count_exit(&self, core: usize) {
+        if let Some(c) = self.exits.get(core) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
