@@ -4,32 +4,29 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::convert::Infallible;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use hallows_abi::table::{MachineFacts, Table};
+use hallows_abi::hypercall::PartitionState;
+use hallows_abi::table::{MachineFacts, PartitionEntry, Table};
+use hallows_core::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
+use hallows_core::cat::CatInfo;
+use hallows_core::console::LineBuffer;
+use hallows_core::ept::{ChannelMapping, Ept, MemoryType as EptMemoryType, Rights};
+use hallows_core::health::{HealthMonitor, RestartPolicy};
+use hallows_core::placement::{place_table, Region};
+use hallows_core::schedule::Window;
+use hallows_core::vmx_caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
+use spin::Mutex;
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::fs::FileSystem;
 use uefi::mem::memory_map::MemoryMap;
 use uefi::proto::pi::mp::MpServices;
 use uefi::{CString16, Status};
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-
-use hallows_abi::hypercall::PartitionState;
-use hallows_abi::table::PartitionEntry;
-use hallows_core::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
-use hallows_core::cat::CatInfo;
-use hallows_core::ept::{ChannelMapping, Ept, MemoryType as EptMemoryType, Rights};
-use hallows_core::placement::{place_table, Region};
-use hallows_core::schedule::Window;
-use hallows_core::vmx_caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
-use spin::Mutex;
-
 use crate::machine::{CorePlan, Machine, VcpuPlan, MACHINE};
 use crate::memory::{self, HeapFrames};
 use crate::partition::{self, Partition};
 use crate::{cpu, heap, host, hvlog, madt, run};
-use hallows_core::console::LineBuffer;
-use hallows_core::health::{HealthMonitor, RestartPolicy};
 
 /// Bytes of boot heap reserved at entry, before the table says how much the hypervisor
 /// reserves (the table, page tables; the reservation then holds images, EPT, VMCS pages).
@@ -43,8 +40,8 @@ pub fn power_off() -> ! {
     uefi::runtime::reset(uefi::runtime::ResetType::SHUTDOWN, Status::ABORTED, None)
 }
 
-/// Powers off through the UEFI runtime services (still valid after ExitBootServices), or
-/// with the Bochs shutdown port when that fails.
+/// Powers off after ExitBootServices: first Bochs's shutdown port (an unused port
+/// elsewhere), then the UEFI runtime services, which stay valid after ExitBootServices.
 pub fn power_off_runtime() -> ! {
     crate::serial::drain();
     for b in b"Shutdown" {
@@ -123,6 +120,11 @@ pub fn boot() -> Result<Infallible, String> {
     let mut fs = FileSystem::new(fs);
     let table_bytes: &'static [u8] = read_esp_file(&mut fs, "table.bin")?.leak();
     let table = Table::load(table_bytes).map_err(|e| format!("table.bin: {e}"))?;
+    let console_port = table.platform().console_port.get();
+    if console_port != 0 && console_port != crate::serial::COM1 {
+        hvlog!("console moves to the UART at port {console_port:#x} (the table's `console`)");
+        crate::serial::switch_to(console_port);
+    }
     hvlog!(
         "table: {} partitions, {} schedules, {} channels",
         table.partitions.len(),
@@ -131,6 +133,7 @@ pub fn boot() -> Result<Infallible, String> {
     );
 
     let apic_ids = processors()?;
+    crate::linux::note_processors(&apic_ids);
     let free = free_memory()?;
     let ram: u64 = free.iter().map(|r| r.bytes).sum();
     let cat = CatInfo::from_cpuid(|leaf, sub| {
@@ -201,7 +204,8 @@ pub fn boot() -> Result<Infallible, String> {
     let _memory_map = unsafe { boot::exit_boot_services(None) };
     crate::ap::quiet_interrupts();
     host::init_idt();
-    let exits = (0..cores.len()).map(|_| AtomicU64::new(0)).collect();
+    let counters = || (0..cores.len()).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+    let (exits, switches, switch_ticks) = (counters(), counters(), counters());
     MACHINE.call_once(|| Machine {
         partitions,
         cores,
@@ -213,6 +217,8 @@ pub fn boot() -> Result<Infallible, String> {
         tsc_hz,
         tsc_at_entry: crate::ENTRY_TSC.load(Ordering::SeqCst),
         exits,
+        switches,
+        switch_ticks,
         log_level,
     });
     hvlog!(
@@ -325,12 +331,12 @@ fn prepare_partition(
         restart_requested: AtomicBool::new(false),
     };
     if linux {
-        hvlog!(
-            "partition {}: Linux, {} MiB at {:#x} (not booted by this version)",
-            part.name,
-            ram_bytes >> 20,
-            ram_hpa
-        );
+        // A Linux partition that cannot be prepared (missing kernel, bad image) is halted;
+        // the other partitions still run.
+        if let Err(e) = crate::linux::prepare(table, p, &part) {
+            hvlog!("partition {}: Linux cannot boot: {e}; halted, the other partitions run", part.name);
+            part.set_state(PartitionState::Halted);
+        }
         return Ok(part);
     }
     // SAFETY: no vCPU runs yet.

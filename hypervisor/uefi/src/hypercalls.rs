@@ -16,8 +16,9 @@ use crate::text::Text;
 pub struct Env<'a> {
     pub machine: &'a Machine,
     pub caller: usize,
-    /// The message of a `ReportFault`, for the health monitor's line.
-    pub fault_message: Text<160>,
+    /// The message of a `ReportFault`, for the health monitor's line (`None` until one
+    /// is reported: the hypercall fast path does not even zero the buffer).
+    pub fault_message: Option<Text<160>>,
 }
 
 impl HypercallEnv for Env<'_> {
@@ -68,10 +69,11 @@ impl HypercallEnv for Env<'_> {
 
     fn report_fault(&mut self, _class: EventClass, message: &[u8]) {
         // Invalid UTF-8 shows as U+FFFD; the console sanitises control characters.
+        let text = self.fault_message.insert(Text::new());
         for chunk in message.trim_ascii_end().utf8_chunks() {
-            let _ = self.fault_message.write_str(chunk.valid());
+            let _ = text.write_str(chunk.valid());
             if !chunk.invalid().is_empty() {
-                let _ = self.fault_message.write_char('\u{fffd}');
+                let _ = text.write_char('\u{fffd}');
             }
         }
     }

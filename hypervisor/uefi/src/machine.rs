@@ -45,6 +45,10 @@ pub struct Machine {
     pub log_level: u8,
     /// VM exits taken per core (for the exits-per-second measurement).
     pub exits: Vec<AtomicU64>,
+    /// Window switches per core, and the TSC ticks they took in all (from the
+    /// preemption-timer exit to the next partition's VM entry).
+    pub switches: Vec<AtomicU64>,
+    pub switch_ticks: Vec<AtomicU64>,
 }
 
 /// The machine, published by the boot core.
@@ -67,6 +71,14 @@ impl Machine {
 
     pub fn ns_to_ticks(&self, ns: u64) -> u64 {
         (ns as u128 * self.tsc_hz as u128 / 1_000_000_000) as u64
+    }
+
+    /// Counts one window switch on `core` that took `ticks`.
+    pub fn count_switch(&self, core: usize, ticks: u64) {
+        if let (Some(n), Some(t)) = (self.switches.get(core), self.switch_ticks.get(core)) {
+            n.fetch_add(1, Ordering::Relaxed);
+            t.fetch_add(ticks, Ordering::Relaxed);
+        }
     }
 
     /// Counts one VM exit on `core`.

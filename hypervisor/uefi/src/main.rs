@@ -15,6 +15,7 @@ mod cpu;
 mod heap;
 mod host;
 mod hypercalls;
+mod linux;
 mod machine;
 mod madt;
 mod memory;
@@ -49,6 +50,7 @@ fn efi_main() -> Status {
 fn panic(info: &PanicInfo) -> ! {
     // The console lock may be held by the panicking core; a panic is a hypervisor bug, so
     // print best effort and stop this core.
+    serial::break_lock();
     hvlog!("PANIC: {info}");
     cpu::halt_forever()
 }

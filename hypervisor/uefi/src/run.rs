@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hallows_abi::health::{Action, EventClass};
 use hallows_abi::hypercall::PartitionState;
@@ -66,6 +66,15 @@ struct Core {
     tables: &'static CoreTables,
     vcpus: Vec<Vcpu>,
     first_entry_reported: bool,
+    /// The VMCS last made current with VMPTRLD (0: none), to skip reloading it.
+    current_vmcs: u64,
+    /// A scheduled core measures its window switches (dedicated cores skip the RDTSC).
+    measure_switches: bool,
+    /// TSC right after the latest VM exit (scheduled cores).
+    exit_tsc: u64,
+    /// TSC of the preemption-timer exit that ended a window, while the switch to the next
+    /// window's partition is in progress (0: none).
+    switch_from: u64,
 }
 
 /// Entry of every core (boot core included) once the machine is published.
@@ -80,7 +89,16 @@ pub fn core_main(index: usize) -> ! {
         hvlog!("core {index}: cannot enter VMX operation: {e}");
         cpu::halt_forever();
     }
-    let mut core = Core { index, tables, vcpus: Vec::new(), first_entry_reported: false };
+    let mut core = Core {
+        index,
+        tables,
+        vcpus: Vec::new(),
+        first_entry_reported: false,
+        current_vmcs: 0,
+        measure_switches: !m.cores[index].windows.is_empty(),
+        exit_tsc: 0,
+        switch_from: 0,
+    };
     for plan in &m.cores[index].vcpus {
         let mut v = Vcpu {
             partition: plan.partition,
@@ -91,7 +109,10 @@ pub fn core_main(index: usize) -> ! {
             stopped: false,
         };
         let p = &m.partitions[v.partition];
-        if p.is_linux {
+        if p.is_linux && m.cores[index].windows.is_empty() {
+            // A core dedicated to a Linux vCPU runs it until the partition stops.
+            crate::linux::run_core(m, index, tables, plan.partition, plan.vcpu as usize);
+        } else if p.is_linux {
             if v.index == 0 {
                 hvlog!(
                     "partition {}: Linux partitions are not booted by this version of the hypervisor; halted, its cores stay idle",
@@ -158,6 +179,7 @@ impl Core {
         let p = &m.partitions[v.partition];
         // SAFETY: the VMCS page carries the revision id and belongs to this core.
         unsafe { vmx::vmclear(v.vmcs).and_then(|_| vmx::vmptrld(v.vmcs)) }.map_err(|e| format!("{e}"))?;
+        self.current_vmcs = v.vmcs;
         let (mut pin_ctl, mut exit_ctl) = (m.controls.pin, m.controls.exit);
         if !self.scheduled(m) {
             // A dedicated core needs no timer: the goal is zero VM exits.
@@ -247,7 +269,9 @@ impl Core {
                     idle(m, self.index, Some(&m.partitions[self.vcpus[0].partition]));
                     continue;
                 }
-                let _ = self.load_vmcs(0);
+                if self.current_vmcs != self.vcpus[0].vmcs {
+                    let _ = self.load_vmcs(0);
+                }
                 if let Next::Yield { until_ns } = self.enter(m, 0) {
                     wait_until(m, until_ns);
                 }
@@ -269,8 +293,12 @@ impl Core {
                         wait_until(m, slot.end_ns);
                     }
                 }
-                // An idle gap, or a stopped partition's window: wait for the next slot.
-                _ => wait_until(m, slot.end_ns),
+                // An idle gap, or a stopped partition's window: wait for the next slot
+                // (not a switch worth measuring).
+                _ => {
+                    self.switch_from = 0;
+                    wait_until(m, slot.end_ns);
+                }
             }
         }
     }
@@ -278,13 +306,15 @@ impl Core {
     /// Restarts vCPU `slot`'s partition when another partition asked for it.
     fn serve_restart_request(&mut self, m: &'static Machine, slot: usize) {
         let p = &m.partitions[self.vcpus[slot].partition];
-        if p.restart_requested.swap(false, Ordering::SeqCst) {
+        // A plain load first: the common case costs no locked instruction.
+        if p.restart_requested.load(Ordering::Relaxed) && p.restart_requested.swap(false, Ordering::SeqCst) {
             p.health.lock().note_restart(m.now_ns());
             self.restart(m, slot, "restarted at another partition's request");
         }
     }
 
-    fn load_vmcs(&self, slot: usize) -> Result<(), VmFail> {
+    fn load_vmcs(&mut self, slot: usize) -> Result<(), VmFail> {
+        self.current_vmcs = self.vcpus[slot].vmcs;
         // SAFETY: the VMCS was initialised by `setup_vcpu` on this core.
         unsafe { vmx::vmptrld(self.vcpus[slot].vmcs) }
     }
@@ -302,9 +332,16 @@ impl Core {
                 ticks
             );
         }
+        if self.switch_from != 0 {
+            m.count_switch(self.index, cpu::rdtsc().wrapping_sub(self.switch_from));
+            self.switch_from = 0;
+        }
         let v = &mut self.vcpus[slot];
         // SAFETY: the current VMCS is this vCPU's, set up by `setup_vcpu`.
         let entered = unsafe { vmx::enter(&mut v.regs, v.launched) };
+        if self.measure_switches {
+            self.exit_tsc = cpu::rdtsc();
+        }
         if let Err(e) = entered {
             return self.health(m, slot, EventClass::UnknownExit, &format_args!("VM entry failed: {e}"));
         }
@@ -346,9 +383,13 @@ impl Core {
             }
             // HLT: no interrupt will ever wake it; treat as giving up the window.
             Disposition::Handle(Handling::Hlt) => Next::Yield { until_ns: 0 },
-            Disposition::Handle(Handling::WindowEnd)
-            | Disposition::Handle(Handling::ExternalInterrupt)
-            | Disposition::Handle(Handling::Nmi) => Next::Resume,
+            Disposition::Handle(Handling::WindowEnd) => {
+                self.switch_from = self.exit_tsc;
+                Next::Resume
+            }
+            Disposition::Handle(Handling::ExternalInterrupt) | Disposition::Handle(Handling::Nmi) => {
+                Next::Resume
+            }
             Disposition::Handle(Handling::Rdtsc) | Disposition::Handle(Handling::Xsetbv) => {
                 self.health(m, slot, EventClass::ForbiddenInstruction, &info.describe())
             }
@@ -358,7 +399,7 @@ impl Core {
 
     fn hypercall(&mut self, m: &'static Machine, slot: usize) -> Next {
         let part = self.vcpus[slot].partition;
-        let mut env = Env { machine: m, caller: part, fault_message: Text::new() };
+        let mut env = Env { machine: m, caller: part, fault_message: None };
         let outcome = dispatch(&mut self.vcpus[slot].regs, &mut env);
         match outcome {
             Outcome::Resume => Next::Skip,
@@ -374,7 +415,7 @@ impl Core {
                 // The call itself completed: skip the VMCALL before acting.
                 let rip = read(guest::RIP).wrapping_add(read(exit_info::INSTRUCTION_LEN));
                 let _ = write(guest::RIP, rip);
-                let message = env.fault_message;
+                let message = env.fault_message.unwrap_or_else(Text::new);
                 match self.health(m, slot, class, &format_args!("reported: {message}")) {
                     Next::Skip => Next::Resume,
                     other => other,
@@ -506,7 +547,9 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
         }
         return;
     }
-    let mut last: Vec<u64> = m.exits.iter().map(|e| e.load(Ordering::Relaxed)).collect();
+    let snapshot = |v: &[AtomicU64]| v.iter().map(|e| e.load(Ordering::Relaxed)).collect::<Vec<u64>>();
+    let (mut last, mut last_switches, mut last_ticks) =
+        (snapshot(&m.exits), snapshot(&m.switches), snapshot(&m.switch_ticks));
     let mut next = m.now_ns() + STATS_INTERVAL_NS;
     loop {
         while m.now_ns() < next {
@@ -523,7 +566,19 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
             let _ = write!(line, " core{i}={}", now - *before);
             *before = now;
         }
+        let mut switch_line = Text::<160>::new();
+        for i in 0..m.switches.len() {
+            let (n, t) = (m.switches[i].load(Ordering::Relaxed), m.switch_ticks[i].load(Ordering::Relaxed));
+            let (dn, dt) = (n - last_switches[i], t - last_ticks[i]);
+            if let Some(avg) = dt.checked_div(dn) {
+                let _ = write!(switch_line, " core{i}={dn} (avg {avg} ticks)");
+            }
+            (last_switches[i], last_ticks[i]) = (n, t);
+        }
         hvlog!("stats: VM exits in the last second (printed by idle core {core}):{line}");
+        if !switch_line.as_str().is_empty() {
+            hvlog!("stats: window switches in the last second:{switch_line}");
+        }
     }
 }
 

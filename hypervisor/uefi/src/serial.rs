@@ -60,11 +60,26 @@ pub fn init() {
     *CONSOLE.lock() = Some(Uart::init(COM1));
 }
 
+/// Moves the console to the UART at `base` (the table's `console` port).
+pub fn switch_to(base: u16) {
+    *CONSOLE.lock() = Some(Uart::init(base));
+}
+
+/// Releases the console lock held by a core that will never release it (a panic on
+/// that core), so the panic message can still be printed.
+pub fn break_lock() {
+    if CONSOLE.is_locked() {
+        // SAFETY: called only on the panic path, where the holder (possibly this very
+        // core) will never run its unlock; a torn line is acceptable there.
+        unsafe { CONSOLE.force_unlock() };
+    }
+}
+
 /// Waits (bounded) until COM1 has sent every byte, so a power-off loses no output.
 pub fn drain() {
-    if CONSOLE.lock().is_some() {
+    if let Some(uart) = CONSOLE.lock().as_ref() {
         for _ in 0..1_000_000 {
-            if inb(COM1 + 5) & 0x40 != 0 {
+            if inb(uart.base + 5) & 0x40 != 0 {
                 break;
             }
         }

@@ -1,0 +1,175 @@
+//! Linux partitions (issue 4, "hybrid mode"): an unmodified Linux kernel runs on cores it
+//! owns outright, beside the real-time partitions.
+//!
+//! - Boot phase ([`prepare`], called by `boot::prepare_partition` while UEFI boot services
+//!   still run): reads the kernel and the initramfs named in the table from the ESP into
+//!   firmware pages, and lets `legacy_linux::setup::prepare` lay out the partition's RAM
+//!   (zero page, e820, command line, ACPI tables with only the partition's CPUs, page
+//!   tables, kernel, initramfs). The entry state is kept here for the boot vCPU.
+//! - Run phase ([`run_core`], called by `run::core_main` on a core dedicated to a Linux
+//!   vCPU): the core switches its local APIC to x2APIC mode, builds the vCPU's VMCS from
+//!   the entry state (boot vCPU) or from the SIPI vector (other vCPUs, parked in the
+//!   hypervisor until the boot vCPU sends INIT/SIPI), and handles the few exits Linux
+//!   causes with the policies of `hallows_core::linux_vcpu` (see `vcpu`).
+//!
+//! The hypervisor appends [`CMDLINE_SUFFIX`] to the table's command line.
+
+mod esp;
+mod vcpu;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use hallows_abi::table::{PartitionEntry, Table};
+use hallows_core::linux_vcpu::apic::ApicIdMap;
+use hallows_vmm::pci_config::PciConfigFilter;
+use hallows_vmm::uart16550::Uart16550;
+use legacy_linux::acpi::PowerPorts;
+use legacy_linux::setup::{self, BootProtocol, EntryState, KernelFormat, LinuxBootConfig};
+use spin::Mutex;
+
+use crate::hvlog;
+use crate::partition::Partition;
+
+pub use vcpu::run_core;
+
+/// Kernel parameters the hypervisor adds to every Linux command line:
+/// - `noapic`: there is no I/O APIC; with it Linux 6.1 keeps the x2APIC mode the
+///   hypervisor enabled (see `hallows_core::linux_vcpu`).
+/// - `tsc=reliable`: the partition has no second clock (no HPET, PM timer or PIT), so
+///   Linux's clocksource watchdog would compare the TSC with jiffies, which are driven by
+///   the TSC-deadline timer itself and lag whenever interrupts are held off (printing to
+///   the trapped UART under an emulator takes long): it then wrongly marks the TSC
+///   unstable and falls back to the jiffies clocksource.
+pub const CMDLINE_SUFFIX: &str = " noapic tsc=reliable";
+
+/// Basic exit reasons counted per reason (SDM appendix C has fewer than 80).
+pub const EXIT_REASONS: usize = 80;
+
+/// A vCPU's start-up mailbox, written by the boot vCPU's core (INIT/SIPI through the
+/// x2APIC ICR) and polled by the parked vCPU's core.
+#[derive(Default)]
+pub struct Mailbox {
+    /// An INIT was sent.
+    pub init: AtomicBool,
+    /// `0x100 | vector` once a start-up IPI was sent, else 0.
+    pub sipi: AtomicU32,
+}
+
+/// What the hypervisor keeps for one Linux partition.
+pub struct LinuxPartition {
+    /// Index of the partition in the table.
+    pub partition: usize,
+    /// The boot vCPU's entry state from `legacy_linux::setup::prepare`.
+    pub entry: EntryState,
+    /// vCPU -> APIC id (identity: the guest sees its cores' real ids).
+    pub map: ApicIdMap,
+    /// The virtual COM1 shared by the partition's vCPUs.
+    pub uart: Mutex<Uart16550>,
+    /// PCI configuration space: no function is passed through, every one reads absent.
+    pub pci: Mutex<PciConfigFilter<1>>,
+    /// One per vCPU.
+    pub mailboxes: Vec<Mailbox>,
+    /// VM exits per basic exit reason, all vCPUs together.
+    pub exits: [AtomicU64; EXIT_REASONS],
+    /// TSC at the boot vCPU's first VM entry (0 before).
+    pub first_entry_tsc: AtomicU64,
+    /// TSC when the console showed `LINUX-INIT-OK` (the test initramfs's /init), or 0.
+    pub init_marker_tsc: AtomicU64,
+    /// [`Self::exits`] at that moment: what follows is the steady state of /init.
+    pub init_marker_exits: [AtomicU64; EXIT_REASONS],
+    /// The partition stopped (powered off, halted by the health monitor).
+    pub stopped: AtomicBool,
+}
+
+impl LinuxPartition {
+    /// Counts one VM exit with `reason`.
+    pub fn count_exit(&self, reason: u32) {
+        let i = (reason as usize & 0xFFFF).min(EXIT_REASONS - 1);
+        self.exits[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every prepared Linux partition.
+static LINUX: Mutex<Vec<&'static LinuxPartition>> = Mutex::new(Vec::new());
+/// APIC ids of the machine's cores, core order (noted by the boot flow).
+static APIC_IDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Records the APIC id of every core (index = core number), for the guests' MADT.
+pub fn note_processors(apic_ids: &[u32]) {
+    *APIC_IDS.lock() = apic_ids.to_vec();
+}
+
+/// The Linux partition with table index `partition`, if it was prepared.
+pub fn of(partition: usize) -> Option<&'static LinuxPartition> {
+    LINUX.lock().iter().find(|l| l.partition == partition).copied()
+}
+
+/// Boot phase: loads the kernel and initramfs of `entry` into `part`'s RAM.
+pub fn prepare(table: &Table, entry: &PartitionEntry, part: &Partition) -> Result<(), String> {
+    let all_ids = APIC_IDS.lock().clone();
+    let apic_ids: Vec<u32> = entry
+        .cores
+        .iter()
+        .map(|c| all_ids.get(c as usize).copied().ok_or(format!("no APIC id for core {c}")))
+        .collect::<Result<_, _>>()?;
+    let map = ApicIdMap::identity(&apic_ids).map_err(|e| format!("APIC ids {apic_ids:?}: {e:?}"))?;
+    let kernel_name = table.text(entry.image);
+    let t0 = crate::cpu::rdtsc();
+    let kernel = esp::read(kernel_name)?;
+    let initramfs_name = table.text(entry.initramfs);
+    let initramfs = if initramfs_name.is_empty() { None } else { Some(esp::read(initramfs_name)?) };
+    let read_ticks = crate::cpu::rdtsc() - t0;
+    let mut cmdline = String::from(table.text(entry.cmdline));
+    cmdline.push_str(CMDLINE_SUFFIX);
+    let config = LinuxBootConfig {
+        kernel: kernel.bytes(),
+        initramfs: initramfs.as_ref().map(|f| f.bytes()),
+        cmdline: cmdline.as_bytes(),
+        apic_ids: &apic_ids,
+        ioapic: None,
+        power: PowerPorts::DEFAULT,
+        protocol: BootProtocol::Linux64,
+    };
+    // SAFETY: no vCPU runs yet; the RAM was reserved for this partition.
+    let ram = unsafe { part.ram() };
+    ram.fill(0);
+    let plan = setup::prepare(ram, &config).map_err(|e| format!("Linux setup: {e:?}"))?;
+    hvlog!(
+        "partition {}: Linux {} `{kernel_name}` ({} KiB){}, {} MiB RAM at host {:#x}, {} vCPU(s) (APIC ids {apic_ids:?}), entry {:#x}, files read in {} M TSC ticks",
+        part.name,
+        match plan.layout.format {
+            KernelFormat::Vmlinux => "vmlinux",
+            KernelFormat::BzImage => "bzImage",
+        },
+        kernel.bytes().len() >> 10,
+        match &initramfs {
+            Some(f) => format!(", initramfs `{initramfs_name}` ({} KiB)", f.bytes().len() >> 10),
+            None => String::new(),
+        },
+        part.ram_bytes >> 20,
+        part.ram_hpa,
+        apic_ids.len(),
+        plan.entry.rip,
+        read_ticks / 1_000_000
+    );
+    hvlog!("partition {}: command line `{cmdline}`", part.name);
+    let linux = LinuxPartition {
+        partition: part.index,
+        entry: plan.entry,
+        map,
+        uart: Mutex::new(Uart16550::new()),
+        pci: Mutex::new(PciConfigFilter::default()),
+        mailboxes: (0..apic_ids.len()).map(|_| Mailbox::default()).collect(),
+        exits: [const { AtomicU64::new(0) }; EXIT_REASONS],
+        first_entry_tsc: AtomicU64::new(0),
+        init_marker_tsc: AtomicU64::new(0),
+        init_marker_exits: [const { AtomicU64::new(0) }; EXIT_REASONS],
+        stopped: AtomicBool::new(false),
+    };
+    LINUX.lock().push(Box::leak(Box::new(linux)));
+    Ok(())
+}
