@@ -15,6 +15,7 @@
 //! The hypervisor appends [`CMDLINE_SUFFIX`] to the table's command line.
 
 mod esp;
+mod stats;
 mod vcpu;
 
 use alloc::boxed::Box;

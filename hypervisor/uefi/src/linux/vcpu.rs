@@ -7,8 +7,8 @@
 //! port, absent legacy devices), CR0/CR4 writes touching VMX-fixed bits, XSETBV, and
 //! faults (EPT violations, triple fault) that go to the health monitor.
 
-use core::fmt::{self, Write as _};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::fmt;
+use core::sync::atomic::Ordering;
 
 use hallows_abi::health::{Action, EventClass};
 use hallows_abi::hypercall::PartitionState;
@@ -32,7 +32,6 @@ use crate::cpu::{self, rdmsr, wrmsr};
 use crate::host::{CoreTables, CODE_SELECTOR, DATA_SELECTOR, TSS_SELECTOR};
 use crate::machine::Machine;
 use crate::partition::Partition;
-use crate::text::Text;
 use crate::vmx::{self, GuestRegs, VmFail};
 use crate::{hvlog, memory};
 
@@ -41,6 +40,9 @@ const APIC_BASE_EXTD: u64 = 1 << 10;
 const APIC_BASE_EN: u64 = 1 << 11;
 const X2APIC_LVT_TIMER: u32 = 0x832;
 const X2APIC_LDR: u32 = 0x80D;
+const X2APIC_ID: u32 = 0x802;
+/// ICR delivery mode NMI.
+const ICR_NMI: u64 = 4 << 8;
 const LVT_MASKED: u64 = 1 << 16;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
@@ -54,8 +56,6 @@ const INJECT_GP: u64 = 0x8000_0B0D;
 /// Debugging aid: each vCPU logs its first this many exits (reason, RIP, RAX, RCX), and so
 /// does the boot vCPU after it started another one. 0 in normal builds.
 const TRACE_EXITS: u32 = 0;
-/// The test initramfs's /init prints this first: the end of "boot to /init".
-const INIT_MARKER: &[u8] = b"LINUX-INIT-OK";
 
 /// What to do after an exit.
 enum Flow {
@@ -158,9 +158,19 @@ fn park_forever() -> ! {
     cpu::halt_forever()
 }
 
+/// Marks the partition stopped and sends an NMI to its other cores: a vCPU still in the
+/// guest leaves it (NMI exiting) and parks; a parked one sees the flag.
 fn stop_partition(linux: &LinuxPartition, p: &Partition) {
     linux.stopped.store(true, Ordering::SeqCst);
     p.set_state(PartitionState::Halted);
+    // SAFETY: reading this core's own APIC mode.
+    let x2apic = unsafe { rdmsr(IA32_APIC_BASE) } & APIC_BASE_EXTD != 0;
+    // SAFETY: this core's own x2APIC id register.
+    let own = if x2apic { (unsafe { rdmsr(X2APIC_ID) }) as u32 } else { u32::MAX };
+    for id in linux.map.guest_ids().iter().filter(|&&id| x2apic && id != own) {
+        // SAFETY: an NMI (delivery mode 4) in x2APIC mode to one of the partition's cores.
+        unsafe { wrmsr(0x830, (*id as u64) << 32 | ICR_NMI) };
+    }
 }
 
 /// PCI configuration space of a partition that owns no PCI function: never reached (the
@@ -459,8 +469,10 @@ impl LinuxVcpu {
             LinuxExit::SkipInstruction => Flow::Skip,
             LinuxExit::InjectUd | LinuxExit::Hypercall => inject(INJECT_UD),
             LinuxExit::InjectGp => inject(INJECT_GP),
-            // NMIs are the hypervisor's own cross-core signal; HLT, SIPI and external
-            // interrupts do not exit with Linux's controls.
+            // NMIs are the hypervisor's own cross-core signal: another vCPU of the
+            // partition stopped it (`stop_partition`).
+            LinuxExit::Nmi if self.linux.stopped.load(Ordering::SeqCst) => Flow::Stop,
+            // HLT, SIPI and external interrupts do not exit with Linux's controls.
             LinuxExit::Nmi | LinuxExit::Hlt | LinuxExit::Sipi { .. } | LinuxExit::ExternalInterrupt => {
                 Flow::Resume
             }
@@ -578,7 +590,7 @@ impl LinuxVcpu {
                     let p = self.p;
                     let (linux, marker_seen) = (self.linux, &mut self.marker_seen);
                     uart.write(offset as u16, value as u8, &mut |b: u8| {
-                        note_marker(linux, marker_seen, b);
+                        super::stats::note_marker(linux, marker_seen, b);
                         p.console.lock().push(&p.name, &[b], &mut SerialSink);
                     });
                     0
@@ -710,7 +722,7 @@ impl LinuxVcpu {
                 crate::boot::power_off_runtime()
             }
             _ => {
-                self.print_exit_counts("halted");
+                super::stats::print_exit_counts(self.m, self.linux, &p.name, "halted");
                 stop_partition(self.linux, p);
                 Flow::Stop
             }
@@ -721,72 +733,8 @@ impl LinuxVcpu {
         let p = self.p;
         p.console.lock().flush(&p.name, &mut SerialSink);
         stop_partition(self.linux, p);
-        self.print_exit_counts(what);
+        super::stats::print_exit_counts(self.m, self.linux, &p.name, what);
         hvlog!("partition {}: {what}", p.name);
-    }
-
-    /// The partition's VM exits by reason since its first entry (and since /init).
-    fn print_exit_counts(&self, why: &str) {
-        let l = self.linux;
-        let now = cpu::rdtsc();
-        let first = l.first_entry_tsc.load(Ordering::SeqCst);
-        let ticks = now.wrapping_sub(first);
-        let init = l.init_marker_tsc.load(Ordering::SeqCst);
-        if init != 0 {
-            let (since, line) = exit_counts(&l.exits, Some(&l.init_marker_exits));
-            let ms = self.m.ticks_to_ns(now.wrapping_sub(init)) / 1_000_000;
-            hvlog!(
-                "partition {}: /init reached (LINUX-INIT-OK) {} TSC ticks ({} ms) after its first entry; since then {since} VM exits in {ms} ms ({} per second):{line}",
-                self.p.name,
-                init.wrapping_sub(first),
-                self.m.ticks_to_ns(init.wrapping_sub(first)) / 1_000_000,
-                since * 1000 / ms.max(1)
-            );
-        }
-        let (total, line) = exit_counts(&l.exits, None);
-        hvlog!(
-            "partition {}: {why} after {} TSC ticks ({} ms); {total} VM exits:{line}",
-            self.p.name,
-            ticks,
-            self.m.ticks_to_ns(ticks) / 1_000_000
-        );
-    }
-}
-
-/// Total and per-reason text of `counts` (minus `since`, a snapshot).
-fn exit_counts(counts: &[AtomicU64], since: Option<&[AtomicU64]>) -> (u64, Text<400>) {
-    let mut line = Text::<400>::new();
-    let mut total = 0;
-    for (reason, c) in counts.iter().enumerate() {
-        let before = since.and_then(|s| s.get(reason)).map_or(0, |s| s.load(Ordering::Relaxed));
-        let n = c.load(Ordering::Relaxed).wrapping_sub(before);
-        if n != 0 {
-            total += n;
-            match reason_name(reason) {
-                Some(name) => write!(line, " {name}={n}"),
-                None => write!(line, " reason{reason}={n}"),
-            }
-            .ok();
-        }
-    }
-    (total, line)
-}
-
-/// Records the TSC when the console stream shows [`INIT_MARKER`].
-fn note_marker(linux: &LinuxPartition, seen: &mut usize, byte: u8) {
-    if INIT_MARKER.get(*seen) == Some(&byte) {
-        *seen += 1;
-        if *seen == INIT_MARKER.len() {
-            let now = cpu::rdtsc();
-            if linux.init_marker_tsc.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-                for (snapshot, count) in linux.init_marker_exits.iter().zip(&linux.exits) {
-                    snapshot.store(count.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
-            }
-            *seen = 0;
-        }
-    } else {
-        *seen = usize::from(INIT_MARKER.first() == Some(&byte));
     }
 }
 
@@ -797,27 +745,4 @@ fn inject(info: u64) -> Flow {
         let _ = write(control::ENTRY_EXCEPTION_ERROR_CODE, 0);
     }
     Flow::Resume
-}
-
-/// Short names of the exit reasons a Linux partition causes.
-fn reason_name(reason: usize) -> Option<&'static str> {
-    Some(match reason {
-        0 => "exception/nmi",
-        1 => "external-interrupt",
-        2 => "triple-fault",
-        10 => "cpuid",
-        12 => "hlt",
-        13 => "invd",
-        18 => "vmcall",
-        28 => "cr",
-        30 => "io",
-        31 => "rdmsr",
-        32 => "wrmsr",
-        33 => "entry-failure",
-        48 => "ept-violation",
-        49 => "ept-misconfig",
-        54 => "wbinvd",
-        55 => "xsetbv",
-        _ => return None,
-    })
 }

@@ -1,0 +1,97 @@
+//! Exit statistics of a Linux partition and the `/init` marker in its console stream.
+
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::LinuxPartition;
+use crate::machine::Machine;
+use crate::text::Text;
+use crate::{cpu, hvlog};
+
+/// The test initramfs's /init prints this first: the end of "boot to /init".
+const INIT_MARKER: &[u8] = b"LINUX-INIT-OK";
+
+/// The partition's VM exits by reason since its first entry (and since /init).
+pub fn print_exit_counts(m: &Machine, l: &LinuxPartition, name: &str, why: &str) {
+    let now = cpu::rdtsc();
+    let first = l.first_entry_tsc.load(Ordering::SeqCst);
+    let ticks = now.wrapping_sub(first);
+    let init = l.init_marker_tsc.load(Ordering::SeqCst);
+    if init != 0 {
+        let (since, line) = exit_counts(&l.exits, Some(&l.init_marker_exits));
+        let ms = m.ticks_to_ns(now.wrapping_sub(init)) / 1_000_000;
+        hvlog!(
+            "partition {}: /init reached (LINUX-INIT-OK) {} TSC ticks ({} ms) after its first entry; since then {since} VM exits in {ms} ms ({} per second):{line}",
+            name,
+            init.wrapping_sub(first),
+            m.ticks_to_ns(init.wrapping_sub(first)) / 1_000_000,
+            since * 1000 / ms.max(1)
+        );
+    }
+    let (total, line) = exit_counts(&l.exits, None);
+    hvlog!(
+        "partition {}: {why} after {} TSC ticks ({} ms); {total} VM exits:{line}",
+        name,
+        ticks,
+        m.ticks_to_ns(ticks) / 1_000_000
+    );
+}
+
+/// Total and per-reason text of `counts` (minus `since`, a snapshot).
+fn exit_counts(counts: &[AtomicU64], since: Option<&[AtomicU64]>) -> (u64, Text<400>) {
+    let mut line = Text::<400>::new();
+    let mut total = 0;
+    for (reason, c) in counts.iter().enumerate() {
+        let before = since.and_then(|s| s.get(reason)).map_or(0, |s| s.load(Ordering::Relaxed));
+        let n = c.load(Ordering::Relaxed).wrapping_sub(before);
+        if n != 0 {
+            total += n;
+            match reason_name(reason) {
+                Some(name) => write!(line, " {name}={n}"),
+                None => write!(line, " reason{reason}={n}"),
+            }
+            .ok();
+        }
+    }
+    (total, line)
+}
+
+/// Records the TSC when the console stream shows [`INIT_MARKER`].
+pub fn note_marker(linux: &LinuxPartition, seen: &mut usize, byte: u8) {
+    if INIT_MARKER.get(*seen) == Some(&byte) {
+        *seen += 1;
+        if *seen == INIT_MARKER.len() {
+            let now = cpu::rdtsc();
+            if linux.init_marker_tsc.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                for (snapshot, count) in linux.init_marker_exits.iter().zip(&linux.exits) {
+                    snapshot.store(count.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            }
+            *seen = 0;
+        }
+    } else {
+        *seen = usize::from(INIT_MARKER.first() == Some(&byte));
+    }
+}
+/// Short names of the exit reasons a Linux partition causes.
+fn reason_name(reason: usize) -> Option<&'static str> {
+    Some(match reason {
+        0 => "exception/nmi",
+        1 => "external-interrupt",
+        2 => "triple-fault",
+        10 => "cpuid",
+        12 => "hlt",
+        13 => "invd",
+        18 => "vmcall",
+        28 => "cr",
+        30 => "io",
+        31 => "rdmsr",
+        32 => "wrmsr",
+        33 => "entry-failure",
+        48 => "ept-violation",
+        49 => "ept-misconfig",
+        54 => "wbinvd",
+        55 => "xsetbv",
+        _ => return None,
+    })
+}
