@@ -25,8 +25,11 @@ pub enum Hypercall {
     Version = 1,
     /// `rdi` = pointer, `rsi` = length: bytes for the partition's console.
     ConsoleWrite = 2,
-    /// Gives up the rest of the current window (or, on a dedicated core, waits until the
-    /// absolute time in `rdi`, nanoseconds since boot; 0 = just yield).
+    /// Sleeps until the absolute time in `rdi` (nanoseconds since boot). On a
+    /// time-partitioned core the partition's windows before then stay idle and it resumes
+    /// at that time if it falls in one of its windows, else at the start of its next
+    /// window; `rdi` = 0 gives up the rest of the current window. On a dedicated core the
+    /// core idles in the hypervisor until then (0: returns at once).
     Yield = 3,
     /// Returns the hypervisor's time in `rdx`, nanoseconds since boot.
     TimeNow = 4,

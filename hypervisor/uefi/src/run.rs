@@ -42,6 +42,10 @@ struct Vcpu {
     launched: bool,
     /// Stopped for good on this core.
     stopped: bool,
+    /// On a scheduled core: the partition asked (Yield) not to run before this instant
+    /// (ns since boot); its windows before then are left idle, and a window it wakes in
+    /// is entered at the wake-up time, not at the window's start.
+    wake_at_ns: u64,
 }
 
 /// Basic exit reason of VMCALL (SDM appendix C), with the entry-failure bit clear.
@@ -107,6 +111,7 @@ pub fn core_main(index: usize) -> ! {
             regs: GuestRegs::default(),
             launched: false,
             stopped: false,
+            wake_at_ns: 0,
         };
         let p = &m.partitions[v.partition];
         if p.is_linux && m.cores[index].windows.is_empty() {
@@ -284,13 +289,26 @@ impl Core {
                 self.serve_restart_request(m, i);
             }
             match vcpu {
+                // Asleep for the whole window: leave it idle.
+                Some(i) if !self.vcpus[i].stopped && self.vcpus[i].wake_at_ns >= slot.end_ns => {
+                    self.switch_from = 0;
+                    wait_until(m, slot.end_ns);
+                }
                 Some(i) if !self.vcpus[i].stopped => {
+                    if self.vcpus[i].wake_at_ns > now {
+                        wait_until(m, self.vcpus[i].wake_at_ns);
+                    }
+                    let now = m.now_ns();
                     let ticks = m.ns_to_ticks(slot.remaining_ns(now));
                     let _ = self.load_vmcs(i);
                     let timer = preemption_timer_value(ticks, m.caps.preemption_timer_shift());
                     let _ = write(guest::PREEMPTION_TIMER_VALUE, timer as u64);
-                    if let Next::Yield { .. } = self.enter(m, i) {
-                        wait_until(m, slot.end_ns);
+                    if let Next::Yield { until_ns } = self.enter(m, i) {
+                        // 0: give up the rest of the window; otherwise sleep until then,
+                        // in this window if it is still open then.
+                        self.vcpus[i].wake_at_ns = until_ns;
+                        let resume = if until_ns == 0 { slot.end_ns } else { until_ns.min(slot.end_ns) };
+                        wait_until(m, resume);
                     }
                 }
                 // An idle gap, or a stopped partition's window: wait for the next slot
@@ -336,6 +354,7 @@ impl Core {
             m.count_switch(self.index, cpu::rdtsc().wrapping_sub(self.switch_from));
             self.switch_from = 0;
         }
+        crate::serial::pump();
         let v = &mut self.vcpus[slot];
         // SAFETY: the current VMCS is this vCPU's, set up by `setup_vcpu`.
         let entered = unsafe { vmx::enter(&mut v.regs, v.launched) };
@@ -514,6 +533,7 @@ impl Core {
                 regs: GuestRegs::default(),
                 launched: false,
                 stopped: true,
+                wake_at_ns: 0,
             },
         );
         match loaded.and_then(|_| self.setup_vcpu(m, &mut v)) {
@@ -585,6 +605,7 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
 /// Spins until `now_ns() >= until_ns` (time belongs to nobody else on this core).
 fn wait_until(m: &Machine, until_ns: u64) {
     while m.now_ns() < until_ns {
+        crate::serial::pump();
         cpu::pause();
     }
 }

@@ -381,6 +381,7 @@ impl LinuxVcpu {
             );
         }
         loop {
+            crate::serial::pump();
             // SAFETY: the current VMCS is this vCPU's, fully set up above.
             let entered = unsafe { vmx::enter(&mut self.regs, launched) };
             if let Err(e) = entered {
