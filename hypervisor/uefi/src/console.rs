@@ -13,11 +13,13 @@ impl ConsoleSink for SerialSink {
     }
 }
 
-/// Writes the hypervisor's own `[hv]` lines to COM1 at once, after what is queued.
+/// Writes the hypervisor's own `[hv]` lines: at once during boot, queued (in order with
+/// the partitions' lines) once partitions run; `serial::drain` empties the queue before
+/// a power-off.
 pub struct HvSink;
 
 impl ConsoleSink for HvSink {
     fn write_line(&mut self, line: &[u8]) {
-        crate::serial::write_bytes(line);
+        crate::serial::write_hv_line(line);
     }
 }

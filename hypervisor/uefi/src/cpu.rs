@@ -90,6 +90,7 @@ control_register!(read_cr4, write_cr4, "cr4");
 
 /// Halts this core forever with interrupts off.
 pub fn halt_forever() -> ! {
+    crate::serial::pump_until_empty();
     loop {
         // SAFETY: CLI; HLT only stops this core.
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
@@ -98,6 +99,7 @@ pub fn halt_forever() -> ! {
 
 /// Waits for the next NMI (interrupts stay off; an NMI wakes HLT and its handler returns).
 pub fn halt() {
+    crate::serial::pump_until_empty();
     // SAFETY: HLT only pauses this core until the next NMI (or forever).
     unsafe { asm!("hlt", options(nomem, nostack)) };
 }

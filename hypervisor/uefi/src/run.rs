@@ -116,6 +116,7 @@ pub fn core_main(index: usize) -> ! {
         let p = &m.partitions[v.partition];
         if p.is_linux && m.cores[index].windows.is_empty() {
             // A core dedicated to a Linux vCPU runs it until the partition stops.
+            crate::serial::set_running();
             crate::linux::run_core(m, index, tables, plan.partition, plan.vcpu as usize);
         } else if p.is_linux {
             if v.index == 0 {
@@ -133,6 +134,7 @@ pub fn core_main(index: usize) -> ! {
         }
         core.vcpus.push(v);
     }
+    crate::serial::set_running();
     core.run(m)
 }
 

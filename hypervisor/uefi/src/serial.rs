@@ -3,7 +3,7 @@
 
 use core::fmt::{self, Write};
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use spin::Mutex;
 
@@ -104,6 +104,7 @@ impl Console {
                 uart.put(b);
             }
         }
+        self.note_backlog();
     }
 
     /// Moves queued bytes into the UART's FIFO if it is empty; never waits.
@@ -116,6 +117,11 @@ impl Console {
                 }
             }
         }
+        self.note_backlog();
+    }
+
+    fn note_backlog(&self) {
+        BACKLOG.store(self.ring.len, Ordering::Relaxed);
         if self.ring.len == 0 {
             PENDING.store(false, Ordering::Release);
         }
@@ -127,6 +133,8 @@ pub static CONSOLE: Mutex<Console> =
     Mutex::new(Console { uart: None, ring: Ring { buf: [0; RING_BYTES], head: 0, len: 0 } });
 /// Whether bytes wait in the ring: lets `pump` return without touching the lock.
 static PENDING: AtomicBool = AtomicBool::new(false);
+/// Mirror of the queue's length, readable without the lock.
+static BACKLOG: AtomicUsize = AtomicUsize::new(0);
 
 /// Initialises COM1.
 pub fn init() {
@@ -189,6 +197,49 @@ pub fn queue_bytes(bytes: &[u8]) {
     }
     PENDING.store(true, Ordering::Release);
     c.pump();
+}
+
+/// Queued bytes above which a virtual UART reports its transmitter busy (see the Linux
+/// glue): chatty guests then wait for the real UART on their own cores, and the queue
+/// keeps room for every other partition's lines.
+pub const BACKLOG_LIMIT: usize = 2048;
+
+/// Bytes waiting in the queue (a racy snapshot; good enough for back-pressure).
+pub fn backlog() -> usize {
+    BACKLOG.load(Ordering::Relaxed)
+}
+
+/// Whether the partitions run: until then the hypervisor's own lines are written at
+/// once (nothing feeds the queue during boot, and a boot that hangs must still show
+/// its last line); after, they are queued like the partitions' lines so that no core
+/// ever holds the console lock for a whole backlog.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Called by every core as it starts running partitions.
+pub fn set_running() {
+    RUNNING.store(true, Ordering::Release);
+}
+
+/// Writes a hypervisor line: at once during boot, queued once partitions run.
+pub fn write_hv_line(bytes: &[u8]) {
+    if RUNNING.load(Ordering::Acquire) {
+        queue_bytes(bytes);
+    } else {
+        write_bytes(bytes);
+    }
+}
+
+/// Feeds the UART until the queue is empty (bounded: a console lock that is never
+/// released must not keep a core from halting). Called by a core before it halts, so
+/// output queued by partitions that have all stopped still comes out.
+pub fn pump_until_empty() {
+    for _ in 0..50_000_000u32 {
+        if !PENDING.load(Ordering::Acquire) {
+            return;
+        }
+        pump();
+        core::hint::spin_loop();
+    }
 }
 
 /// Feeds the UART from the queue if it is ready; called on every VM exit and while a

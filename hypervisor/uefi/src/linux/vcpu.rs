@@ -148,6 +148,13 @@ fn enable_x2apic() {
 }
 
 /// A core whose Linux vCPU will never run again: halts for good (NMIs return to HLT).
+/// Offset of the line-status register in a 16550's register block.
+const UART_LSR: u8 = 5;
+/// Line status: transmit holding register empty.
+const LSR_THRE: u32 = 1 << 5;
+/// Line status: transmitter empty.
+const LSR_TEMT: u32 = 1 << 6;
+
 fn park_forever() -> ! {
     // SAFETY: masking the LAPIC timer Linux may have armed on this core (x2APIC MSR).
     unsafe {
@@ -596,7 +603,15 @@ impl LinuxVcpu {
                     });
                     0
                 } else {
-                    uart.read(offset as u16) as u32
+                    let mut v = uart.read(offset as u16) as u32;
+                    // Back-pressure: while much of this machine's console output still
+                    // waits for the real UART, the virtual one reports its transmitter
+                    // busy, so Linux's driver waits (on its own core) instead of filling
+                    // the shared queue ahead of the other partitions' lines.
+                    if offset == UART_LSR && crate::serial::backlog() > crate::serial::BACKLOG_LIMIT {
+                        v &= !(LSR_THRE | LSR_TEMT);
+                    }
+                    v
                 }
             }
             IoAction::PciConfigAddress | IoAction::PciConfigData { .. } => {
