@@ -48,25 +48,38 @@ impl Series {
     }
 }
 
+/// Waits 50 ms of guest time (long enough for the UART to send a status line).
+fn quiet() {
+    rt_partition::time::sleep_ns(50_000_000);
+}
+
 fn main(bi: &'static BootInfo) {
     println!("bench: partition {} on {} vCPU(s), tsc {} Hz", bi.name(), bi.vcpu_count, bi.tsc_hz);
     match hypercall::version() {
         Ok(v) => println!("bench: hypercall interface version {v}"),
         Err(e) => println!("bench: version hypercall failed: {e:?}"),
     }
+    // Every measurement starts once the console queue has drained: while the hypervisor
+    // still has output queued, each VM exit also feeds the UART, which is not the path
+    // being measured.
+    quiet();
     Series::measure(|| {}).print("rdtsc_pair");
+    quiet();
     Series::measure(|| {
         let _ = hypercall::null();
     })
     .print("null_hypercall");
+    quiet();
     Series::measure(|| {
         let _ = hypercall::time_now();
     })
     .print("time_now");
+    quiet();
     Series::measure(|| {
         let _ = hypercall::yield_until(0);
     })
     .print("yield_0");
+    quiet();
     Series::measure(|| {
         let _ = hypercall::partition_state(bi.partition_id);
     })

@@ -243,12 +243,18 @@ pub fn pump_until_empty() {
 }
 
 /// Feeds the UART from the queue if it is ready; called on every VM exit and while a
-/// core waits. Costs one atomic load when nothing is queued, and never waits for the
-/// lock: another core holding it is already sending.
+/// core waits. Costs one atomic load when nothing is queued (inlined into the exit
+/// path), and never waits for the lock: another core holding it is already sending.
+#[inline(always)]
 pub fn pump() {
-    if !PENDING.load(Ordering::Acquire) {
-        return;
+    if PENDING.load(Ordering::Acquire) {
+        pump_queued();
     }
+}
+
+#[cold]
+#[inline(never)]
+fn pump_queued() {
     if let Some(mut c) = CONSOLE.try_lock() {
         c.pump();
     }
