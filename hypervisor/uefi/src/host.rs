@@ -191,3 +191,32 @@ pub fn load_idt() {
     // SAFETY: the IDT is static and filled by `init_idt`.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
 }
+
+/// The VMCS host-state fields every vCPU on a core shares: the hypervisor's own control
+/// registers, flat selectors, this core's GDT and TSS, the IDT, EFER and the exit stub
+/// (written once per VMCS; the stack pointer is written before each entry).
+pub fn vmcs_host_state(tables: &CoreTables, host_cr3: u64, host_efer: u64) -> [(u32, u64); 20] {
+    use hallows_core::vmcs::host;
+    [
+        (host::CR0, cpu::read_cr0()),
+        (host::CR3, host_cr3),
+        (host::CR4, cpu::read_cr4()),
+        (host::CS_SELECTOR, CODE_SELECTOR as u64),
+        (host::SS_SELECTOR, DATA_SELECTOR as u64),
+        (host::DS_SELECTOR, DATA_SELECTOR as u64),
+        (host::ES_SELECTOR, DATA_SELECTOR as u64),
+        (host::FS_SELECTOR, DATA_SELECTOR as u64),
+        (host::GS_SELECTOR, DATA_SELECTOR as u64),
+        (host::TR_SELECTOR, TSS_SELECTOR as u64),
+        (host::FS_BASE, 0),
+        (host::GS_BASE, 0),
+        (host::TR_BASE, tables.tss_base()),
+        (host::GDTR_BASE, tables.gdt_base()),
+        (host::IDTR_BASE, idt_base()),
+        (host::IA32_SYSENTER_CS, 0),
+        (host::IA32_SYSENTER_ESP, 0),
+        (host::IA32_SYSENTER_EIP, 0),
+        (host::IA32_EFER, host_efer),
+        (host::RIP, crate::vmx::exit_entry_point()),
+    ]
+}

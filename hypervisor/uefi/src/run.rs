@@ -20,12 +20,12 @@ use hallows_core::exit::{classify, Disposition, ExitInfo, Handling};
 use hallows_core::guest_state::{rt_guest_state, GuestEntry};
 use hallows_core::hypercall::{dispatch, Outcome};
 use hallows_core::schedule::{preemption_timer_value, Schedule};
-use hallows_core::vmcs::{control, exit_info, guest, host};
+use hallows_core::vmcs::{control, exit_info, guest};
 use hallows_core::vmx_caps::{exit as vmx_exit, msr, pin};
 
 use crate::console::SerialSink;
 use crate::cpu::{self, rdmsr};
-use crate::host::{CoreTables, CODE_SELECTOR, DATA_SELECTOR, TSS_SELECTOR};
+use crate::host::CoreTables;
 use crate::hypercalls::Env;
 use crate::machine::{machine, Machine};
 use crate::partition::Partition;
@@ -203,7 +203,7 @@ impl Core {
         let io = m.io_bitmaps[v.partition];
         // SAFETY: IA32_EFER exists on every x86-64 CPU.
         let host_efer = unsafe { rdmsr(msr::IA32_EFER) };
-        let fields: [(u32, u64); 32] = [
+        let fields: [(u32, u64); 12] = [
             (control::PIN_BASED, pin_ctl as u64),
             (control::PRIMARY_PROC_BASED, c.primary as u64),
             (control::SECONDARY_PROC_BASED, c.secondary as u64),
@@ -216,28 +216,9 @@ impl Core {
             (control::MSR_BITMAPS, m.msr_bitmap),
             (control::EPT_POINTER, p.eptp),
             (control::VPID, 1 + v.partition as u64),
-            (host::CR0, cpu::read_cr0()),
-            (host::CR3, m.host_cr3),
-            (host::CR4, cpu::read_cr4()),
-            (host::CS_SELECTOR, CODE_SELECTOR as u64),
-            (host::SS_SELECTOR, DATA_SELECTOR as u64),
-            (host::DS_SELECTOR, DATA_SELECTOR as u64),
-            (host::ES_SELECTOR, DATA_SELECTOR as u64),
-            (host::FS_SELECTOR, DATA_SELECTOR as u64),
-            (host::GS_SELECTOR, DATA_SELECTOR as u64),
-            (host::TR_SELECTOR, TSS_SELECTOR as u64),
-            (host::FS_BASE, 0),
-            (host::GS_BASE, 0),
-            (host::TR_BASE, self.tables.tss_base()),
-            (host::GDTR_BASE, self.tables.gdt_base()),
-            (host::IDTR_BASE, crate::host::idt_base()),
-            (host::IA32_SYSENTER_CS, 0),
-            (host::IA32_SYSENTER_ESP, 0),
-            (host::IA32_SYSENTER_EIP, 0),
-            (host::IA32_EFER, host_efer),
-            (host::RIP, vmx::exit_entry_point()),
         ];
-        for (field, value) in fields {
+        let host_state = crate::host::vmcs_host_state(self.tables, m.host_cr3, host_efer);
+        for (field, value) in fields.into_iter().chain(host_state) {
             write(field, value).map_err(|e| format!("VMWRITE {field:#x}: {e}"))?;
         }
         for w in plan.writes() {

@@ -29,7 +29,7 @@ use hallows_vmm::pci_config::{Bdf, PciConfigSpace};
 use super::LinuxPartition;
 use crate::console::SerialSink;
 use crate::cpu::{self, rdmsr, wrmsr};
-use crate::host::{CoreTables, CODE_SELECTOR, DATA_SELECTOR, TSS_SELECTOR};
+use crate::host::CoreTables;
 use crate::machine::Machine;
 use crate::partition::Partition;
 use crate::vmx::{self, GuestRegs, VmFail};
@@ -246,7 +246,7 @@ impl LinuxVcpu {
         let (cr0_mask, cr4_mask) = linux_cr_masks(&m.caps);
         // SAFETY: IA32_EFER and IA32_PAT exist on every x86-64 CPU with VMX.
         let (host_efer, host_pat) = unsafe { (rdmsr(msr::IA32_EFER), rdmsr(0x277)) };
-        let fields: [(u32, u64); 36] = [
+        let fields: [(u32, u64); 16] = [
             (control::PIN_BASED, c.pin as u64),
             (control::PRIMARY_PROC_BASED, c.primary as u64),
             (control::SECONDARY_PROC_BASED, c.secondary as u64),
@@ -261,30 +261,11 @@ impl LinuxVcpu {
             (control::MSR_BITMAPS, msr_bitmap),
             (control::EPT_POINTER, self.p.eptp),
             (control::VPID, 1 + self.linux.partition as u64),
-            (host::CR0, cpu::read_cr0()),
-            (host::CR3, m.host_cr3),
-            (host::CR4, cpu::read_cr4()),
-            (host::CS_SELECTOR, CODE_SELECTOR as u64),
-            (host::SS_SELECTOR, DATA_SELECTOR as u64),
-            (host::DS_SELECTOR, DATA_SELECTOR as u64),
-            (host::ES_SELECTOR, DATA_SELECTOR as u64),
-            (host::FS_SELECTOR, DATA_SELECTOR as u64),
-            (host::GS_SELECTOR, DATA_SELECTOR as u64),
-            (host::TR_SELECTOR, TSS_SELECTOR as u64),
-            (host::FS_BASE, 0),
-            (host::GS_BASE, 0),
-            (host::TR_BASE, tables.tss_base()),
-            (host::GDTR_BASE, tables.gdt_base()),
-            (host::IDTR_BASE, crate::host::idt_base()),
-            (host::IA32_SYSENTER_CS, 0),
-            (host::IA32_SYSENTER_ESP, 0),
-            (host::IA32_SYSENTER_EIP, 0),
-            (host::IA32_EFER, host_efer),
             (host::IA32_PAT, host_pat),
-            (host::RIP, vmx::exit_entry_point()),
             (guest::IA32_PAT, DEFAULT_PAT),
         ];
-        for (field, value) in fields {
+        let host_state = crate::host::vmcs_host_state(tables, m.host_cr3, host_efer);
+        for (field, value) in fields.into_iter().chain(host_state) {
             write(field, value).map_err(|e| alloc::format!("VMWRITE {field:#x}: {e}"))?;
         }
         Ok(())
