@@ -32,7 +32,7 @@
 //! ```
 
 use crate::vmcs::{control, guest};
-use crate::vmx_caps::{adjust, entry, exit, VmxCapabilities};
+use crate::vmx_caps::{entry, VmxCapabilities};
 use arrayvec::ArrayVec;
 
 /// CR0 bits.
@@ -141,12 +141,7 @@ pub fn rt_guest_state(caps: &VmxCapabilities, at: GuestEntry) -> GuestStatePlan 
     p.set(control::CR4_GUEST_HOST_MASK, caps.cr4_fixed0 | !caps.cr4_fixed1);
     p.set(control::CR4_READ_SHADOW, wanted_cr4);
     p.set(guest::IA32_EFER, efer::LME | efer::LMA | efer::NXE);
-    // The PAT field exists only where the CPU can load or save IA32_PAT (VMWRITE to a
-    // missing field fails).
-    let pat_field = adjust(entry::LOAD_PAT, caps.entry).is_ok()
-        || adjust(exit::SAVE_PAT, caps.exit).is_ok()
-        || adjust(exit::LOAD_PAT, caps.exit).is_ok();
-    if pat_field {
+    if caps.has_pat_field() {
         p.set(guest::IA32_PAT, DEFAULT_PAT);
     }
     p.set(guest::IA32_DEBUGCTL, 0);
@@ -463,7 +458,7 @@ mod tests {
             match m {
                 crate::vmx_caps::msr::IA32_VMX_TRUE_ENTRY_CTLS => v & !((entry::LOAD_PAT as u64) << 32),
                 crate::vmx_caps::msr::IA32_VMX_TRUE_EXIT_CTLS => {
-                    v & !(((exit::SAVE_PAT | exit::LOAD_PAT) as u64) << 32)
+                    v & !(((crate::vmx_caps::exit::SAVE_PAT | crate::vmx_caps::exit::LOAD_PAT) as u64) << 32)
                 }
                 _ => v,
             }

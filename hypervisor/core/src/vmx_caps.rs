@@ -347,6 +347,14 @@ impl VmxCapabilities {
         ((self.basic >> 32) & 0x1FFF) as u32
     }
 
+    /// Whether the VMCS has the guest IA32_PAT field: only where the CPU can load or
+    /// save IA32_PAT on entry or exit (a VMWRITE to a missing field fails).
+    pub fn has_pat_field(&self) -> bool {
+        adjust(entry::LOAD_PAT, self.entry).is_ok()
+            || adjust(exit::SAVE_PAT, self.exit).is_ok()
+            || adjust(exit::LOAD_PAT, self.exit).is_ok()
+    }
+
     /// The VMX-preemption timer counts down once every 2^shift TSC ticks (`MISC[4:0]`).
     pub fn preemption_timer_shift(&self) -> u8 {
         (self.misc & 0x1F) as u8

@@ -43,7 +43,7 @@
 
 use crate::guest_state::{cr0, GuestStatePlan, DEFAULT_PAT};
 use crate::vmcs::{control, guest};
-use crate::vmx_caps::{adjust, entry, exit, VmxCapabilities};
+use crate::vmx_caps::{entry, VmxCapabilities};
 
 /// Where a vCPU is in the start-up protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,10 +158,7 @@ pub fn sipi_start_state(caps: &VmxCapabilities, entry_controls: u32, vector: u8)
     p.set(control::CR4_GUEST_HOST_MASK, cr4_mask);
     p.set(guest::IA32_EFER, 0);
     p.set(control::ENTRY_CONTROLS, (entry_controls & !entry::IA32E_MODE_GUEST) as u64);
-    let pat_field = adjust(entry::LOAD_PAT, caps.entry).is_ok()
-        || adjust(exit::SAVE_PAT, caps.exit).is_ok()
-        || adjust(exit::LOAD_PAT, caps.exit).is_ok();
-    if pat_field {
+    if caps.has_pat_field() {
         p.set(guest::IA32_PAT, DEFAULT_PAT);
     }
     p.set(guest::IA32_DEBUGCTL, 0);
