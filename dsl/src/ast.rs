@@ -119,8 +119,19 @@ pub struct Partition {
     /// `PRIV_*` bits, each with its word's span.
     pub privileges: Vec<Spanned<u32>>,
     pub health: Vec<HealthRule>,
+    /// `restarts N per DURATION`: the health monitor's restart budget.
+    pub restarts: Option<Spanned<RestartBudget>>,
     /// The block had syntax errors: missing settings are not reported again.
     pub broken: bool,
+}
+
+/// `restarts COUNT per WINDOW`: more restarts than `count` within `window_ns` turn the
+/// next restart into a halt.
+#[derive(Clone, Debug)]
+pub struct RestartBudget {
+    pub count: Spanned<u64>,
+    /// The window, in nanoseconds.
+    pub window_ns: Spanned<u64>,
 }
 
 /// Sampling or queuing.

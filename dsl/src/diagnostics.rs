@@ -1,9 +1,9 @@
-//! Diagnostics: stable codes, messages with source spans and hints, and their rendering
-//! (miette's graphical report for people, JSON for editors and CI).
+//! Diagnostics: stable codes, messages with source spans and hints, their order, and
+//! their rendering (source excerpts for people, see [`crate::render`]; JSON for editors
+//! and CI).
 
 use std::fmt;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
 use serde::Serialize;
 
 use crate::span::{LineIndex, Span};
@@ -59,11 +59,14 @@ codes! {
     DuplicateBlock = "PT0111", Error, "a second `platform` or `hypervisor` block";
     BadPciAddress = "PT0112", Error, "a PCI address that is not `[segment:]bus:device.function`";
     ValueOutOfRange = "PT0113", Error, "a number too large for its field";
+    UnclosedBlock = "PT0114", Error, "a block whose closing `}` is missing";
+    NotUtf8 = "PT0115", Error, "a file that is not UTF-8 text";
     // Names.
     UnknownName = "PT0201", Error, "a partition name that is not declared";
     DuplicatePartition = "PT0202", Error, "two partitions with the same name";
     DuplicateChannel = "PT0203", Error, "two channels with the same name";
     NoPartitions = "PT0204", Error, "a table without any partition";
+    NameTooLong = "PT0205", Error, "a partition or channel name longer than the 32 bytes the boot info holds";
     // Cores and schedules.
     CoreOutOfRange = "PT0301", Error, "a core the platform (or the table format) does not have";
     CoreShared = "PT0302", Error, "a core given to two partitions outside a schedule";
@@ -76,15 +79,17 @@ codes! {
     ZeroWindow = "PT0309", Error, "a window of zero length";
     NoWindows = "PT0310", Error, "a schedule without windows";
     TooManyWindows = "PT0311", Error, "a schedule with more windows than the table format holds";
+    LinuxOnScheduledCore = "PT0312", Error, "a Linux partition on a scheduled core (Linux runs on dedicated cores only)";
     // Memory.
     RamMisaligned = "PT0401", Error, "partition memory that is not a multiple of 2 MiB";
     RamTooSmall = "PT0402", Error, "a real-time partition with less than 2 MiB";
-    RamTooLarge = "PT0403", Error, "a real-time partition with more than 3 GiB (its RAM must end below the channel window)";
-    PinnedMisaligned = "PT0404", Error, "a pinned base that is not 2 MiB aligned or wraps around";
+    RamTooLarge = "PT0403", Error, "a real-time partition with more than 3 GiB (its RAM must end below the channel window), or a Linux partition with more than 2^48 bytes";
+    PinnedMisaligned = "PT0404", Error, "a pinned base that is not 2 MiB aligned, or pinned RAM that wraps around or ends past 2^52";
     PinnedOverlap = "PT0405", Error, "two pinned memory ranges that overlap";
     RamExhausted = "PT0406", Error, "partitions, channels and the hypervisor need more RAM than the platform has";
     ReserveMisaligned = "PT0407", Error, "a hypervisor reservation that is zero or not a multiple of 2 MiB";
     PinnedOverlapsMmio = "PT0408", Error, "pinned partition memory that overlaps a passed-through MMIO range";
+    StacksLeaveNoRoom = "PT0409", Error, "a real-time partition whose vCPU stacks leave less than 256 KiB for its image and heap";
     // Cache.
     WaysOutOfRange = "PT0501", Error, "cache ways the platform's LLC does not have";
     WaysTooNarrow = "PT0502", Error, "fewer cache ways than the platform's minimum CAT mask";
@@ -97,20 +102,29 @@ codes! {
     IoBad = "PT0604", Error, "an I/O port range outside 0x0-0xffff";
     MmioBad = "PT0605", Error, "an MMIO range that is empty, not page aligned or wraps around";
     PciBad = "PT0606", Error, "a PCI device above 31 or function above 7";
-    IoConsole = "PT0607", Error, "an I/O port range holding the hypervisor's console port";
+    IoConsole = "PT0607", Error, "an I/O port range holding any of the hypervisor's console UART registers";
+    IoHypervisor = "PT0608", Error, "an I/O port range holding ports the hypervisor drives (PICs, PCI configuration, power-off)";
+    MmioUnmappable = "PT0609", Error, "an MMIO range inside the partition's own RAM or channel window, or beyond 2^48";
+    PciUnsupported = "PT0610", Error, "a PCI function to pass through (not supported by this hypervisor version)";
+    MmioHypervisor = "PT0611", Error, "an MMIO range holding the hypervisor's own devices (local APICs and MSI range, I/O APIC)";
     // Channels.
     ChannelEndpointMissing = "PT0701", Error, "a channel without a writer (`from`) or reader (`to`)";
     ChannelZeroSize = "PT0702", Error, "a channel whose message size or depth is zero";
     ChannelSelfLoop = "PT0703", Error, "a channel from a partition to itself";
     ChannelLinuxView = "PT0704", Error, "a `linux` view on a channel without a Linux endpoint";
     ChannelWindowFull = "PT0705", Error, "channels that need more than the 256 MiB channel window";
+    ChannelLinuxUnsupported = "PT0706", Error, "a channel with a Linux endpoint (not supported by this hypervisor version)";
+    TooManyChannels = "PT0707", Error, "a partition with more than 16 channels (its boot info describes 16)";
     // Partition kinds.
     LinuxNoKernel = "PT0801", Error, "a Linux partition without a kernel";
     LinuxTooLittleRam = "PT0802", Error, "a Linux partition with less than 64 MiB";
     RtNoImage = "PT0803", Error, "a real-time partition without an image";
     WrongKindSetting = "PT0804", Error, "a setting that does not apply to the partition's kind";
+    LinuxCmdlineBad = "PT0805", Error, "a Linux command line too long for the hypervisor's suffix, or holding control characters";
+    FileNameBad = "PT0806", Error, "an image, kernel or initramfs name that is not a UEFI file name inside `\\rusthallows\\`";
+    RestartBudgetBad = "PT0807", Error, "a restart budget outside 1-16 restarts per 1 ms to 1 hour";
     // Platform.
-    PlatformBad = "PT0901", Error, "a platform value that cannot be right (zero cores, minimum CAT width above the ways)";
+    PlatformBad = "PT0901", Error, "a platform value that cannot be right (zero cores, minimum CAT width above the ways, a console UART past port 0xffff)";
     // Warnings.
     ChannelRedundant = "PT1001", Warning, "an unused channel: same writer, reader and kind as an earlier one";
     WindowShort = "PT1002", Warning, "a window shorter than 50 us (switch overhead dominates)";
@@ -175,6 +189,45 @@ pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| (a.span.start, a.code, &a.message).cmp(&(b.span.start, b.code, &b.message)));
 }
 
+/// Where a problem comes from; a cause is reported before its consequences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// The text could not be read as the language (lexer, parser).
+    Syntax,
+    /// Names that are undeclared or declared twice (PT02xx): every rule that follows a
+    /// name is judged on a guess until these are fixed.
+    Names,
+    /// Every other whole-system rule.
+    Rules,
+    /// Warnings, after every error.
+    Warnings,
+}
+
+fn stage(d: &Diagnostic, syntax: bool) -> Stage {
+    match d.severity() {
+        Severity::Warning => Stage::Warnings,
+        Severity::Error if syntax => Stage::Syntax,
+        Severity::Error if d.code.id().starts_with("PT02") => Stage::Names,
+        Severity::Error => Stage::Rules,
+    }
+}
+
+/// Orders the diagnostics of one file by cause: syntax errors first, then name errors,
+/// then the other rules' errors, then warnings; by position within each. An error that
+/// follows from another (a partition starved because its window's name is misspelt) so
+/// comes after the error that causes it, wherever the two are in the file.
+pub fn order_by_cause(syntax: Vec<Diagnostic>, checks: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut staged: Vec<(Stage, Diagnostic)> = syntax
+        .into_iter()
+        .map(|d| (stage(&d, true), d))
+        .chain(checks.into_iter().map(|d| (stage(&d, false), d)))
+        .collect();
+    staged.sort_by(|(sa, a), (sb, b)| {
+        (sa, a.span.start, a.code, &a.message).cmp(&(sb, b.span.start, b.code, &b.message))
+    });
+    staged.into_iter().map(|(_, d)| d).collect()
+}
+
 /// Levenshtein distance, for did-you-mean suggestions.
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -202,6 +255,9 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .map(|(_, c)| c)
 }
 
+/// Most diagnostics [`Report::render`] shows; the rest are counted (JSON carries all).
+pub const RENDER_LIMIT: usize = 200;
+
 /// A source file and the diagnostics about it, ready to render.
 pub struct Report<'a> {
     pub file_name: &'a str,
@@ -209,69 +265,14 @@ pub struct Report<'a> {
     pub diagnostics: &'a [Diagnostic],
 }
 
-struct MietteView<'a> {
-    diag: &'a Diagnostic,
-    source: &'a NamedSource<String>,
-}
-
-impl fmt::Debug for MietteView<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.diag, f)
-    }
-}
-
-impl fmt::Display for MietteView<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.diag.message)
-    }
-}
-
-impl std::error::Error for MietteView<'_> {}
-
-impl miette::Diagnostic for MietteView<'_> {
-    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Some(Box::new(self.diag.code.id()))
-    }
-
-    fn severity(&self) -> Option<miette::Severity> {
-        Some(match self.diag.severity() {
-            Severity::Error => miette::Severity::Error,
-            Severity::Warning => miette::Severity::Warning,
-        })
-    }
-
-    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diag.hint.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
-    }
-
-    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        Some(self.source)
-    }
-
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let d = self.diag;
-        let label = if d.label.is_empty() { None } else { Some(d.label.clone()) };
-        let primary = LabeledSpan::new_primary_with_span(label, (d.span.start, d.span.len()));
-        let related =
-            d.related.iter().map(|(s, l)| LabeledSpan::new_with_span(Some(l.clone()), (s.start, s.len())));
-        Some(Box::new(std::iter::once(primary).chain(related)))
-    }
-}
-
 impl Report<'_> {
-    /// Renders every diagnostic as a miette graphical report. `color` picks the colored
-    /// theme; tests use `false` and a fixed `width` so output is deterministic.
+    /// Renders the diagnostics for a person: each with its source excerpt, at most
+    /// [`RENDER_LIMIT`] of them, then the summary line. `color` adds ANSI colours; `width`
+    /// is the widest source excerpt in columns (longer lines are elided around the span).
     pub fn render(&self, color: bool, width: usize) -> String {
-        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-        let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
-        let source = NamedSource::new(self.file_name, self.source.to_string());
-        let mut out = String::new();
-        for diag in self.diagnostics {
-            let view = MietteView { diag, source: &source };
-            if handler.render_report(&mut out, &view).is_err() {
-                out.push_str(&format!("{}: {}\n", diag.code, diag.message));
-            }
-        }
+        let index = LineIndex::new(self.source);
+        let style = crate::render::Style { color, width, limit: RENDER_LIMIT };
+        let mut out = crate::render::render(self.file_name, self.source, &index, self.diagnostics, style);
         out.push_str(&self.summary());
         out
     }
@@ -386,6 +387,31 @@ mod tests {
         assert_eq!(did_you_mean("senor", ["sensor", "logger"]), Some("sensor"));
         assert_eq!(did_you_mean("zzz", ["sensor", "logger"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn causes_come_before_consequences() {
+        let at = |code, start| Diagnostic::new(code, Span::new(start, start + 1), "x");
+        let syntax = vec![at(Code::UnknownUnit, 50), at(Code::BadCharacter, 10)];
+        let checks = vec![
+            at(Code::SamplingDepth, 0),
+            at(Code::PartitionStarved, 5),
+            at(Code::UnknownName, 90),
+            at(Code::CoreShared, 1),
+        ];
+        let order: Vec<(Code, usize)> =
+            order_by_cause(syntax, checks).iter().map(|d| (d.code, d.span.start)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (Code::BadCharacter, 10),
+                (Code::UnknownUnit, 50),
+                (Code::UnknownName, 90),
+                (Code::CoreShared, 1),
+                (Code::PartitionStarved, 5),
+                (Code::SamplingDepth, 0),
+            ]
+        );
     }
 
     #[test]

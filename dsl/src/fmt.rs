@@ -240,6 +240,10 @@ fn partition_lines(p: &Partition, lines: &mut Vec<Line>) {
             format!("on {} {}", rule.event.value.name(), rule.action.value.name()),
         );
     }
+    if let Some(r) = &p.restarts {
+        let text = format!("restarts {} per {}", r.value.count.value, duration(r.value.window_ns.value));
+        push(lines, 1, r.span.start, text);
+    }
 }
 
 /// Interleaves the comments with the formatted lines.

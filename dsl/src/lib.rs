@@ -17,6 +17,7 @@ pub mod fmt;
 pub mod generate;
 pub mod lexer;
 pub mod parser;
+pub mod render;
 pub mod show;
 pub mod span;
 pub mod svg;

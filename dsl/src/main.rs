@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hallows_abi::table::Table;
-use parseltongue::compile::{compile_source, Compiled};
+use parseltongue::compile::{compile_bytes, decode, Compiled};
 use parseltongue::diagnostics::Report;
 
 const EXAMPLES: &str = "\
@@ -88,8 +88,12 @@ enum Command {
     },
 }
 
-fn read(path: &Path) -> Result<String, ExitCode> {
-    std::fs::read_to_string(path).map_err(|e| {
+/// Widest source line shown under a diagnostic; longer lines are elided around the span.
+const EXCERPT_COLUMNS: usize = 120;
+
+/// The file's bytes; whether they are UTF-8 is for the diagnostics to say.
+fn read(path: &Path) -> Result<Vec<u8>, ExitCode> {
+    std::fs::read(path).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", path.display());
         ExitCode::from(2)
     })
@@ -110,7 +114,7 @@ fn report(path: &Path, source: &str, compiled: &Compiled, format: Format) -> boo
         Format::Json => println!("{}", r.to_json()),
         Format::Human => {
             let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            eprint!("{}", r.render(color, 100));
+            eprint!("{}", r.render(color, EXCERPT_COLUMNS));
         }
     }
     compiled.model.is_none()
@@ -119,15 +123,13 @@ fn report(path: &Path, source: &str, compiled: &Compiled, format: Format) -> boo
 fn run(cli: Cli) -> Result<(), ExitCode> {
     match cli.command {
         Command::Check { file, format } => {
-            let source = read(&file)?;
-            let compiled = compile_source(&source);
+            let (source, compiled) = compile_bytes(&read(&file)?);
             if report(&file, &source, &compiled, format) {
                 return Err(ExitCode::from(1));
             }
         }
         Command::Compile { file, output, format } => {
-            let source = read(&file)?;
-            let compiled = compile_source(&source);
+            let (source, compiled) = compile_bytes(&read(&file)?);
             let failed = report(&file, &source, &compiled, format);
             let Some(model) = compiled.model.filter(|_| !failed) else { return Err(ExitCode::from(1)) };
             let bytes = model.to_bytes();
@@ -142,8 +144,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             }
         }
         Command::Show { file, svg, output } => {
-            let source = read(&file)?;
-            let compiled = compile_source(&source);
+            let (source, compiled) = compile_bytes(&read(&file)?);
             let Some(model) =
                 compiled.model.as_ref().filter(|_| compiled.diagnostics.iter().all(|d| !d.is_error()))
             else {
@@ -170,7 +171,14 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             }
             let mut unformatted = false;
             for file in files {
-                let source = read(&file)?;
+                let decoded = decode(&read(&file)?);
+                if let Some(not_utf8) = decoded.not_utf8 {
+                    let compiled = Compiled { diagnostics: vec![not_utf8], model: None };
+                    report(&file, &decoded.text, &compiled, Format::Human);
+                    unformatted = true;
+                    continue;
+                }
+                let source = decoded.text;
                 let Some(formatted) = parseltongue::fmt::format_source(&source) else {
                     eprintln!("error: {} has syntax errors; run `parseltongue check` first", file.display());
                     unformatted = true;

@@ -21,7 +21,14 @@ pub struct Parsed {
 /// Parses `source`. Never fails and never panics; problems are diagnostics.
 pub fn parse(source: &str) -> Parsed {
     let lexed = lex(source);
-    let mut p = Parser { tokens: lexed.tokens, pos: 0, prev_end: 0, diags: lexed.diagnostics };
+    let mut p = Parser {
+        source,
+        tokens: lexed.tokens,
+        pos: 0,
+        prev_end: 0,
+        diags: lexed.diagnostics,
+        statement: None,
+    };
     let file = p.file();
     Parsed { file, comments: lexed.comments, diagnostics: p.diags }
 }
@@ -48,6 +55,7 @@ pub const PARTITION_SETTINGS: &[&str] = &[
     "pci",
     "privileges",
     "on",
+    "restarts",
 ];
 /// Settings of `channel`.
 pub const CHANNEL_SETTINGS: &[&str] = &["kind", "from", "to", "message", "depth", "linux"];
@@ -77,14 +85,63 @@ const LINUX_VIEWS: &[(&str, LinuxView)] = &[("shm", LinuxView::Shm), ("tty", Lin
 const PRIVILEGES: &[(&str, u32)] =
     &[("query", PRIV_QUERY), ("restart", PRIV_RESTART), ("halt_system", PRIV_HALT_SYSTEM)];
 
+/// How every statement is written, as `(block, keyword, syntax, example)`: the hint of a
+/// syntax error inside a statement. Block headers are listed under the block `file`.
+pub const STATEMENT_SYNTAX: &[(&str, &str, &str, &str)] = &[
+    ("file", "platform", "platform {", "platform {"),
+    ("file", "hypervisor", "hypervisor {", "hypervisor {"),
+    ("file", "partition", "partition NAME {", "partition sensor {"),
+    ("file", "channel", "channel NAME {", "channel readings {"),
+    ("file", "schedule", "schedule cores LIST {", "schedule cores 1 {"),
+    ("platform", "cores", "cores COUNT | auto", "cores 4"),
+    ("platform", "ram", "ram SIZE | auto", "ram 8 GiB"),
+    ("platform", "llc_ways", "llc_ways COUNT | auto", "llc_ways 12"),
+    ("platform", "cat_min_ways", "cat_min_ways COUNT | auto", "cat_min_ways 2"),
+    ("platform", "console", "console PORT", "console 0x3f8"),
+    ("platform", "require_cat", "require_cat", "require_cat"),
+    ("hypervisor", "reserve", "reserve SIZE", "reserve 32 MiB"),
+    ("hypervisor", "log_level", "log_level error | warn | info | debug | trace", "log_level info"),
+    ("partition", "kind", "kind rt | linux", "kind rt"),
+    ("partition", "image", "image \"FILE\"", "image \"hello.elf\""),
+    ("partition", "kernel", "kernel \"FILE\"", "kernel \"vmlinux\""),
+    ("partition", "initramfs", "initramfs \"FILE\"", "initramfs \"initramfs.cpio\""),
+    ("partition", "cmdline", "cmdline \"TEXT\"", "cmdline \"console=ttyS0\""),
+    ("partition", "cores", "cores LIST", "cores 0, 2-3"),
+    ("partition", "memory", "memory SIZE [at ADDRESS]", "memory 64 MiB"),
+    ("partition", "llc_ways", "llc_ways FIRST-LAST", "llc_ways 0-3"),
+    ("partition", "io", "io PORTS", "io 0x2f8-0x2ff"),
+    ("partition", "mmio", "mmio ADDRESS size SIZE", "mmio 0xfe000000 size 4 KiB"),
+    ("partition", "pci", "pci \"[SEGMENT:]BUS:DEVICE.FUNCTION\", ...", "pci \"0000:3b:00.0\""),
+    ("partition", "privileges", "privileges query | restart | halt_system, ...", "privileges query, restart"),
+    ("partition", "on", "on EVENT ACTION", "on panic restart"),
+    ("partition", "restarts", "restarts COUNT per DURATION", "restarts 3 per 10 s"),
+    ("channel", "kind", "kind sampling | queuing", "kind queuing"),
+    ("channel", "from", "from PARTITION", "from sensor"),
+    ("channel", "to", "to PARTITION", "to logger"),
+    ("channel", "message", "message SIZE", "message 64 B"),
+    ("channel", "depth", "depth COUNT", "depth 16"),
+    ("channel", "linux", "linux shm | tty", "linux tty"),
+    ("schedule", "major_frame", "major_frame DURATION", "major_frame 10 ms"),
+    ("schedule", "window", "window PARTITION START..END UNIT", "window sensor 0..4 ms"),
+];
+
+/// `(syntax, example)` of the statement `keyword` in `block` (see [`STATEMENT_SYNTAX`]).
+pub fn statement_syntax(block: &str, keyword: &str) -> Option<(&'static str, &'static str)> {
+    STATEMENT_SYNTAX.iter().find(|(b, k, _, _)| *b == block && *k == keyword).map(|(_, _, s, e)| (*s, *e))
+}
+
 /// `Err(())` means a diagnostic was recorded and the statement must be skipped.
 type PResult<T> = Result<T, ()>;
 
-struct Parser {
+struct Parser<'a> {
+    /// The text, to quote a token as it was written (`0x3e8`, not `1000`).
+    source: &'a str,
     tokens: Vec<Token>,
     pos: usize,
     prev_end: usize,
     diags: Vec<Diagnostic>,
+    /// The statement being parsed, as `(syntax, example)`: the hint of a syntax error.
+    statement: Option<(&'static str, &'static str)>,
 }
 
 fn set<T>(
@@ -109,7 +166,7 @@ fn set<T>(
     }
 }
 
-impl Parser {
+impl Parser<'_> {
     fn peek(&self) -> &Token {
         // The token list always ends with Eof and `pos` never passes it.
         &self.tokens[self.pos.min(self.tokens.len() - 1)]
@@ -138,23 +195,60 @@ impl Parser {
         }
     }
 
+    /// Reports that `expected` was wanted here; the hint shows how the statement being
+    /// parsed is written.
     fn unexpected<T>(&mut self, expected: &str) -> PResult<T> {
+        let ends_early = matches!(self.peek().kind, TokenKind::Newline | TokenKind::Eof);
+        let hint = match (self.statement, ends_early) {
+            (Some((syntax, example)), true) => {
+                format!(
+                    "the statement ends too early: it is written `{syntax}` on one line, e.g. `{example}`"
+                )
+            }
+            (Some((syntax, example)), false) => format!("it is written `{syntax}`, e.g. `{example}`"),
+            (None, true) => format!("the statement ends too early: write {expected} on the same line"),
+            (None, false) => format!("write {expected} here"),
+        };
+        self.unexpected_with(expected, hint)
+    }
+
+    /// Reports that `expected` was wanted here, with `hint`.
+    fn unexpected_with<T>(&mut self, expected: &str, hint: impl Into<String>) -> PResult<T> {
         let t = self.peek().clone();
         if t.kind == TokenKind::Invalid {
             // The lexer reported it already.
             return Err(());
         }
-        let mut d = Diagnostic::new(
-            Code::UnexpectedToken,
-            t.span,
-            format!("expected {expected}, found {}", t.kind.describe()),
-        )
-        .label(format!("expected {expected}"));
-        if t.kind == TokenKind::Newline || t.kind == TokenKind::Eof {
-            d = d.hint("the statement ends too early: a statement is one line");
-        }
-        self.diags.push(d);
+        let found = match t.kind {
+            TokenKind::Int(_) => {
+                format!("number `{}`", self.source.get(t.span.start..t.span.end).unwrap_or_default())
+            }
+            _ => t.kind.describe(),
+        };
+        self.diags.push(
+            Diagnostic::new(Code::UnexpectedToken, t.span, format!("expected {expected}, found {found}"))
+                .label(format!("expected {expected}"))
+                .hint(hint),
+        );
         Err(())
+    }
+
+    /// Whether the statement starting with `word` inside a block with `settings` is the
+    /// start of the next top-level block (so the current one lacks its `}`): a block
+    /// keyword, or a likely typo of one, on a line that opens a `{`. Another unknown word
+    /// before a `{` stays an unknown setting (a nested block the language does not have).
+    fn starts_next_block(&self, word: &str, settings: &[&str]) -> bool {
+        let block_keyword = ITEM_KEYWORDS.contains(&word)
+            || (!settings.contains(&word) && did_you_mean(word, ITEM_KEYWORDS.iter().copied()).is_some());
+        block_keyword && self.line_opens_block()
+    }
+
+    /// Whether the current line (up to its end or `;`) holds a `{`: it starts a block.
+    fn line_opens_block(&self) -> bool {
+        self.tokens[self.pos..]
+            .iter()
+            .take_while(|t| !matches!(t.kind, TokenKind::Newline | TokenKind::Eof))
+            .any(|t| t.kind == TokenKind::LBrace)
     }
 
     /// Skips to the end of the current statement: its line, or a closing `}` that is not
@@ -394,8 +488,16 @@ impl Parser {
         loop {
             self.skip_newlines();
             let t = self.peek().clone();
+            self.statement = match &t.kind {
+                TokenKind::Ident(w) => statement_syntax("file", w),
+                _ => None,
+            };
             let item = match &t.kind {
                 TokenKind::Eof => break,
+                TokenKind::RBrace => self.unexpected_with(
+                    "a block",
+                    "this `}` closes no block: remove it, or look for a block above that was closed twice",
+                ),
                 TokenKind::Ident(w) => match w.as_str() {
                     "platform" => self.platform().map(Item::Platform),
                     "hypervisor" => self.hypervisor().map(Item::Hypervisor),
@@ -418,9 +520,12 @@ impl Parser {
                         Err(())
                     }
                 },
-                _ => self
-                    .unexpected("a block (`platform`, `hypervisor`, `partition`, `channel` or `schedule`)"),
+                _ => self.unexpected_with(
+                    "a block (`platform`, `hypervisor`, `partition`, `channel` or `schedule`)",
+                    "a file holds blocks such as `partition sensor { ... }`, one after the other",
+                ),
             };
+            self.statement = None;
             match item {
                 Ok(i) => file.items.push(i),
                 Err(()) => self.recover_item(),
@@ -458,11 +563,19 @@ impl Parser {
         }
     }
 
-    /// Parses `{ statement* }`, calling `statement` with each statement's keyword.
+    /// Parses `{ statement* }`, calling `statement` with each statement's keyword. `what`
+    /// is the block's kind (`partition`), `title` names it in messages (`partition sensor`).
+    /// Returns whether the block had syntax errors.
+    ///
+    /// A block whose `}` is missing ends where the next block starts (see
+    /// [`Self::starts_next_block`]) or at the end of the file; that is one
+    /// error at the opening brace, instead of the next blocks' settings reported one by one
+    /// as settings this block does not have.
     fn block(
         &mut self,
         settings: &[&str],
         what: &str,
+        title: &str,
         mut statement: impl FnMut(&mut Self, Spanned<String>) -> PResult<()>,
     ) -> PResult<bool> {
         let before = self.diags.len();
@@ -470,6 +583,10 @@ impl Parser {
             return self.unexpected("`{` on the same line");
         }
         let open = self.bump().span;
+        let unclosed = |open: Span| {
+            Diagnostic::new(Code::UnclosedBlock, open, format!("block `{title}` opened here is not closed"))
+                .label("opened here")
+        };
         loop {
             self.skip_newlines();
             match self.peek().kind.clone() {
@@ -478,26 +595,33 @@ impl Parser {
                     return Ok(self.diags.len() > before);
                 }
                 TokenKind::Eof => {
+                    self.diags
+                        .push(unclosed(open).hint(format!("add `}}` after the last setting of `{title}`")));
+                    return Ok(true);
+                }
+                TokenKind::Ident(word) if self.starts_next_block(&word, settings) => {
+                    let next = self.peek().span;
                     self.diags.push(
-                        Diagnostic::new(
-                            Code::UnexpectedToken,
-                            open,
-                            format!("this {what} block is never closed"),
-                        )
-                        .label("opened here")
-                        .hint("add `}` at its end"),
+                        unclosed(open)
+                            .related(next, "the next block starts here")
+                            .hint(format!("add `}}` after the last setting of `{title}`, before this block")),
                     );
                     return Ok(true);
                 }
                 TokenKind::Ident(word) if settings.contains(&word.as_str()) => {
                     let t = self.bump();
+                    self.statement = statement_syntax(what, &word);
                     let ok = statement(self, Spanned::new(word, t.span)).is_ok();
                     if ok && !self.at_statement_end() {
-                        let _ = self.unexpected::<()>("end of line");
+                        let _ = self.unexpected_with::<()>(
+                            "end of line",
+                            "one setting per line: end it with a line break or `;` before the next",
+                        );
                         self.recover_statement();
                     } else if !ok {
                         self.recover_statement();
                     }
+                    self.statement = None;
                 }
                 TokenKind::Ident(word) => {
                     let t = self.peek().span;
@@ -513,7 +637,10 @@ impl Parser {
                     self.recover_statement();
                 }
                 _ => {
-                    let _ = self.unexpected::<()>(&format!("a {what} setting"));
+                    let _ = self.unexpected_with::<()>(
+                        &format!("a {what} setting"),
+                        format!("a {what} has: {}", settings.join(", ")),
+                    );
                     self.recover_statement();
                     if self.peek().kind == TokenKind::LBrace {
                         self.recover_item();
@@ -525,7 +652,7 @@ impl Parser {
 
     fn platform(&mut self) -> PResult<Platform> {
         let mut p = Platform { span: self.bump().span, ..Default::default() };
-        self.block(PLATFORM_SETTINGS, "platform", |s, kw| {
+        self.block(PLATFORM_SETTINGS, "platform", "platform", |s, kw| {
             match kw.value.as_str() {
                 "cores" => {
                     let v = s.auto_or(|s| s.int("a core count or `auto`"))?;
@@ -560,7 +687,7 @@ impl Parser {
 
     fn hypervisor(&mut self) -> PResult<Hypervisor> {
         let mut h = Hypervisor { span: self.bump().span, ..Default::default() };
-        self.block(HYPERVISOR_SETTINGS, "hypervisor", |s, kw| {
+        self.block(HYPERVISOR_SETTINGS, "hypervisor", "hypervisor", |s, kw| {
             if kw.value == "reserve" {
                 let v = s.size()?;
                 set(&mut s.diags, &mut h.reserve, v, &kw);
@@ -592,10 +719,12 @@ impl Parser {
             pci: Vec::new(),
             privileges: Vec::new(),
             health: Vec::new(),
+            restarts: None,
             broken: false,
         };
         let mut privileges_kw: Option<Spanned<()>> = None;
-        let broken = self.block(PARTITION_SETTINGS, "partition", |s, kw| {
+        let title = format!("partition {}", p.name.value);
+        let broken = self.block(PARTITION_SETTINGS, "partition", &title, |s, kw| {
             match kw.value.as_str() {
                 "kind" => {
                     let v = s.choice("partition kind", KINDS)?;
@@ -654,6 +783,21 @@ impl Parser {
                     }
                     s.bump();
                 },
+                "restarts" => {
+                    let count = s.int("the number of restarts allowed")?;
+                    if !s.at_ident("per") {
+                        return s.unexpected("`per` and the window the restarts are counted in");
+                    }
+                    s.bump();
+                    let window_ns = s.duration()?;
+                    let span = count.span.to(window_ns.span);
+                    set(
+                        &mut s.diags,
+                        &mut p.restarts,
+                        Spanned::new(RestartBudget { count, window_ns }, span),
+                        &kw,
+                    );
+                }
                 "privileges" => {
                     set(&mut s.diags, &mut privileges_kw, Spanned::new((), kw.span), &kw);
                     loop {
@@ -710,7 +854,8 @@ impl Parser {
             linux: None,
             broken: false,
         };
-        let broken = self.block(CHANNEL_SETTINGS, "channel", |s, kw| {
+        let title = format!("channel {}", c.name.value);
+        let broken = self.block(CHANNEL_SETTINGS, "channel", &title, |s, kw| {
             match kw.value.as_str() {
                 "kind" => {
                     let v = s.choice("channel kind", CHANNEL_KINDS)?;
@@ -750,8 +895,9 @@ impl Parser {
         }
         self.bump();
         let cores = self.index_list("a core id or range")?;
+        let title = format!("schedule cores {}", describe_index_list(&cores.value));
         let mut sched = Schedule { span, cores, major_frame: None, windows: Vec::new(), broken: false };
-        let broken = self.block(SCHEDULE_SETTINGS, "schedule", |s, kw| {
+        let broken = self.block(SCHEDULE_SETTINGS, "schedule", &title, |s, kw| {
             if kw.value == "major_frame" {
                 let v = s.duration()?;
                 set(&mut s.diags, &mut sched.major_frame, v, &kw);
@@ -778,6 +924,18 @@ impl Parser {
         sched.broken = broken;
         Ok(sched)
     }
+}
+
+/// An index list as written, e.g. `0, 2-3`.
+fn describe_index_list(list: &IndexList) -> String {
+    let items: Vec<String> = list
+        .iter()
+        .map(|i| match i.value {
+            (a, b) if a == b => a.to_string(),
+            (a, b) => format!("{a}-{b}"),
+        })
+        .collect();
+    items.join(", ")
 }
 
 /// Parses `[segment:]bus:device.function` (hex).
@@ -870,7 +1028,87 @@ mod tests {
 
     #[test]
     fn unclosed_block_is_reported() {
-        assert_eq!(codes("partition a {\n kind rt\n"), vec![Code::UnexpectedToken]);
+        assert_eq!(codes("partition a {\n kind rt\n"), vec![Code::UnclosedBlock]);
+    }
+
+    #[test]
+    fn an_unclosed_block_ends_where_the_next_block_starts() {
+        let src = "partition a {\n kind rt\n cores 0\n\npartition b {\n kind rt\n cores 1\n}\nchannel c { kind sampling\nschedule cores 1 {\n major_frame 1 ms\n}\n";
+        let p = parse(src);
+        let found: Vec<(Code, &str)> =
+            p.diagnostics.iter().map(|d| (d.code, &src[d.span.start..d.span.end])).collect();
+        assert_eq!(found, vec![(Code::UnclosedBlock, "{"), (Code::UnclosedBlock, "{")]);
+        assert!(p.diagnostics[0].message.contains("`partition a`"));
+        assert_eq!(&src[p.diagnostics[0].related[0].0.start..][..9], "partition");
+        assert!(p.diagnostics[1].message.contains("`channel c`"));
+        // Both partitions, the channel and the schedule are still parsed.
+        assert_eq!(p.file.items.len(), 4);
+        // A misspelt block keyword also ends the block; any other word before a `{` is an
+        // unknown setting of the block, which goes on after it.
+        let typo = parse("partition a { kind rt\npartiton b { kind rt }\n");
+        let codes: Vec<Code> = typo.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, vec![Code::UnclosedBlock, Code::UnknownSetting]);
+        let nested = parse("partition a {\n devices { io 1 }\n kind rt\n}\n");
+        let codes: Vec<Code> = nested.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, vec![Code::UnknownSetting]);
+        let Item::Partition(a) = &nested.file.items[0] else { panic!() };
+        assert!(a.kind.is_some(), "the setting after the nested block belongs to `a`");
+    }
+
+    #[test]
+    fn every_statement_has_its_syntax_and_a_working_example() {
+        for (block, settings) in [
+            ("platform", PLATFORM_SETTINGS),
+            ("hypervisor", HYPERVISOR_SETTINGS),
+            ("partition", PARTITION_SETTINGS),
+            ("channel", CHANNEL_SETTINGS),
+            ("schedule", SCHEDULE_SETTINGS),
+        ] {
+            for setting in settings {
+                let (_, example) = statement_syntax(block, setting).expect("syntax listed");
+                let header = statement_syntax("file", block).unwrap().1;
+                let src = format!("{header}\n{example}\n}}\n");
+                assert!(parse(&src).diagnostics.is_empty(), "{src}: {:?}", parse(&src).diagnostics);
+            }
+        }
+    }
+
+    #[test]
+    fn parser_errors_have_hints() {
+        for src in [
+            "partition {",
+            "partition a { memory }",
+            "partition a { memory 4 MiB at }",
+            "partition a { mmio 0x1000 4 KiB }",
+            "partition a { kind rt rt }",
+            "partition a { 5 }",
+            "partition a { restarts 3 10 s }",
+            "partition a { restarts per 10 s }",
+            "schedule 1 { }",
+            "schedule cores 1 { window a 0 4 ms }",
+            "}",
+            "42",
+            "platform",
+        ] {
+            let p = parse(src);
+            assert!(!p.diagnostics.is_empty(), "{src}");
+            for d in &p.diagnostics {
+                assert!(d.hint.as_deref().is_some_and(|h| !h.is_empty()), "{src}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn parses_restarts() {
+        let f = ok("partition a { restarts 5 per 2500 ms }");
+        let Item::Partition(p) = &f.items[0] else { panic!() };
+        let r = &p.restarts.as_ref().unwrap().value;
+        assert_eq!((r.count.value, r.window_ns.value), (5, 2_500_000_000));
+        assert_eq!(codes("partition a { restarts 5 per 2 }"), vec![Code::UnknownUnit]);
+        assert_eq!(
+            codes("partition a { restarts 1 per 1 s; restarts 2 per 1 s }"),
+            vec![Code::DuplicateSetting]
+        );
     }
 
     #[test]

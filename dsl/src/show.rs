@@ -252,6 +252,11 @@ fn render_partitions(m: &TableModel, out: &mut String) {
         if !health.is_empty() {
             extras.push(format!("health {}", health.join(", ")));
         }
+        if p.restart_limit != 0 || p.restart_window_ms != 0 {
+            let budget = RestartBudget { limit: p.restart_limit, window_ms: p.restart_window_ms };
+            let window_ns = u64::from(budget.effective_window_ms()) * 1_000_000;
+            extras.push(format!("restarts {} per {}", budget.effective_limit(), duration(window_ns)));
+        }
         for extra in extras {
             let _ = writeln!(out, "  {:<width$}    {extra}", "");
         }

@@ -84,3 +84,22 @@ fn help_has_examples() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Examples:") && text.contains("parseltongue compile configs/demo.pt -o table.bin"));
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_reported_not_refused() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/not-utf8.pt");
+    let out = bin().args(["check", "--format", "json"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["diagnostics"][0]["code"], "PT0115");
+    assert_eq!(
+        (v["diagnostics"][0]["line"].as_u64(), v["diagnostics"][0]["column"].as_u64()),
+        (Some(1), Some(23))
+    );
+    let out = bin().args(["check"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-utf8.pt:1:23"));
+    let out = bin().args(["fmt", "--check"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PT0115"));
+}

@@ -90,13 +90,34 @@ fn every_example_reports_its_code_at_its_span() {
 #[test]
 fn every_code_has_an_example_or_a_generated_test() {
     let have: Vec<String> = examples().into_iter().map(|(s, _)| s).collect();
-    // PT0311 needs more than 65536 windows: generated in `too_many_windows` below.
+    // PT0311 needs more than 65536 windows and PT0115 a file that is not UTF-8: generated
+    // in `too_many_windows` and `not_utf8` below.
     let missing: Vec<&str> = Code::ALL
         .iter()
         .map(|c| c.id())
-        .filter(|id| *id != "PT0311" && !have.iter().any(|h| h == id))
+        .filter(|id| !GENERATED.iter().any(|(g, _)| g == id) && !have.iter().any(|h| h == id))
         .collect();
     assert!(missing.is_empty(), "codes without an example: {missing:?}");
+}
+
+/// Codes tested by a generated input instead of an example file, with what the README says.
+const GENERATED: &[(&str, &str)] = &[
+    ("PT0115", "Reported at the first byte that is not UTF-8, e.g. a Latin-1 `é` (0xe9) in a comment; see the `not_utf8` test."),
+    ("PT0311", "Reported for a schedule with more than 65,536 windows; see the `too_many_windows` test."),
+];
+
+#[test]
+fn not_utf8() {
+    let mut bytes = b"partition a { kind rt; image \"a.elf\"; cores 0; memory 4 MiB }\n".to_vec();
+    bytes.extend_from_slice(b"# caf\xe9 \xff\xfe\n");
+    let (text, compiled) = parseltongue::compile::compile_bytes(&bytes);
+    assert!(compiled.model.is_none());
+    let [d] = compiled.diagnostics.as_slice() else { panic!("{:?}", compiled.diagnostics) };
+    assert_eq!(d.code, Code::NotUtf8);
+    assert_eq!(LineIndex::new(&text).position(&text, d.span.start), (2, 6));
+    assert_eq!(&text[d.span.start..d.span.end], "\u{fffd}");
+    assert_eq!(d.label, "invalid byte 0xe9 (and 2 more invalid sequences after it)");
+    assert!(d.hint.is_some());
 }
 
 #[test]
@@ -130,7 +151,12 @@ fn readme_section() -> String {
                     out.push_str(&format!("\nReported at line {} (`{}`).\n", want.line - 1, want.text));
                 }
             }
-            None => out.push_str("\n(Reported for a schedule with more than 65,536 windows; see the `too_many_windows` test.)\n"),
+            None => {
+                // A code without either is reported by `every_code_has_an_example...`.
+                if let Some((_, text)) = GENERATED.iter().find(|(g, _)| *g == code.id()) {
+                    out.push_str(&format!("\n({text})\n"));
+                }
+            }
         }
     }
     out

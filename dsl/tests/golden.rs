@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use parseltongue::compile::compile_source;
+use parseltongue::compile::{compile_bytes, compile_source};
 use parseltongue::diagnostics::Report;
 
 fn dir() -> PathBuf {
@@ -25,8 +25,8 @@ fn compare(name: &str, actual: &str) {
 }
 
 fn diagnostics(name: &str) {
-    let source = std::fs::read_to_string(dir().join(format!("{name}.pt"))).unwrap();
-    let compiled = compile_source(&source);
+    let bytes = std::fs::read(dir().join(format!("{name}.pt"))).unwrap();
+    let (source, compiled) = compile_bytes(&bytes);
     let file_name = format!("{name}.pt");
     let report = Report { file_name: &file_name, source: &source, diagnostics: &compiled.diagnostics };
     compare(&format!("{name}.txt"), &report.render(false, 100));
@@ -41,6 +41,26 @@ fn many_errors_render() {
 #[test]
 fn syntax_errors_render() {
     diagnostics("syntax-errors");
+}
+
+#[test]
+fn parse_errors_have_hints() {
+    diagnostics("parse-errors");
+}
+
+#[test]
+fn an_unclosed_block_is_one_error() {
+    diagnostics("unclosed-block");
+}
+
+#[test]
+fn a_file_that_is_not_utf8_gets_a_position_and_json() {
+    diagnostics("not-utf8");
+}
+
+#[test]
+fn long_lines_are_elided_around_the_span() {
+    diagnostics("long-line");
 }
 
 fn show(config: &str, golden: &str) {

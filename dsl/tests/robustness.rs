@@ -18,6 +18,9 @@ fn exercise(source: &str) {
     let _ = report.render(false, 80);
     let _ = report.to_json();
     let parsed = parseltongue::parser::parse(source);
+    for d in &parsed.diagnostics {
+        assert!(d.hint.as_deref().is_some_and(|h| !h.is_empty()), "a syntax error without a hint: {d:?}");
+    }
     // The compiler must not panic even on a tree the checker rejected.
     let bytes = to_model(&parsed.file).to_bytes();
     assert!(hallows_abi::table::Table::parse(&bytes).is_ok());
@@ -65,6 +68,8 @@ const WORDS: &[&str] = &[
     "query",
     "restart",
     "on",
+    "restarts",
+    "per",
     "panic",
     "halt",
     "log",
@@ -133,6 +138,13 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         exercise(&String::from_utf8_lossy(&bytes));
+        // As the CLI reads a file: not UTF-8 is one diagnostic, rendered against the
+        // decoded text.
+        let (text, compiled) = parseltongue::compile::compile_bytes(&bytes);
+        let report = parseltongue::diagnostics::Report { file_name: "fuzz.pt", source: &text, diagnostics: &compiled.diagnostics };
+        let _ = report.render(false, 40);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON output is JSON");
+        prop_assert_eq!(json["errors"].as_u64().unwrap() == 0, compiled.model.is_some());
     }
 
     #[test]

@@ -307,11 +307,7 @@ pub(crate) mod tests {
     /// Checks the real Debian kernel when `scripts/linux-assets` has prepared it.
     #[test]
     fn debian_bzimage_if_present() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../build/linux/bzImage");
-        let Ok(bytes) = std::fs::read(path) else {
-            std::eprintln!("skipped: {path} not prepared (scripts/linux-assets)");
-            return;
-        };
+        let Some(bytes) = crate::test_assets::read("bzImage") else { return };
         let bz = BzImage::parse(&bytes).unwrap();
         assert!(bz.protocol_version() >= 0x020F);
         assert!(bz.relocatable());

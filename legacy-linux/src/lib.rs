@@ -18,3 +18,27 @@ pub mod bzimage;
 pub mod pvh;
 pub mod setup;
 pub mod vmlinux;
+
+/// The Debian kernel assets `scripts/linux-assets` prepares in `build/linux/`, for the tests
+/// that check the real kernel.
+#[cfg(test)]
+pub(crate) mod test_assets {
+    extern crate std;
+
+    /// Reads `build/linux/NAME`. A developer's machine without the assets skips the test
+    /// (with a message); under CI (`CI=true`, where `scripts/test` prepares them first) a
+    /// missing asset fails it, so the real-kernel checks can never pass by not running.
+    pub fn read(name: &str) -> Option<std::vec::Vec<u8>> {
+        let path = std::format!("{}/../build/linux/{name}", env!("CARGO_MANIFEST_DIR"));
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("{path}: {e}; CI must run scripts/linux-assets before the tests")
+            }
+            Err(_) => {
+                std::eprintln!("skipped: {path} not prepared (scripts/linux-assets)");
+                None
+            }
+        }
+    }
+}

@@ -647,11 +647,9 @@ mod tests {
     /// The real Debian kernel and initramfs, when `scripts/linux-assets` has run.
     #[test]
     fn debian_assets_if_present() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../build/linux/");
-        let (Ok(bz), Ok(rd)) =
-            (std::fs::read(std::format!("{dir}bzImage")), std::fs::read(std::format!("{dir}initramfs.cpio")))
+        let (Some(bz), Some(rd)) =
+            (crate::test_assets::read("bzImage"), crate::test_assets::read("initramfs.cpio"))
         else {
-            std::eprintln!("skipped: {dir} not prepared (scripts/linux-assets)");
             return;
         };
         let mut ram = std::vec![0u8; 256 << 20];

@@ -350,11 +350,7 @@ pub(crate) mod tests {
 
     #[test]
     fn debian_vmlinux_if_present() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../build/linux/vmlinux");
-        let Ok(bytes) = std::fs::read(path) else {
-            std::eprintln!("skipped: {path} not prepared (scripts/linux-assets)");
-            return;
-        };
+        let Some(bytes) = crate::test_assets::read("vmlinux") else { return };
         let elf = Vmlinux::parse(&bytes).unwrap();
         assert_eq!(elf.entry_64(), Ok(0x100_0000));
         let pvh = elf.pvh_entry().expect("Debian's kernel has CONFIG_PVH");

@@ -2,7 +2,9 @@
 //!
 //! Text is collected in a line buffer and handed to the hypervisor one line at a time (or
 //! 4 KiB at a time for longer lines), so a line costs one VM exit and lines of different
-//! vCPUs of the partition do not interleave mid-line.
+//! vCPUs of the partition do not interleave mid-line. When the partition's console queue
+//! in the hypervisor is full, printing waits (yielding the processor) until the UART has
+//! made room: a partition that prints faster than the UART sends slows only itself.
 
 use core::fmt;
 
@@ -91,7 +93,8 @@ pub fn format_into(line: &mut LineBuffer, args: fmt::Arguments<'_>, emit: impl F
 static CONSOLE: spin::Mutex<LineBuffer> = spin::Mutex::new(LineBuffer::new());
 
 fn emit_to_hypervisor(bytes: &[u8]) {
-    // Nothing sensible can be done when the console itself fails.
+    // Waits (yielding) while the partition's console queue is full; nothing sensible can
+    // be done when the console itself fails.
     let _ = crate::hypercall::console_write(bytes);
 }
 

@@ -6,7 +6,9 @@
 //! partition; host tests never call them.
 
 use hallows_abi::health::EventClass;
-use hallows_abi::hypercall::{Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, FAULT_MESSAGE_MAX};
+use hallows_abi::hypercall::{
+    Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX_LINES, FAULT_MESSAGE_MAX,
+};
 
 /// A hypercall that did not return [`Status::Ok`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,11 +74,71 @@ pub fn version() -> Result<u64> {
     check(raw(Hypercall::Version, 0, 0, 0, 0))
 }
 
-/// Writes bytes to the partition's console, in chunks of at most
-/// [`CONSOLE_WRITE_MAX`] bytes. The hypervisor prefixes each line with the partition name.
+/// Writes bytes to the partition's console, in pieces of at most [`CONSOLE_WRITE_MAX`]
+/// bytes and [`CONSOLE_WRITE_MAX_LINES`] newlines. The hypervisor prefixes each line with
+/// the partition name. While the partition's console queue is full (the hypervisor
+/// answers [`Status::Busy`]), this waits on the partition's own time with
+/// [`yield_until`] and tries again, so a chatty partition slows only itself.
 pub fn console_write(bytes: &[u8]) -> Result<()> {
-    for chunk in bytes.chunks(CONSOLE_WRITE_MAX as usize) {
-        check(raw(Hypercall::ConsoleWrite, chunk.as_ptr() as u64, chunk.len() as u64, 0, 0))?;
+    write_console_with(
+        bytes,
+        |piece| {
+            check(raw(Hypercall::ConsoleWrite, piece.as_ptr() as u64, piece.len() as u64, 0, 0)).map(|_| ())
+        },
+        |wait_ns| {
+            let _ = yield_until(crate::time::now_ns().saturating_add(wait_ns));
+        },
+    )
+}
+
+/// Nanoseconds the hypervisor's UART (115200 baud, 10 bits a byte) needs per byte.
+const UART_NS_PER_BYTE: u64 = 86_806;
+/// Bounds of the wait before a write refused with `Busy` is tried again.
+pub const BUSY_WAIT_MIN_NS: u64 = 1_000_000;
+pub const BUSY_WAIT_MAX_NS: u64 = 20_000_000;
+
+/// How long to wait before retrying a refused write of `bytes` bytes: about the time the
+/// UART needs to send them (room for them cannot appear sooner), within
+/// [`BUSY_WAIT_MIN_NS`]..=[`BUSY_WAIT_MAX_NS`].
+pub fn busy_wait_ns(bytes: usize) -> u64 {
+    (bytes as u64).saturating_mul(UART_NS_PER_BYTE).clamp(BUSY_WAIT_MIN_NS, BUSY_WAIT_MAX_NS)
+}
+
+/// Length of the next piece of `bytes` one `ConsoleWrite` may carry: at most
+/// [`CONSOLE_WRITE_MAX`] bytes and [`CONSOLE_WRITE_MAX_LINES`] newlines.
+pub fn console_piece_len(bytes: &[u8]) -> usize {
+    let max = bytes.len().min(CONSOLE_WRITE_MAX as usize);
+    let mut newlines = 0;
+    for (i, &b) in bytes[..max].iter().enumerate() {
+        if b == b'\n' {
+            newlines += 1;
+            if newlines == CONSOLE_WRITE_MAX_LINES {
+                return i + 1;
+            }
+        }
+    }
+    max
+}
+
+/// [`console_write`] over any `send` (one `ConsoleWrite`) and `wait` (nanoseconds to
+/// give up): splits `bytes` into pieces the ABI allows and retries a piece refused with
+/// `Busy` after `wait`; any other error ends the write.
+pub fn write_console_with(
+    bytes: &[u8],
+    mut send: impl FnMut(&[u8]) -> Result<()>,
+    mut wait: impl FnMut(u64),
+) -> Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (piece, tail) = rest.split_at(console_piece_len(rest));
+        loop {
+            match send(piece) {
+                Ok(()) => break,
+                Err(HypercallError::Status(Status::Busy)) => wait(busy_wait_ns(piece.len())),
+                Err(e) => return Err(e),
+            }
+        }
+        rest = tail;
     }
     Ok(())
 }
@@ -123,7 +185,73 @@ pub fn halt(code: u64) -> ! {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn busy_writes_wait_and_retry_the_same_piece() {
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut waits = Vec::new();
+        let mut busy_left = 3;
+        let result = write_console_with(
+            b"hello\n",
+            |piece| {
+                sent.push(piece.to_vec());
+                if busy_left > 0 {
+                    busy_left -= 1;
+                    return Err(HypercallError::Status(Status::Busy));
+                }
+                Ok(())
+            },
+            |ns| waits.push(ns),
+        );
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, vec![b"hello\n".to_vec(); 4]);
+        assert_eq!(waits, vec![BUSY_WAIT_MIN_NS; 3]);
+    }
+
+    #[test]
+    fn other_errors_end_the_write() {
+        let mut calls = 0;
+        let result = write_console_with(
+            &[b'x'; 5000],
+            |_| {
+                calls += 1;
+                Err(HypercallError::Status(Status::BadAddress))
+            },
+            |_| panic!("no wait for a final error"),
+        );
+        assert_eq!((result, calls), (Err(HypercallError::Status(Status::BadAddress)), 1));
+        assert_eq!(write_console_with(b"", |_| panic!("nothing to send"), |_| {}), Ok(()));
+    }
+
+    #[test]
+    fn busy_wait_is_the_uart_time_within_bounds() {
+        assert_eq!(busy_wait_ns(1), BUSY_WAIT_MIN_NS);
+        assert_eq!(busy_wait_ns(80), 80 * UART_NS_PER_BYTE);
+        assert_eq!(busy_wait_ns(4096), BUSY_WAIT_MAX_NS);
+        assert_eq!(busy_wait_ns(usize::MAX), BUSY_WAIT_MAX_NS);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Pieces are what the ABI allows, and together they are the input, in order.
+        #[test]
+        fn pieces_respect_the_abi_and_cover_the_input(
+            input in proptest::collection::vec(any::<u8>().prop_map(|b| if b < 64 { b'\n' } else { b }), 0..10_000),
+        ) {
+            let mut pieces: Vec<Vec<u8>> = Vec::new();
+            write_console_with(&input, |p| { pieces.push(p.to_vec()); Ok(()) }, |_| {}).unwrap();
+            for p in &pieces {
+                prop_assert!(!p.is_empty() && p.len() <= CONSOLE_WRITE_MAX as usize);
+                prop_assert!(p.iter().filter(|&&b| b == b'\n').count() <= CONSOLE_WRITE_MAX_LINES as usize);
+            }
+            prop_assert_eq!(pieces.concat(), input);
+        }
+    }
 
     #[test]
     fn ok_status_yields_the_value() {

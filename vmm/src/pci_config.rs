@@ -148,7 +148,7 @@ impl<const N: usize> PciConfigFilter<N> {
 
     /// A guest `in` of `size` bytes from `port`. Returns the value and what happened.
     pub fn read(&mut self, port: u16, size: u8, hw: &mut impl PciConfigSpace) -> (u32, PciOutcome) {
-        let all_ones = crate::io::all_ones(size);
+        let all_ones = crate::port_bus::all_ones(size);
         if port == CONFIG_ADDRESS_PORT && size == 4 {
             return (self.address, PciOutcome::AddressRegister);
         }
@@ -176,7 +176,7 @@ impl<const N: usize> PciConfigFilter<N> {
             self.absent_accesses += 1;
             return PciOutcome::Absent;
         };
-        let value = value & crate::io::all_ones(size);
+        let value = value & crate::port_bus::all_ones(size);
         if let Some(bar) = bar_index(register) {
             return self.write_bar(slot, bdf, bar, register, size, value, hw);
         }
@@ -200,7 +200,7 @@ impl<const N: usize> PciConfigFilter<N> {
             *self.functions[slot].original_bars[bar].get_or_insert_with(|| hw.read(bdf, dword_register, 4));
         // Narrow writes are judged by the dword they would produce.
         let shift = 8 * u32::from(register & 3);
-        let lane_mask = crate::io::all_ones(size) << shift;
+        let lane_mask = crate::port_bus::all_ones(size) << shift;
         let current = hw.read(bdf, dword_register, 4);
         let merged = (current & !lane_mask) | (value << shift);
         let is_probe = if register & !3 == REG_ROM_BAR {
@@ -275,12 +275,12 @@ mod tests {
     impl PciConfigSpace for FakeSpace {
         fn read(&mut self, bdf: Bdf, register: u8, size: u8) -> u32 {
             let v = self.get(bdf, register) >> (8 * u32::from(register & 3));
-            v & crate::io::all_ones(size)
+            v & crate::port_bus::all_ones(size)
         }
         fn write(&mut self, bdf: Bdf, register: u8, size: u8, value: u32) {
             self.writes += 1;
             let shift = 8 * u32::from(register & 3);
-            let mask = crate::io::all_ones(size) << shift;
+            let mask = crate::port_bus::all_ones(size) << shift;
             let mut merged = (self.get(bdf, register) & !mask) | ((value << shift) & mask);
             if let Some(size_mask) = self.bar_masks.get(&Self::key(bdf, register)) {
                 merged = (merged & size_mask) | (self.get(bdf, register) & !size_mask & 0xF);

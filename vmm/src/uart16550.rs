@@ -30,7 +30,8 @@ const REG_IER: u16 = 1; // IER / DLM (DLAB=1)
 const REG_IIR_FCR: u16 = 2; // IIR (read) / FCR (write)
 const REG_LCR: u16 = 3;
 const REG_MCR: u16 = 4;
-const REG_LSR: u16 = 5;
+/// Offset of the line-status register from the UART's base port.
+pub const REG_LSR: u16 = 5;
 const REG_MSR: u16 = 6;
 const REG_SCR: u16 = 7;
 

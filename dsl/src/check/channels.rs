@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use hallows_abi::layout::CHANNEL_WINDOW_BYTES;
+use hallows_abi::limits::MAX_CHANNELS_PER_PARTITION;
 
 use super::System;
 use crate::ast::*;
@@ -66,6 +67,7 @@ fn endpoint(
 }
 
 pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
+    check_counts(sys, diags);
     let mut names: HashMap<&str, Span> = HashMap::new();
     let mut pairs: HashMap<(usize, usize, bool), &str> = HashMap::new();
     let mut window_used = 0u64;
@@ -84,6 +86,7 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
         } else {
             names.insert(&c.name.value, c.name.span);
         }
+        super::partitions::name_fits(&c.name, "channel", diags);
         let from = endpoint(sys, c, &c.from, "writer", diags);
         let to = endpoint(sys, c, &c.to, "reader", diags);
         if let (Some(f), Some(t), Some(span)) = (from, to, c.to.as_ref().map(|t| t.span)) {
@@ -107,6 +110,20 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
             .into_iter()
             .flatten()
             .any(|i| sys.partitions[i].kind.as_ref().is_some_and(|k| k.value == Kind::Linux));
+        if linux_end {
+            // The syntax (`linux shm`/`linux tty`) parses and is checked, but no code in
+            // this hypervisor version maps a channel into a Linux partition.
+            let span = c.linux.as_ref().map_or(c.name.span, |v| v.span);
+            diags.push(
+                Diagnostic::new(
+                    Code::ChannelLinuxUnsupported,
+                    span,
+                    format!("channel `{}` has a Linux endpoint, which this hypervisor version does not support", c.name.value),
+                )
+                .label("Linux channel views are not implemented yet")
+                .hint("connect real-time partitions only; a Linux partition talks to the others through its console for now"),
+            );
+        }
         if let Some(view) = &c.linux {
             if !linux_end && from.is_some() && to.is_some() {
                 diags.push(
@@ -167,6 +184,27 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
                     pairs.insert(key, &c.name.value);
                 }
             }
+        }
+    }
+}
+
+/// Every channel of a partition is described in its boot info, which holds
+/// [`MAX_CHANNELS_PER_PARTITION`]; more would be dropped.
+fn check_counts(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
+    for (pi, count) in sys.channels_per_partition().into_iter().enumerate() {
+        if count > MAX_CHANNELS_PER_PARTITION {
+            let p = sys.partitions[pi];
+            diags.push(
+                Diagnostic::new(
+                    Code::TooManyChannels,
+                    p.name.span,
+                    format!("`{}` is an endpoint of {count} channels", p.name.value),
+                )
+                .label(format!("more than {MAX_CHANNELS_PER_PARTITION}"))
+                .hint(format!(
+                    "a partition's boot info describes {MAX_CHANNELS_PER_PARTITION} channels: merge some (a queuing channel can carry several message types)"
+                )),
+            );
         }
     }
 }

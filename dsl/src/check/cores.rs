@@ -38,6 +38,7 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) -> Vec<Option<usize>
         schedule_cores.push(bits);
     }
     check_dedicated(sys, &schedule_of_core, diags);
+    check_linux_dedicated(sys, &schedule_of_core, diags);
     let mut windowed: HashSet<(usize, usize)> = HashSet::new();
     for (si, cores) in schedule_cores.iter().enumerate() {
         check_windows(sys, si, cores, diags, &mut windowed);
@@ -81,6 +82,32 @@ fn check_dedicated(sys: &System<'_>, schedule_of_core: &[Option<usize>], diags: 
                 }
             }
         }
+    }
+}
+
+/// Linux partitions run on dedicated cores only: the hypervisor cannot preempt a Linux
+/// vCPU for a window switch.
+fn check_linux_dedicated(sys: &System<'_>, schedule_of_core: &[Option<usize>], diags: &mut Vec<Diagnostic>) {
+    for (pi, p) in sys.partitions.iter().enumerate() {
+        let Some(cores) = &p.cores else { continue };
+        if !sys.is_linux(pi) {
+            continue;
+        }
+        let Some((core, si)) =
+            sys.cores[pi].iter().find_map(|c| schedule_of_core[c as usize].map(|si| (c, si)))
+        else {
+            continue;
+        };
+        diags.push(
+            Diagnostic::new(
+                Code::LinuxOnScheduledCore,
+                cores.span,
+                format!("Linux partition `{}` is on scheduled core {core}", p.name.value),
+            )
+            .label("Linux needs dedicated cores")
+            .related(sys.schedules[si].cores.span, "this schedule covers it")
+            .hint("give the Linux partition cores no schedule covers; time partitioning is for real-time partitions"),
+        );
     }
 }
 

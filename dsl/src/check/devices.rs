@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use hallows_abi::layout::PAGE_SIZE;
+use hallows_abi::limits;
 
 use super::System;
 use crate::diagnostics::{Code, Diagnostic};
@@ -21,7 +22,9 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
     let mut io = Vec::new();
     let mut mmio = Vec::new();
     let mut pci: HashMap<crate::ast::PciAddress, (usize, Span)> = HashMap::new();
-    let console = sys.platform.console as u64;
+    let console = sys.platform.console;
+    let channels = sys.channels_per_partition();
+    let mut pci_refused = false;
     for (pi, p) in sys.partitions.iter().enumerate() {
         for r in &p.io {
             let (first, last) = r.value;
@@ -33,12 +36,36 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
                 );
                 continue;
             }
-            if (first..=last).contains(&console) {
-                diags.push(
-                    Diagnostic::new(Code::IoConsole, r.span, format!("port {console:#x} is the hypervisor's console"))
-                        .label("holds the console port")
-                        .hint("the hypervisor owns the console UART and multiplexes every partition's output onto it"),
-                );
+            let count = (last - first + 1) as u32;
+            match limits::reserved_port_conflict(console, first as u32, count) {
+                Some(owned) if owned == limits::console_ports(console) => diags.push(
+                    Diagnostic::new(
+                        Code::IoConsole,
+                        r.span,
+                        format!(
+                            "ports {:#x}-{:#x} are the hypervisor's console UART",
+                            owned.first,
+                            owned.first + owned.count - 1
+                        ),
+                    )
+                    .label("holds a console UART register")
+                    .hint("the hypervisor owns all 8 registers of its console UART (`console 0` keeps COM1); pass another UART, or move the console with `console` in the platform block"),
+                ),
+                Some(owned) => diags.push(
+                    Diagnostic::new(
+                        Code::IoHypervisor,
+                        r.span,
+                        format!(
+                            "ports {:#x}-{:#x} are {}, which the hypervisor drives",
+                            owned.first,
+                            owned.first + owned.count - 1,
+                            owned.what
+                        ),
+                    )
+                    .label("holds a port the hypervisor owns")
+                    .hint("a partition owning these ports could reconfigure or stop the whole machine; leave them out of `io`"),
+                ),
+                None => {}
             }
             io.push(Owned { first, end: last + 1, partition: pi, span: r.span });
         }
@@ -56,11 +83,50 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
                 );
                 continue;
             }
+            if let Some(owned) = limits::reserved_mmio_conflict(base, size) {
+                diags.push(
+                    Diagnostic::new(
+                        Code::MmioHypervisor,
+                        m.span,
+                        format!(
+                            "{:#x}-{:#x} is {}, which the hypervisor keeps",
+                            owned.base,
+                            owned.base + owned.size - 1,
+                            owned.what
+                        ),
+                    )
+                    .label("holds the hypervisor's interrupt hardware")
+                    .hint("whoever owns these registers can send interrupts (INIT, too) to every core: leave them out of `mmio`"),
+                );
+            }
+            let ram = p.memory.as_ref().map_or(0, |m| m.value);
+            if let Some(conflict) = limits::mmio_conflict(base, size, ram, channels[pi] > 0) {
+                let (message, hint) = match conflict {
+                    limits::MmioConflict::InsideRam => (
+                        format!("this MMIO range lies inside `{}`'s own RAM (guest-physical 0-{ram:#x})", p.name.value),
+                        "MMIO is mapped at its host-physical address: device registers must lie above the partition's RAM",
+                    ),
+                    limits::MmioConflict::InsideChannelWindow => (
+                        "this MMIO range overlaps the channel window (guest-physical 0xc0000000-0xcfffffff)".to_string(),
+                        "a partition with channels sees them there: pass registers outside that window",
+                    ),
+                    limits::MmioConflict::BeyondGuestPhysical => (
+                        "this MMIO range reaches past guest-physical 2^48".to_string(),
+                        "EPT maps guest-physical addresses below 2^48 only",
+                    ),
+                };
+                diags.push(
+                    Diagnostic::new(Code::MmioUnmappable, m.span, message)
+                        .label("cannot be mapped into the partition")
+                        .hint(hint),
+                );
+            }
             mmio.push(Owned { first: base, end: base + size, partition: pi, span: m.span });
         }
         for f in &p.pci {
             let a = f.value;
             if a.device >= 32 || a.function >= 8 {
+                pci_refused = true;
                 diags.push(
                     Diagnostic::new(Code::PciBad, f.span, format!("`{a}` is not a PCI function"))
                         .label("device must be below 0x20, function below 8")
@@ -69,16 +135,38 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
                 continue;
             }
             match pci.get(&a) {
-                Some((q, span)) => diags.push(
-                    Diagnostic::new(Code::PciDuplicate, f.span, format!("PCI function {a} is given twice"))
+                Some((q, span)) => {
+                    pci_refused = true;
+                    diags.push(
+                        Diagnostic::new(
+                            Code::PciDuplicate,
+                            f.span,
+                            format!("PCI function {a} is given twice"),
+                        )
                         .label("given again")
                         .related(*span, format!("already `{}`'s", sys.partitions[*q].name.value))
                         .hint("a device is passed through to exactly one partition"),
-                ),
+                    )
+                }
                 None => {
                     pci.insert(a, (pi, f.span));
                 }
             }
+        }
+    }
+    // PCI functions parse and are checked above, but nothing in this hypervisor version
+    // passes one through; said once the addresses themselves are right.
+    if !pci_refused {
+        for (_, span) in pci.values() {
+            diags.push(
+                Diagnostic::new(
+                    Code::PciUnsupported,
+                    *span,
+                    "PCI function pass-through is not supported by this hypervisor version",
+                )
+                .label("would be ignored")
+                .hint("remove the `pci` line; a device's registers can be passed with `mmio` (its BARs) and `io`"),
+            );
         }
     }
     sweep(sys, io, Code::IoOverlap, "I/O ports", diags);

@@ -9,20 +9,69 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
     let Some(available) = sys.platform.ram else { return };
     let partitions: u64 =
         sys.partitions.iter().filter_map(|p| p.memory.as_ref()).map(|m| m.value).fold(0, u64::saturating_add);
+    // The compiler packs the regions one after the other: their sum is the window's end.
     let channels: u64 =
         sys.channels.iter().filter_map(|c| super::channels::region_bytes(c)).fold(0, u64::saturating_add);
-    let needed = partitions.saturating_add(channels).saturating_add(sys.platform.reserve);
+    // Exactly what placement takes: each block rounded to 2 MiB, the channel window as one.
+    let needed = hallows_abi::limits::ram_needed(
+        sys.platform.reserve,
+        sys.partitions.iter().filter_map(|p| p.memory.as_ref()).map(|m| m.value),
+        channels,
+    );
     if needed > available {
         let span = sys.platform.ram_span.unwrap_or(super::FILE_START);
         diags.push(
             Diagnostic::new(Code::RamExhausted, span, format!("the table needs {} MiB of RAM, the platform has {} MiB", needed >> 20, available >> 20))
                 .label(format!("{} MiB short", (needed - available).div_ceil(1 << 20)))
                 .hint(format!(
-                    "partitions need {} MiB, channels {} KiB and the hypervisor reserves {} MiB: shrink them or use `ram auto`",
+                    "partitions need {} MiB, channels {} KiB (placed as {} MiB: the channel window is one 2 MiB-rounded block) and the hypervisor reserves {} MiB: shrink them or use `ram auto`",
                     partitions >> 20,
                     channels >> 10,
+                    hallows_abi::limits::round_to_large_page(channels).unwrap_or(u64::MAX) >> 20,
                     sys.platform.reserve >> 20
                 )),
+        );
+    } else {
+        check_fragmentation(sys, available, channels, diags);
+    }
+}
+
+/// With pinned partitions, enough RAM in total is not enough: the pins split it, and each
+/// other block must fit in one piece. The hypervisor's own placement
+/// (`hallows_core::placement`) runs on the platform as this file describes it, RAM from 0
+/// to `ram` plus every pinned range, so a table that passes does not fail placement there.
+fn check_fragmentation(sys: &System<'_>, available: u64, channels: u64, diags: &mut Vec<Diagnostic>) {
+    use hallows_core::placement::{place, PlacementError, Region, Request};
+    let pinned = |p: &&crate::ast::Partition| p.pinned.is_some() && p.memory.is_some();
+    if !sys.partitions.iter().any(pinned) {
+        return; // one block of `ram` holds what fits in total
+    }
+    let mut free = vec![Region { base: 0, bytes: available }];
+    let mut requests =
+        vec![Request { name: "the hypervisor reservation", bytes: sys.platform.reserve, pinned: None }];
+    for p in &sys.partitions {
+        let Some(m) = &p.memory else { continue };
+        let base = p.pinned.as_ref().map(|b| b.value);
+        if let Some(base) = base {
+            free.push(Region { base, bytes: m.value });
+        }
+        requests.push(Request { name: &p.name.value, bytes: m.value, pinned: base });
+    }
+    if channels > 0 {
+        requests.push(Request { name: "the channel window", bytes: channels, pinned: None });
+    }
+    let mut bases = vec![0; requests.len()];
+    if let Err(PlacementError::DoesNotFit { name, bytes, largest_free }) = place(&free, &requests, &mut bases)
+    {
+        let span = sys.platform.ram_span.unwrap_or(super::FILE_START);
+        diags.push(
+            Diagnostic::new(
+                Code::RamExhausted,
+                span,
+                format!("{name} ({} MiB) does not fit in one piece beside the pinned partitions", bytes >> 20),
+            )
+            .label(format!("the largest free block left is {} MiB", largest_free >> 20))
+            .hint("pinned memory splits the platform's RAM (taken as 0 to `ram`): move a pin, shrink the partition, or use `ram auto`"),
         );
     }
 }

@@ -130,6 +130,28 @@ impl<'a> System<'a> {
         None
     }
 
+    /// How many channels each partition is an endpoint of (unknown names count nowhere).
+    pub fn channels_per_partition(&self) -> Vec<usize> {
+        let mut counts = vec![0usize; self.partitions.len()];
+        for c in &self.channels {
+            let ends =
+                [&c.from, &c.to].map(|e| e.as_ref().and_then(|n| self.index.get(n.value.as_str())).copied());
+            for i in ends.iter().flatten() {
+                counts[*i] += 1;
+            }
+            if ends[0].is_some() && ends[0] == ends[1] {
+                // A self-loop is one channel (and an error of its own).
+                counts[ends[0].unwrap_or(0)] -= 1;
+            }
+        }
+        counts
+    }
+
+    /// Whether partition `i` is `kind linux`.
+    pub fn is_linux(&self, i: usize) -> bool {
+        self.partitions.get(i).and_then(|p| p.kind.as_ref()).is_some_and(|k| k.value == Kind::Linux)
+    }
+
     fn closest(&self, word: &str) -> Option<&'a str> {
         if let Some(known) = self.suggestions.borrow().get(word) {
             return *known;

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use hallows_abi::layout::{LARGE_PAGE_SIZE, RT_MAX_RAM, RT_MIN_RAM};
-use hallows_abi::table::{LINUX_MIN_RAM, MAX_CORES};
+use hallows_abi::limits::{self, LINUX_MIN_RAM, NAME_MAX};
+use hallows_abi::table::MAX_CORES;
 
 use super::{System, FILE_START};
 use crate::ast::*;
@@ -19,7 +20,8 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
         );
     }
     let mut seen: HashMap<&str, Span> = HashMap::with_capacity(sys.partitions.len());
-    for p in &sys.partitions {
+    for (pi, p) in sys.partitions.iter().enumerate() {
+        name_fits(&p.name, "partition", diags);
         if let Some(first) = seen.get(p.name.value.as_str()) {
             diags.push(
                 Diagnostic::new(
@@ -35,6 +37,137 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
             seen.insert(&p.name.value, p.name.span);
         }
         check_one(sys, p, diags);
+        check_files(p, diags);
+        check_stacks(sys, pi, p, diags);
+        check_restarts(p, diags);
+    }
+}
+
+/// `restarts COUNT per WINDOW` must fit the health monitor (it remembers at most
+/// `MAX_RESTART_LIMIT` restart times) and the table's millisecond field.
+fn check_restarts(p: &Partition, diags: &mut Vec<Diagnostic>) {
+    use hallows_abi::table::{
+        MAX_RESTART_LIMIT, MAX_RESTART_WINDOW_MS, MIN_RESTART_LIMIT, MIN_RESTART_WINDOW_MS,
+    };
+    const NS_PER_MS: u64 = 1_000_000;
+    let Some(budget) = &p.restarts else { return };
+    let count = &budget.value.count;
+    if !(u64::from(MIN_RESTART_LIMIT)..=u64::from(MAX_RESTART_LIMIT)).contains(&count.value) {
+        diags.push(
+            Diagnostic::new(
+                Code::RestartBudgetBad,
+                count.span,
+                format!("`restarts {}` is outside {MIN_RESTART_LIMIT}..={MAX_RESTART_LIMIT}", count.value),
+            )
+            .label(format!("allow {MIN_RESTART_LIMIT} to {MAX_RESTART_LIMIT} restarts"))
+            .hint(format!(
+                "the health monitor counts up to {MAX_RESTART_LIMIT} restarts per window; to never restart, use `on EVENT halt`"
+            )),
+        );
+    }
+    let window = &budget.value.window_ns;
+    let (min, max) =
+        (u64::from(MIN_RESTART_WINDOW_MS) * NS_PER_MS, u64::from(MAX_RESTART_WINDOW_MS) * NS_PER_MS);
+    if !(min..=max).contains(&window.value) || !window.value.is_multiple_of(NS_PER_MS) {
+        let why = if !window.value.is_multiple_of(NS_PER_MS) && (min..=max).contains(&window.value) {
+            "not a whole number of milliseconds"
+        } else {
+            "outside 1 ms to 1 hour"
+        };
+        diags.push(
+            Diagnostic::new(Code::RestartBudgetBad, window.span, format!("the restart window is {why}"))
+                .label("between 1 ms and 1 hour, in whole milliseconds")
+                .hint("write e.g. `restarts 3 per 10 s` or `restarts 5 per 500 ms`"),
+        );
+    }
+}
+
+/// A partition or channel name must fit the boot info's name field: the SDK finds its
+/// channels by name, and a cut name would never match.
+pub fn name_fits(name: &Spanned<String>, what: &str, diags: &mut Vec<Diagnostic>) {
+    if let Err(limits::NameError::TooLong { len }) = limits::check_name(&name.value) {
+        diags.push(
+            Diagnostic::new(
+                Code::NameTooLong,
+                name.span,
+                format!("this {what} name has {len} bytes; the boot info holds {NAME_MAX}"),
+            )
+            .label(format!("longer than {NAME_MAX} bytes"))
+            .hint(format!("shorten it to {NAME_MAX} bytes at most: partitions learn their channels by name from the boot info")),
+        );
+    }
+}
+
+/// Image, kernel and initramfs names open as `\rusthallows\NAME`; a Linux command line
+/// fits beside the hypervisor's suffix.
+fn check_files(p: &Partition, diags: &mut Vec<Diagnostic>) {
+    for (setting, value) in [("image", &p.image), ("kernel", &p.kernel), ("initramfs", &p.initramfs)] {
+        let Some(v) = value else { continue };
+        if v.value.is_empty() {
+            continue; // reported as a missing image or kernel, or an empty initramfs means none
+        }
+        if let Err(e) = limits::check_file_name(&v.value) {
+            diags.push(
+                Diagnostic::new(Code::FileNameBad, v.span, format!("`{setting}` cannot be opened on the ESP: {e}"))
+                    .label("not a file inside \\rusthallows\\")
+                    .hint("give a relative FAT file name such as \"hello.elf\" or \"linux/vmlinux\": no `..`, no leading `/`, none of \"*:<>?|"),
+            );
+        }
+    }
+    if let Some(c) = &p.cmdline {
+        if let Err(e) = limits::check_linux_cmdline(&c.value) {
+            let (label, hint) = match e {
+                limits::CmdlineError::TooLong { len, max } => (
+                    format!("{len} bytes, at most {max}"),
+                    format!(
+                        "the kernel takes {} bytes and the hypervisor appends `{}`: shorten the command line",
+                        limits::LINUX_CMDLINE_MAX,
+                        limits::LINUX_CMDLINE_SUFFIX.trim_start()
+                    ),
+                ),
+                limits::CmdlineError::ControlCharacter { offset } => (
+                    format!("control character at byte {offset}"),
+                    "separate kernel parameters with spaces; tabs, NULs and other control characters are refused".to_string(),
+                ),
+            };
+            diags.push(
+                Diagnostic::new(
+                    Code::LinuxCmdlineBad,
+                    c.span,
+                    "this Linux command line cannot be passed to the kernel",
+                )
+                .label(label)
+                .hint(hint),
+            );
+        }
+    }
+}
+
+/// An RT partition's vCPU stacks sit at the top of its RAM; the image and heap need room
+/// below them.
+fn check_stacks(sys: &System<'_>, pi: usize, p: &Partition, diags: &mut Vec<Diagnostic>) {
+    let (Some(kind), Some(m)) = (&p.kind, &p.memory) else { return };
+    let vcpus = sys.cores[pi].iter().count() as u32;
+    let ram = m.value;
+    let sane = ram.is_multiple_of(LARGE_PAGE_SIZE) && (RT_MIN_RAM..=RT_MAX_RAM).contains(&ram);
+    if kind.value != Kind::Rt || vcpus == 0 || !sane {
+        return;
+    }
+    if limits::rt_image_room(ram, vcpus) < limits::RT_MIN_IMAGE_ROOM {
+        let needed = limits::rt_min_ram_for(vcpus);
+        diags.push(
+            Diagnostic::new(
+                Code::StacksLeaveNoRoom,
+                m.span,
+                format!("`{}`'s {vcpus} vCPU stacks leave no room for its image", p.name.value),
+            )
+            .label(format!("{vcpus} x 64 KiB stacks above the image at 1 MiB"))
+            .hint(format!(
+                "give it at least `memory {} MiB` (the image and heap need {} KiB at least), or fewer cores",
+                needed >> 20,
+                limits::RT_MIN_IMAGE_ROOM >> 10
+            )),
+        );
     }
 }
 
@@ -185,6 +318,11 @@ fn check_memory(p: &Partition, kind: Option<Kind>, m: &Spanned<u64>, diags: &mut
                 .label("too large")
                 .hint("RAM must end below the channel window at 3 GiB guest-physical"),
         ),
+        Some(Kind::Linux) if m.value > limits::LINUX_MAX_RAM => diags.push(
+            Diagnostic::new(Code::RamTooLarge, m.span, "a Linux partition may have at most 256 TiB")
+                .label("too large")
+                .hint("its RAM is mapped from guest-physical 0, and EPT maps guest-physical addresses below 2^48"),
+        ),
         Some(Kind::Linux) if m.value < LINUX_MIN_RAM => diags.push(
             Diagnostic::new(
                 Code::LinuxTooLittleRam,
@@ -197,15 +335,20 @@ fn check_memory(p: &Partition, kind: Option<Kind>, m: &Spanned<u64>, diags: &mut
         _ => {}
     }
     if let Some(base) = &p.pinned {
-        if !base.value.is_multiple_of(LARGE_PAGE_SIZE) || base.value.checked_add(m.value).is_none() {
+        if !limits::pinned_fits(base.value, m.value) {
+            let aligned = base.value.is_multiple_of(LARGE_PAGE_SIZE);
             diags.push(
                 Diagnostic::new(
                     Code::PinnedMisaligned,
                     base.span,
-                    "a pinned base must be 2 MiB aligned and must not wrap",
+                    "a pinned base must be 2 MiB aligned and the RAM must end below 2^52",
                 )
-                .label("not 2 MiB aligned")
-                .hint("round the base to a multiple of 0x20_0000"),
+                .label(if aligned { "ends past the physical address width" } else { "not 2 MiB aligned" })
+                .hint(if aligned {
+                    "x86-64 host-physical addresses stop at 2^52: pin the RAM lower"
+                } else {
+                    "round the base to a multiple of 0x20_0000"
+                }),
             );
         }
     }
@@ -225,11 +368,15 @@ fn check_ways(sys: &System<'_>, ways: &Spanned<IndexList>, diags: &mut Vec<Diagn
         );
         return;
     }
-    if last > 255 {
+    if last >= limits::MAX_LLC_WAYS as u64 {
         diags.push(
-            Diagnostic::new(Code::ValueOutOfRange, ways.span, "cache way ids go up to 255")
-                .label("too large")
-                .hint("no CPU has more than 255 LLC ways"),
+            Diagnostic::new(
+                Code::ValueOutOfRange,
+                ways.span,
+                format!("cache way ids go up to {}", limits::MAX_LLC_WAYS - 1),
+            )
+            .label("too large")
+            .hint(format!("the table describes at most {} LLC ways", limits::MAX_LLC_WAYS)),
         );
         return;
     }

@@ -8,8 +8,8 @@ use crate::span::Span;
 
 /// Default hypervisor reservation when the file gives none.
 pub const DEFAULT_RESERVE: u64 = 32 << 20;
-/// Default console port (COM1).
-pub const DEFAULT_CONSOLE: u16 = 0x3f8;
+/// Default console port (COM1), which `console 0` keeps too.
+pub const DEFAULT_CONSOLE: u16 = hallows_abi::limits::DEFAULT_CONSOLE_PORT;
 
 /// What the file says about the machine, with `auto` as `None`.
 #[derive(Clone, Debug, Default)]
@@ -158,6 +158,15 @@ impl PlatformFacts {
         }
         if let Some(c) = &p.console {
             match u16::try_from(c.value) {
+                Ok(port) if !hallows_abi::limits::console_port_fits(port) => diags.push(
+                    Diagnostic::new(
+                        Code::PlatformBad,
+                        c.span,
+                        format!("the console UART at {port:#x} would reach past port 0xffff"),
+                    )
+                    .label("its 8 registers do not fit")
+                    .hint("a 16550 UART takes 8 ports from its base: COM1 is 0x3f8, COM2 0x2f8"),
+                ),
                 Ok(port) => self.console = port,
                 Err(_) => out_of_range(diags, c.span, "the console port", 0xffff),
             }

@@ -1,8 +1,21 @@
 //! `rogue`: a hostile partition for isolation tests. What it does wrong is chosen by its
-//! partition name (first match wins):
+//! partition name: the first row of the table whose fragment the name contains (the
+//! order is [`rogue::mode::MODES`]; `wbinvd` comes before `invd`, which it contains).
 //!
 //! | name contains | misbehaviour | expected health event |
 //! |---|---|---|
+//! | `wbinvd` | `wbinvd` | `forbidden_instruction: WBINVD` |
+//! | `mwait` | `monitor` on a page of its own, then `mwait` with hint 0x60 (deep C-state); after a restart `mwait` alone | `forbidden_instruction: MWAIT` (first `MONITOR` if that exits; give it `restart`) |
+//! | `monitor` | `monitor` alone | `forbidden_instruction: MONITOR` |
+//! | `rdpmc` | `rdpmc` of counter 0 | `forbidden_instruction: RDPMC` |
+//! | `cr0cd` | sets CR0.CD and CR0.NW with `mov cr0` | `forbidden_instruction: MOV to CR0` |
+//! | `cr4pce`, `cr4tsd`, `cr4mce` | sets CR4.PCE / TSD / MCE with `mov cr4` | `forbidden_instruction: MOV to CR4` |
+//! | `xsetbv` | sets CR4.OSXSAVE (allowed), then `xsetbv` of XCR0 = 0b101 (AVX without SSE) | `forbidden_instruction: XSETBV` |
+//! | `flood` | bursts of 24 lines of 4 KiB, forever | none: it is slowed by back-pressure, nobody else waits |
+//! | `hmspam` | 200 `ReportFault(deadline_miss)` at once, every 2 s (give the class `log`) | a bounded number of lines, then `N lines suppressed` |
+//! | `selfrestart` | `RestartPartition(itself)` in every incarnation | `(restart 1)`, `(restart 2)`, ... then `-> halt (escalated ...)` |
+//! | `plant` | markers in DR0-3, DR6, CR2, CR8, FS/GS/KERNEL_GS_BASE, x87, MXCSR, XMM, YMM, k0-7, ZMM every window (`rogue::state`); restarts itself every 50 windows (at most 2 per 10 s) | none; prints `plant: clean after restart` or `plant: LEAK after restart ITEM=VALUE` |
+//! | `snoop` | reads the same state at the start of each window, looking for the planter's markers | none; prints `snoop: clean (N checks) ...` or `snoop: LEAK ITEM=VALUE` |
 //! | `port` | `out` to port 0x80, which it does not own | `io_violation` |
 //! | `msr` | `wrmsr` to IA32_FEATURE_CONTROL | `msr_violation` |
 //! | `invd` | `invd` (always exits) | `forbidden_instruction` |
@@ -14,10 +27,17 @@
 //! | anything else | maps memory beyond its RAM in its own page tables and writes it | `memory_violation` (EPT) |
 //!
 //! Each run waits [`GRACE_NS`], says what it is about to do, then does it; after a restart
-//! it first prints how often it was restarted.
+//! it first prints how often it was restarted. The pure logic (mode table, state markers
+//! and leak detection) is the library, `src/lib.rs`, tested on the host.
 #![no_std]
 #![no_main]
 
+mod arch;
+mod console_abuse;
+mod instructions;
+mod shared_core;
+
+use rogue::mode::{mode_for, Mode};
 use rt_partition::hallows_abi::layout::{CHANNEL_WINDOW_GPA, LARGE_PAGE_SIZE, PAGE_TABLES_GPA};
 use rt_partition::{periodic::Periodic, println, time, BootInfo};
 
@@ -33,32 +53,49 @@ fn main(bi: &'static BootInfo) -> ! {
         println!("rogue: restarted {} times", bi.restart_count);
     }
     time::sleep_ns(GRACE_NS);
-    let name = bi.name();
-    if name.contains("port") {
-        println!("rogue: about to write I/O port 0x80 that I do not own");
-        out_port_0x80();
-    } else if name.contains("msr") {
-        println!("rogue: about to write MSR IA32_FEATURE_CONTROL");
-        write_feature_control();
-    } else if name.contains("invd") {
-        println!("rogue: about to execute INVD");
-        invd();
-    } else if name.contains("triple") {
-        println!("rogue: about to triple fault (empty IDT, int3)");
-        triple_fault();
-    } else if name.contains("panic") {
-        println!("rogue: about to panic");
-        panic!("rogue: deliberate panic");
-    } else if name.contains("spin") {
-        println!("rogue: about to spin forever without yielding");
-        spin();
-    } else if name.contains("deadline") {
-        println!("rogue: about to miss every deadline");
-        miss_deadlines();
-    } else if name.contains("readonly") {
-        write_read_only_channel(bi);
-    } else {
-        write_outside_ram(bi);
+    match mode_for(bi.name()) {
+        Mode::Wbinvd => instructions::wbinvd(),
+        Mode::Mwait => instructions::monitor_then_mwait(bi),
+        Mode::Monitor => instructions::monitor_alone(),
+        Mode::Rdpmc => instructions::rdpmc(),
+        Mode::Cr0CacheDisable => instructions::cache_disable(),
+        Mode::Cr4(bit) => instructions::set_cr4_bit(bit),
+        Mode::Xsetbv => instructions::invalid_xcr0(),
+        Mode::Flood => console_abuse::flood(),
+        Mode::HealthSpam => console_abuse::health_spam(),
+        Mode::SelfRestart => shared_core::restart_self(bi),
+        Mode::Plant => shared_core::plant(bi),
+        Mode::Snoop => shared_core::snoop(bi),
+        Mode::Port => {
+            println!("rogue: about to write I/O port 0x80 that I do not own");
+            out_port_0x80();
+        }
+        Mode::Msr => {
+            println!("rogue: about to write MSR IA32_FEATURE_CONTROL");
+            write_feature_control();
+        }
+        Mode::Invd => {
+            println!("rogue: about to execute INVD");
+            invd();
+        }
+        Mode::TripleFault => {
+            println!("rogue: about to triple fault (empty IDT, int3)");
+            triple_fault();
+        }
+        Mode::Panic => {
+            println!("rogue: about to panic");
+            panic!("rogue: deliberate panic");
+        }
+        Mode::Spin => {
+            println!("rogue: about to spin forever without yielding");
+            spin();
+        }
+        Mode::Deadline => {
+            println!("rogue: about to miss every deadline");
+            miss_deadlines();
+        }
+        Mode::ReadOnlyChannel => write_read_only_channel(bi),
+        Mode::OutsideRam => write_outside_ram(bi),
     }
     println!("rogue: still alive after misbehaving");
     loop {

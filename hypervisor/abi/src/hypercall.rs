@@ -12,6 +12,11 @@ pub const VERSION: u64 = 1;
 
 /// The most bytes a single [`Hypercall::ConsoleWrite`] may carry.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
+/// The most newlines a single [`Hypercall::ConsoleWrite`] may carry. Every line costs
+/// the hypervisor a `[name] ` prefix and a line end in the partition's console queue;
+/// with this bound, every accepted write fits that queue when it is empty, so a write
+/// refused with [`Status::Busy`] always succeeds once the queue has drained.
+pub const CONSOLE_WRITE_MAX_LINES: u64 = 32;
 /// The most bytes of message a [`Hypercall::ReportFault`] may carry.
 pub const FAULT_MESSAGE_MAX: u64 = 512;
 
@@ -23,7 +28,15 @@ pub enum Hypercall {
     Null = 0,
     /// Returns [`VERSION`] in `rdx`.
     Version = 1,
-    /// `rdi` = pointer, `rsi` = length: bytes for the partition's console.
+    /// `rdi` = pointer, `rsi` = length: bytes for the partition's console, at most
+    /// [`CONSOLE_WRITE_MAX`] bytes and [`CONSOLE_WRITE_MAX_LINES`] newlines
+    /// ([`Status::BadArgument`] otherwise). The hypervisor turns them into whole
+    /// `[name] ...` lines in the partition's own bounded console queue, which the UART
+    /// drains at its line rate, taking turns line by line with the other partitions.
+    /// All or nothing: when the queue lacks room for the lines this write completes,
+    /// nothing is taken and the call returns [`Status::Busy`]; the caller retries later
+    /// on its own time (the SDK yields for about the UART's time for the bytes), so a
+    /// chatty partition slows only itself.
     ConsoleWrite = 2,
     /// Sleeps until the absolute time in `rdi` (nanoseconds since boot). On a
     /// time-partitioned core the partition's windows before then stay idle and it resumes
@@ -77,6 +90,9 @@ pub enum Status {
     Denied = 3,
     /// An argument out of range (unknown partition, event class, ...).
     BadArgument = 4,
+    /// Nothing was done because a bounded resource is full now (the caller's console
+    /// queue for [`Hypercall::ConsoleWrite`]); retry later.
+    Busy = 5,
 }
 
 impl Status {
@@ -87,6 +103,7 @@ impl Status {
             2 => Self::BadAddress,
             3 => Self::Denied,
             4 => Self::BadArgument,
+            5 => Self::Busy,
             _ => return None,
         })
     }
@@ -135,6 +152,8 @@ mod tests {
             }
         }
         assert_eq!(Hypercall::from_u64(9), None);
+        assert_eq!(Status::from_u64(5), Some(Status::Busy));
+        assert_eq!(Status::from_u64(6), None);
         assert_eq!(Hypercall::from_u64(u64::MAX), None);
     }
 }

@@ -81,6 +81,45 @@ impl LineBuffer {
         }
     }
 
+    /// An upper bound of what [`push`](Self::push)`(name, bytes)` would emit now: the
+    /// lines and their bytes in all, each with its prefix, continuation marker and
+    /// `\r\n`. Sanitising never makes text longer, so the bound counts the raw bytes;
+    /// for printable ASCII it is exact. Lets a bounded queue refuse a whole write before
+    /// any of it is taken.
+    pub fn push_bound(&self, name: &str, bytes: &[u8]) -> EmitBound {
+        let prefix = 3 + name.len().min(MAX_NAME);
+        let line_bytes =
+            |body: usize, continued: bool| (prefix + body + continued as usize).min(OUT_BYTES - 2) + 2;
+        let mut bound = EmitBound::default();
+        let mut pending = self.len;
+        for &b in bytes {
+            match b {
+                b'\n' => {
+                    bound.add(line_bytes(pending, false));
+                    pending = 0;
+                }
+                b'\r' => {}
+                _ => {
+                    pending += 1;
+                    if pending == MAX_LINE {
+                        bound.add(line_bytes(pending, true));
+                        pending = 0;
+                    }
+                }
+            }
+        }
+        bound
+    }
+
+    /// An upper bound of what [`flush`](Self::flush)`(name)` would emit now.
+    pub fn flush_bound(&self, name: &str) -> EmitBound {
+        let mut bound = EmitBound::default();
+        if self.len > 0 {
+            bound.add((3 + name.len().min(MAX_NAME) + self.len).min(OUT_BYTES - 2) + 2);
+        }
+        bound
+    }
+
     /// Emits a pending partial line (when the partition halts or restarts).
     pub fn flush(&mut self, name: &str, sink: &mut impl ConsoleSink) {
         if self.len > 0 {
@@ -98,6 +137,34 @@ impl LineBuffer {
         out.finish(sink);
         self.len = 0;
     }
+}
+
+/// How many lines, and bytes in all, some console input emits at most (see
+/// [`LineBuffer::push_bound`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EmitBound {
+    pub lines: usize,
+    pub bytes: usize,
+}
+
+impl EmitBound {
+    fn add(&mut self, line_bytes: usize) {
+        self.lines += 1;
+        self.bytes += line_bytes;
+    }
+}
+
+/// The most bytes one write of at most `max_bytes` bytes with at most `max_newlines`
+/// newlines can make a [`LineBuffer`] emit (a pending partial line included), counting
+/// `header` bytes of framing per line: a queue of at least this size takes any such
+/// write once it is empty, so a write refused for lack of room always goes in later.
+pub const fn worst_case_emit(max_bytes: usize, max_newlines: usize, header: usize) -> usize {
+    // Text: the write plus up to a line's worth already pending.
+    let text = max_bytes + MAX_LINE - 1;
+    // A line per newline, and one per MAX_LINE bytes of text without one.
+    let lines = max_newlines + text / MAX_LINE;
+    // Per line: `[name] `, a continuation marker, `\r\n` and the framing.
+    text + lines * (3 + MAX_NAME + 1 + 2 + header)
 }
 
 /// Emits a hypervisor line `[hv] <args>\r\n` (cut at [`MAX_HV_LINE`] bytes).
@@ -262,7 +329,83 @@ mod tests {
         assert_eq!(sink.text()[1], format!("[{}] x\r\n", "é".repeat(16)));
     }
 
+    #[test]
+    fn push_bound_is_exact_for_printable_ascii() {
+        let mut sink = Sink::default();
+        let mut b = LineBuffer::new();
+        b.push("name", b"pending ", &mut sink);
+        let input = [&b"one\r\n\ntwo\n"[..], &[b'x'; MAX_LINE * 2 + 3], b"\nrest"].concat();
+        let bound = b.push_bound("name", &input);
+        b.push("name", &input, &mut sink);
+        let total: usize = sink.lines.iter().map(Vec::len).sum();
+        assert_eq!(bound, EmitBound { lines: sink.lines.len(), bytes: total });
+        assert_eq!(bound.lines, 6);
+        assert_eq!(b.flush_bound("name"), EmitBound { lines: 1, bytes: "[name] rest\r\n".len() });
+        assert_eq!(LineBuffer::new().flush_bound("name"), EmitBound::default());
+        assert_eq!(LineBuffer::new().push_bound("name", b"no newline"), EmitBound::default());
+    }
+
+    #[test]
+    fn worst_case_emit_covers_the_worst_writes() {
+        const HEADER: usize = 2;
+        let name = "n".repeat(MAX_NAME + 5);
+        let bound = worst_case_emit(4096, 32, HEADER);
+        let mut pending = LineBuffer::new();
+        pending.push(&name, &[b'p'; MAX_LINE - 1], &mut Sink::default());
+        // Newlines up front (empty lines are the most expensive per byte), then text.
+        let mut newlines_first = vec![b'\n'; 32];
+        newlines_first.resize(4096, b'x');
+        // Text cut just before every continuation, newlines spread.
+        let spread: Vec<u8> = (0..4096).map(|i| if i % 128 == 127 { b'\n' } else { b'y' }).collect();
+        for input in [newlines_first, spread, vec![b'z'; 4096]] {
+            for b in [&pending, &LineBuffer::new()] {
+                let need = b.push_bound(&name, &input);
+                assert!(need.bytes + need.lines * HEADER <= bound, "{need:?} > {bound}");
+            }
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn worst_case_emit_bounds_any_write(
+            pending in 0usize..MAX_LINE,
+            newlines in proptest::collection::vec(0usize..4096, 0..=32),
+            len in 0usize..=4096,
+        ) {
+            let name = "x".repeat(MAX_NAME);
+            let mut b = LineBuffer::new();
+            b.push(&name, &vec![b'p'; pending], &mut Sink::default());
+            let mut input = vec![b'w'; len];
+            for at in newlines.into_iter().filter(|&at| at < len) {
+                input[at] = b'\n';
+            }
+            let need = b.push_bound(&name, &input);
+            proptest::prop_assert!(need.bytes + need.lines * 2 <= worst_case_emit(4096, 32, 2));
+        }
+
+        #[test]
+        fn push_and_flush_bounds_hold_for_any_input(
+            name in "\\PC{0,40}",
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..400), 0..6),
+        ) {
+            let mut b = LineBuffer::new();
+            let mut sink = Sink::default();
+            for c in &chunks {
+                let bound = b.push_bound(&name, c);
+                let before = (sink.lines.len(), sink.lines.iter().map(Vec::len).sum::<usize>());
+                b.push(&name, c, &mut sink);
+                let total: usize = sink.lines.iter().map(Vec::len).sum();
+                proptest::prop_assert_eq!(bound.lines, sink.lines.len() - before.0);
+                proptest::prop_assert!(bound.bytes >= total - before.1);
+            }
+            let bound = b.flush_bound(&name);
+            let before = (sink.lines.len(), sink.lines.iter().map(Vec::len).sum::<usize>());
+            b.flush(&name, &mut sink);
+            let total: usize = sink.lines.iter().map(Vec::len).sum();
+            proptest::prop_assert_eq!(bound.lines, sink.lines.len() - before.0);
+            proptest::prop_assert!(bound.bytes >= total - before.1);
+        }
+
         #[test]
         fn every_emitted_line_is_clean_and_bounded(chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..400), 0..8)) {
             let mut sink = Sink::default();

@@ -46,9 +46,57 @@ pub fn filter(leaf: u32, _subleaf: u32, host: [u32; 4]) -> [u32; 4] {
     }
 }
 
+const MONITOR: u32 = 1 << 3;
+const PDCM: u32 = 1 << 15;
+const OSXSAVE: u32 = 1 << 27;
+const PKU: u32 = 1 << 3;
+const OSPKE: u32 = 1 << 4;
+const WAITPKG: u32 = 1 << 5;
+
+/// What an RT vCPU sees: [`filter`], then what follows from the RT policy:
+/// - leaf 1: MONITOR/MWAIT cleared (they exit as forbidden instructions), PDCM cleared
+///   (no MSR is readable), OSXSAVE mirrors the guest's own CR4.OSXSAVE (`guest_cr4`, the
+///   read shadow; the host's CR4 would otherwise show through);
+/// - leaf 7: PKU/OSPKE (CR4.PKE is refused) and WAITPKG (UMWAIT/TPAUSE are not enabled)
+///   cleared;
+/// - leaf 0xD: only the XSAVE components a partition may enable
+///   ([`crate::xstate::XstatePolicy::cpuid_leaf_0xd`]).
+pub fn rt_view(
+    leaf: u32,
+    subleaf: u32,
+    host: [u32; 4],
+    guest_cr4: u64,
+    xstate: &crate::xstate::XstatePolicy,
+) -> [u32; 4] {
+    let [eax, ebx, ecx, edx] = filter(leaf, subleaf, host);
+    match leaf {
+        1 => {
+            let osxsave = if guest_cr4 & crate::control_regs::cr4::OSXSAVE != 0 { OSXSAVE } else { 0 };
+            [eax, ebx, (ecx & !(MONITOR | PDCM | OSXSAVE)) | osxsave, edx]
+        }
+        7 => [eax, ebx, ecx & !(PKU | OSPKE | WAITPKG), edx],
+        0xD => xstate.cpuid_leaf_0xd(subleaf, [eax, ebx, ecx, edx]),
+        _ => [eax, ebx, ecx, edx],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rt_view_follows_the_rt_policy() {
+        let x = crate::xstate::XstatePolicy::from_cpuid(0x2FF, 0);
+        let all = [u32::MAX; 4];
+        let leaf1 = rt_view(1, 0, all, 0, &x);
+        assert_eq!(leaf1[2] & (MONITOR | PDCM | OSXSAVE | VMX), 0);
+        assert_ne!(leaf1[2] & HYPERVISOR_PRESENT, 0);
+        let with_osxsave = rt_view(1, 0, [0; 4], crate::control_regs::cr4::OSXSAVE, &x);
+        assert_eq!(with_osxsave[2] & OSXSAVE, OSXSAVE, "mirrors the guest's CR4");
+        assert_eq!(rt_view(7, 0, all, 0, &x)[2] & (PKU | OSPKE | WAITPKG), 0);
+        assert_eq!(rt_view(0xD, 0, [0x2FF, 1, 2, 0], 0, &x), [0xE7, 1, 2, 0]);
+        assert_eq!(rt_view(0x8000_0001, 0, all, 0, &x), all);
+    }
 
     #[test]
     fn leaves_are_filtered() {

@@ -20,7 +20,7 @@
 //! ```
 
 use core::fmt;
-use hallows_abi::layout::{IMAGE_BASE_GPA, PAGE_SIZE, STACK_BYTES};
+use hallows_abi::layout::{IMAGE_BASE_GPA, PAGE_SIZE};
 
 /// Most `PT_LOAD` segments an image may have (keeps the overlap check cheap and bounded).
 pub const MAX_LOAD_SEGMENTS: usize = 32;
@@ -225,9 +225,7 @@ pub fn parse(elf: &[u8]) -> Result<ElfImage, ElfError> {
 /// an executable segment. Returns the page-rounded image end.
 pub fn check_placement(image: &ElfImage, ram_bytes: u64, vcpus: u32) -> Result<u64, ElfError> {
     let min = IMAGE_BASE_GPA;
-    let max = (vcpus as u64)
-        .checked_mul(STACK_BYTES)
-        .and_then(|stacks| ram_bytes.checked_sub(stacks))
+    let max = hallows_abi::limits::stacks_bottom(ram_bytes, vcpus)
         .filter(|&m| m > min)
         .ok_or(ElfError::RamTooSmall)?;
     let segs = image.segments();
@@ -269,6 +267,30 @@ pub fn load_rt_image(elf: &[u8], ram: &mut [u8], vcpus: u32) -> Result<LoadedIma
         bss.fill(0);
     }
     Ok(LoadedImage { entry: image.entry, image_end })
+}
+
+/// Writes what guest RAM `chunk_gpa..chunk_gpa + chunk.len()` holds once `image` (parsed
+/// from `elf`) is loaded on zeroed RAM: zeroes, overlaid with the bytes of every segment
+/// that overlaps the range. A restart rebuilds RAM this way a chunk at a time, scrubbing
+/// and reloading in one pass that can stop between chunks. `image` must have passed
+/// [`check_placement`] for this RAM and come from this `elf` (segments inside the file).
+pub fn image_bytes_into(image: &ElfImage, elf: &[u8], chunk_gpa: u64, chunk: &mut [u8]) {
+    chunk.fill(0);
+    let chunk_end = chunk_gpa.saturating_add(chunk.len() as u64);
+    for s in image.segments() {
+        let file_end = s.gpa + s.file_bytes;
+        let (from, to) = (s.gpa.max(chunk_gpa), file_end.min(chunk_end));
+        if from >= to {
+            continue;
+        }
+        let at = (from - chunk_gpa) as usize;
+        let src = (s.file_offset + (from - s.gpa)) as usize;
+        let len = (to - from) as usize;
+        // `parse` checked the file range; the `get`s keep a caller's mismatch harmless.
+        if let (Some(dst), Some(src)) = (chunk.get_mut(at..at + len), elf.get(src..src + len)) {
+            dst.copy_from_slice(src);
+        }
+    }
 }
 
 /// Test helper: builds minimal ELF64 executables.
@@ -321,6 +343,31 @@ pub(crate) mod build {
 mod tests {
     use super::build::elf;
     use super::*;
+
+    proptest::proptest! {
+        /// Rebuilding RAM chunk by chunk gives exactly what scrubbing and loading at once
+        /// gives, whatever the chunk size and whatever RAM held before.
+        #[test]
+        fn chunked_rebuild_equals_a_whole_load(chunk_kib in 1usize..96, garbage: u8, bss in 0u64..20_000) {
+            let text = [0x90u8; 3000];
+            let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+            let image_bytes = elf(0x10_0010, &[
+                (PF_X | PF_R, 0x10_0000, &text, 3000),
+                (PF_R | PF_W, 0x10_2000, &data, 5000 + bss),
+            ]);
+            let ram_bytes = 4 << 20;
+            let mut whole = vec![0u8; ram_bytes];
+            load_rt_image(&image_bytes, &mut whole, 1).unwrap();
+            let image = parse(&image_bytes).unwrap();
+            check_placement(&image, ram_bytes as u64, 1).unwrap();
+            let mut chunked = vec![garbage; ram_bytes];
+            for (i, c) in chunked.chunks_mut(chunk_kib << 10).enumerate() {
+                image_bytes_into(&image, &image_bytes, (i * (chunk_kib << 10)) as u64, c);
+            }
+            proptest::prop_assert!(chunked == whole);
+        }
+    }
+    use hallows_abi::layout::STACK_BYTES;
     use proptest::prelude::*;
 
     const RAM: usize = 4 << 20;

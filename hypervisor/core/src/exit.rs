@@ -377,6 +377,9 @@ pub enum Handling {
     Nmi,
     /// `RDTSC` (only when RDTSC exiting is on): emulate, advance RIP.
     Rdtsc,
+    /// A write to CR0/CR4 that changes a bit the hypervisor owns (every bit, for RT
+    /// vCPUs): [`crate::control_regs::cr_write`] decides.
+    CrAccess,
     /// `XSETBV`: allow only XCR0 values the host supports, else fault.
     Xsetbv,
 }
@@ -408,6 +411,7 @@ pub fn classify(info: &ExitInfo) -> Disposition {
         }
         ExitReason::Rdtsc => Handle(Handling::Rdtsc),
         ExitReason::Xsetbv => Handle(Handling::Xsetbv),
+        ExitReason::CrAccess => Handle(Handling::CrAccess),
         ExitReason::TripleFault => Fault(E::TripleFault),
         ExitReason::EptViolation => Fault(E::MemoryViolation),
         ExitReason::Io => Fault(E::IoViolation),
@@ -418,7 +422,6 @@ pub fn classify(info: &ExitInfo) -> Disposition {
         | ExitReason::Rsm
         | ExitReason::Wbinvd
         | ExitReason::Encls
-        | ExitReason::CrAccess
         | ExitReason::MovDr
         | ExitReason::Rdpmc
         | ExitReason::Mwait

@@ -80,6 +80,23 @@ pub fn build_identity_paging(
     if (ram.len() as u64) < ram_bytes {
         return Err(PagingError::RamSliceTooSmall { slice_bytes: ram.len() as u64, ram_bytes });
     }
+    write_tables(ram, ram_bytes, channel_window_bytes)
+}
+
+/// Whether [`build_identity_paging`] succeeds for a partition with `ram_bytes` of RAM and
+/// `channel_window_bytes` of channel window, without the partition's RAM: the tables are
+/// built in a scratch copy of the table area (the boot plan checks every table this way).
+pub fn check_identity_paging(ram_bytes: u64, channel_window_bytes: u64) -> Result<(), PagingError> {
+    if !ram_bytes.is_multiple_of(LARGE_PAGE_SIZE) || !(RT_MIN_RAM..=RT_MAX_RAM).contains(&ram_bytes) {
+        return Err(PagingError::BadRamSize { ram_bytes });
+    }
+    let mut scratch = alloc::vec![0u8; PAGE_TABLES_END_GPA as usize];
+    write_tables(&mut scratch, ram_bytes, channel_window_bytes).map(|_| ())
+}
+
+/// Writes the tables into `area`, which holds guest-physical `0..PAGE_TABLES_END_GPA` at
+/// least (the RAM size was checked by the caller).
+fn write_tables(ram: &mut [u8], ram_bytes: u64, channel_window_bytes: u64) -> Result<u64, PagingError> {
     if !channel_window_bytes.is_multiple_of(PAGE_SIZE) || channel_window_bytes > CHANNEL_WINDOW_BYTES {
         return Err(PagingError::BadChannelWindow { bytes: channel_window_bytes });
     }

@@ -136,9 +136,11 @@ pub fn rt_guest_state(caps: &VmxCapabilities, at: GuestEntry) -> GuestStatePlan 
     p.set(guest::CR0, caps.fix_cr0(wanted_cr0));
     p.set(guest::CR3, at.cr3);
     p.set(guest::CR4, caps.fix_cr4(wanted_cr4));
-    p.set(control::CR0_GUEST_HOST_MASK, caps.cr0_fixed0 | !caps.cr0_fixed1);
+    // The hypervisor owns every bit of both registers (crate::control_regs decides the
+    // guest's writes); the guest reads the shadows.
+    p.set(control::CR0_GUEST_HOST_MASK, crate::control_regs::RT_GUEST_HOST_MASK);
     p.set(control::CR0_READ_SHADOW, wanted_cr0);
-    p.set(control::CR4_GUEST_HOST_MASK, caps.cr4_fixed0 | !caps.cr4_fixed1);
+    p.set(control::CR4_GUEST_HOST_MASK, crate::control_regs::RT_GUEST_HOST_MASK);
     p.set(control::CR4_READ_SHADOW, wanted_cr4);
     p.set(guest::IA32_EFER, efer::LME | efer::LMA | efer::NXE);
     if caps.has_pat_field() {

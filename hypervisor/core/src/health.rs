@@ -5,8 +5,9 @@
 //! back to the class's default). A restart loop is cut short: when a partition would be
 //! restarted a further time although it has already been restarted
 //! [`RestartPolicy::max_restarts`] times within the last [`RestartPolicy::window_ns`], the
-//! action escalates to [`Action::HaltPartition`]. The default policy allows 3 restarts per
-//! 10 seconds. Actions other than restart never escalate.
+//! action escalates to [`Action::HaltPartition`]. Each partition's policy comes from its
+//! table entry ([`RestartPolicy::for_partition`]; Parseltongue's `restarts 3 per 10 s`);
+//! the default allows 3 restarts per 10 seconds. Actions other than restart never escalate.
 //!
 //! ```
 //! use hallows_abi::health::{Action, EventClass};
@@ -24,9 +25,10 @@
 
 use core::fmt;
 use hallows_abi::health::{Action, EventClass};
+use hallows_abi::table::{RestartBudget, Table};
 
-/// Most restarts a policy can count within its window.
-pub const MAX_TRACKED_RESTARTS: usize = 16;
+/// Most restarts a policy can count within its window: the most a table may allow.
+pub const MAX_TRACKED_RESTARTS: usize = hallows_abi::table::MAX_RESTART_LIMIT as usize;
 
 /// When restarts escalate to a halt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +40,23 @@ pub struct RestartPolicy {
 
 impl Default for RestartPolicy {
     fn default() -> Self {
-        RestartPolicy { max_restarts: 3, window_ns: 10_000_000_000 }
+        RestartPolicy::from_budget(RestartBudget::default())
+    }
+}
+
+impl RestartPolicy {
+    /// The policy a table's restart budget asks for (its zero fields are the defaults:
+    /// 3 restarts per 10 s).
+    pub fn from_budget(budget: RestartBudget) -> Self {
+        RestartPolicy {
+            max_restarts: budget.effective_limit(),
+            window_ns: u64::from(budget.effective_window_ms()) * 1_000_000,
+        }
+    }
+
+    /// The policy of partition `index` of `table` (the defaults for a version 1.0 table).
+    pub fn for_partition(table: &Table<'_>, index: usize) -> Self {
+        Self::from_budget(table.restart_budget(index))
     }
 }
 
@@ -132,6 +150,64 @@ impl HealthMonitor {
     }
 }
 
+/// The health monitor's answer to a restart that was asked for rather than caused by a
+/// fault: the partition's own `RestartPartition` hypercall, or another partition's (with
+/// the `restart` privilege). Displays as the action part of a console line: `restart`, or
+/// `halt (escalated: N restarts within T s)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestedRestart {
+    pub allowed: bool,
+    /// Restarts counted within the policy window, including this one when allowed.
+    pub recent_restarts: u32,
+    pub window_ns: u64,
+}
+
+impl HealthMonitor {
+    /// Decides a requested restart at `now_ns`. It counts against the same budget as
+    /// restarts after faults, so no partition can restart itself (or be restarted) in a
+    /// loop past the table's threshold; an allowed restart is recorded.
+    pub fn decide_requested_restart(&mut self, now_ns: u64) -> RequestedRestart {
+        let allowed = (self.recent_restarts(now_ns) as usize) < self.limit();
+        if allowed {
+            self.note_restart(now_ns);
+        }
+        RequestedRestart {
+            allowed,
+            recent_restarts: self.recent_restarts(now_ns),
+            window_ns: self.policy.window_ns,
+        }
+    }
+}
+
+impl fmt::Display for RequestedRestart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.allowed {
+            return f.write_str(Action::RestartPartition.name());
+        }
+        write!(f, "{}", Action::HaltPartition.name())?;
+        write_escalation(f, self.recent_restarts, self.window_ns)
+    }
+}
+
+/// ` (escalated: N restart(s) within T s)`, T in seconds without trailing zeros.
+fn write_escalation(f: &mut fmt::Formatter<'_>, recent_restarts: u32, window_ns: u64) -> fmt::Result {
+    let plural = if recent_restarts == 1 { "" } else { "s" };
+    let (secs, frac) = (window_ns / 1_000_000_000, window_ns % 1_000_000_000);
+    write!(f, " (escalated: {recent_restarts} restart{plural} within {secs}")?;
+    if frac != 0 {
+        let mut digits = [0u8; 9];
+        let mut v = frac;
+        for slot in digits.iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        let end = 9 - digits.iter().rev().take_while(|&&c| c == b'0').count();
+        f.write_str(".")?;
+        f.write_str(core::str::from_utf8(&digits[..end]).unwrap_or(""))?;
+    }
+    f.write_str(" s)")
+}
+
 impl Decision {
     /// The console message `partition NAME: CLASS: DETAIL -> ACTION[ (escalated ...)]`,
     /// to be written with [`crate::console::hv_line`].
@@ -159,21 +235,7 @@ impl<D: fmt::Display> fmt::Display for Report<'_, D> {
             d.action.name()
         )?;
         if d.escalated {
-            let plural = if d.recent_restarts == 1 { "" } else { "s" };
-            let (secs, frac) = (d.window_ns / 1_000_000_000, d.window_ns % 1_000_000_000);
-            write!(f, " (escalated: {} restart{plural} within {secs}", d.recent_restarts)?;
-            if frac != 0 {
-                let mut digits = [0u8; 9];
-                let mut v = frac;
-                for slot in digits.iter_mut().rev() {
-                    *slot = b'0' + (v % 10) as u8;
-                    v /= 10;
-                }
-                let end = 9 - digits.iter().rev().take_while(|&&c| c == b'0').count();
-                f.write_str(".")?;
-                f.write_str(core::str::from_utf8(&digits[..end]).unwrap_or(""))?;
-            }
-            f.write_str(" s)")?;
+            write_escalation(f, d.recent_restarts, d.window_ns)?;
         }
         Ok(())
     }
@@ -187,6 +249,58 @@ mod tests {
 
     fn table(a: Action) -> [u8; 8] {
         [a as u8; 8]
+    }
+
+    #[test]
+    fn requested_restarts_share_the_fault_budget() {
+        let mut hm = HealthMonitor::new(RestartPolicy { max_restarts: 2, window_ns: 10 * S });
+        let first = hm.decide_requested_restart(0);
+        assert!(first.allowed);
+        assert_eq!(format!("{first}"), "restart");
+        // A fault restart in between spends the same budget.
+        assert_eq!(
+            hm.decide(&table(Action::RestartPartition), EventClass::Panic, S).action,
+            Action::RestartPartition
+        );
+        let third = hm.decide_requested_restart(2 * S);
+        assert!(!third.allowed);
+        assert_eq!(format!("{third}"), "halt (escalated: 2 restarts within 10 s)");
+        assert_eq!(hm.total_restarts(), 2);
+        // Once the window has passed, restarts are allowed again.
+        assert!(hm.decide_requested_restart(12 * S).allowed);
+    }
+
+    #[test]
+    fn policies_come_from_the_table() {
+        use hallows_abi::table::{PartitionModel, TableModel, KIND_RT};
+        assert_eq!(RestartPolicy::default(), RestartPolicy { max_restarts: 3, window_ns: 10 * S });
+        let part = |limit, window_ms| PartitionModel {
+            name: "p".into(),
+            kind: KIND_RT,
+            restart_limit: limit,
+            restart_window_ms: window_ms,
+            ..Default::default()
+        };
+        let model =
+            TableModel { partitions: vec![part(0, 0), part(7, 250), part(16, 0)], ..Default::default() };
+        let bytes = model.to_bytes();
+        let parsed = Table::parse(&bytes).unwrap();
+        assert_eq!(RestartPolicy::for_partition(&parsed, 0), RestartPolicy::default());
+        assert_eq!(
+            RestartPolicy::for_partition(&parsed, 1),
+            RestartPolicy { max_restarts: 7, window_ns: S / 4 }
+        );
+        assert_eq!(
+            RestartPolicy::for_partition(&parsed, 2),
+            RestartPolicy { max_restarts: 16, window_ns: 10 * S }
+        );
+        // A budget of 1 per 250 ms: the second restart within 250 ms halts, a later one does not.
+        let mut hm =
+            HealthMonitor::new(RestartPolicy::from_budget(RestartBudget { limit: 1, window_ms: 250 }));
+        let t = table(Action::RestartPartition);
+        assert_eq!(hm.decide(&t, EventClass::Panic, 0).action, Action::RestartPartition);
+        assert_eq!(hm.decide(&t, EventClass::Panic, S / 5).action, Action::HaltPartition);
+        assert_eq!(hm.decide(&t, EventClass::Panic, S / 4).action, Action::RestartPartition);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! #     fn caller(&self) -> usize { 0 }
 //! #     fn ram_bytes(&self) -> u64 { 0x20_0000 }
 //! #     fn read_ram(&self, _gpa: u64, buf: &mut [u8]) { buf.fill(b'x') }
-//! #     fn console_write(&mut self, _bytes: &[u8]) {}
+//! #     fn console_write(&mut self, _bytes: &[u8]) -> bool { true }
 //! #     fn now_ns(&self) -> u64 { 42 }
 //! #     fn partition_count(&self) -> usize { 1 }
 //! #     fn partition_state(&self, _index: usize) -> PartitionState { PartitionState::Running }
@@ -35,7 +35,7 @@
 
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::{
-    Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, FAULT_MESSAGE_MAX, VERSION,
+    Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX_LINES, FAULT_MESSAGE_MAX, VERSION,
 };
 use hallows_abi::table::{PRIV_QUERY, PRIV_RESTART};
 
@@ -87,6 +87,54 @@ impl GuestRegs {
             r15: 0,
         }
     }
+
+    /// Sets general-purpose register number `n` (as [`GuestRegs::get`]); returns false for
+    /// 4 (RSP), which lives in the VMCS and is the caller's to write.
+    pub fn set(&mut self, n: u8, value: u64) -> bool {
+        let r = match n & 0xF {
+            0 => &mut self.rax,
+            1 => &mut self.rcx,
+            2 => &mut self.rdx,
+            3 => &mut self.rbx,
+            4 => return false,
+            5 => &mut self.rbp,
+            6 => &mut self.rsi,
+            7 => &mut self.rdi,
+            8 => &mut self.r8,
+            9 => &mut self.r9,
+            10 => &mut self.r10,
+            11 => &mut self.r11,
+            12 => &mut self.r12,
+            13 => &mut self.r13,
+            14 => &mut self.r14,
+            _ => &mut self.r15,
+        };
+        *r = value;
+        true
+    }
+
+    /// General-purpose register number `n` (0 = RAX ... 15 = R15, the encoding exit
+    /// qualifications use); RSP lives in the VMCS, so the caller passes it.
+    pub const fn get(&self, n: u8, rsp: u64) -> u64 {
+        match n & 0xF {
+            0 => self.rax,
+            1 => self.rcx,
+            2 => self.rdx,
+            3 => self.rbx,
+            4 => rsp,
+            5 => self.rbp,
+            6 => self.rsi,
+            7 => self.rdi,
+            8 => self.r8,
+            9 => self.r9,
+            10 => self.r10,
+            11 => self.r11,
+            12 => self.r12,
+            13 => self.r13,
+            14 => self.r14,
+            _ => self.r15,
+        }
+    }
 }
 
 /// What a hypercall needs from the hypervisor, for one calling partition.
@@ -98,8 +146,10 @@ pub trait HypercallEnv {
     /// Copies guest RAM `gpa..gpa + buf.len()` into `buf`. `dispatch` only asks for ranges
     /// it has checked to lie inside `0..ram_bytes()`.
     fn read_ram(&self, gpa: u64, buf: &mut [u8]);
-    /// Bytes for the caller's console (the [`crate::console`] multiplexer).
-    fn console_write(&mut self, bytes: &[u8]);
+    /// A whole `ConsoleWrite` for the caller's console (the [`crate::console`]
+    /// multiplexer), all or nothing: false, with nothing taken, when the caller's console
+    /// queue lacks room now for the lines it would complete.
+    fn console_write(&mut self, bytes: &[u8]) -> bool;
     /// Nanoseconds since the hypervisor started.
     fn now_ns(&self) -> u64;
     /// Number of partitions in the table.
@@ -130,8 +180,8 @@ pub enum Outcome {
     Restart { partition: usize },
 }
 
-/// Bytes copied from guest RAM per step (bounds the hypervisor's stack use).
-const CHUNK: usize = 256;
+/// `ConsoleWrite`s up to this size are copied through a small stack buffer.
+const SHORT_WRITE: usize = 256;
 
 /// Checks that `ptr..ptr + len` lies inside `0..ram_bytes` without overflow.
 pub fn checked_range(ptr: u64, len: u64, ram_bytes: u64) -> Option<core::ops::Range<u64>> {
@@ -172,13 +222,23 @@ fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (S
             let Some(range) = checked_range(ptr, len, env.ram_bytes()) else {
                 return fail(Status::BadAddress);
             };
-            let mut buf = [0u8; CHUNK];
-            let mut at = range.start;
-            while at < range.end {
-                let n = ((range.end - at) as usize).min(CHUNK);
-                env.read_ram(at, &mut buf[..n]);
-                env.console_write(&buf[..n]);
-                at += n as u64;
+            // One copy of the whole write: the room check and the lines taken then see
+            // the same bytes, whatever another vCPU of the caller does to its RAM. Most
+            // writes are one short line: only they pay for clearing a small buffer.
+            let mut short = [0u8; SHORT_WRITE];
+            let mut long;
+            let bytes = if len as usize <= SHORT_WRITE {
+                &mut short[..len as usize]
+            } else {
+                long = [0u8; CONSOLE_WRITE_MAX as usize];
+                &mut long[..len as usize]
+            };
+            env.read_ram(range.start, bytes);
+            if bytes.iter().filter(|&&b| b == b'\n').count() as u64 > CONSOLE_WRITE_MAX_LINES {
+                return fail(Status::BadArgument);
+            }
+            if !env.console_write(bytes) {
+                return fail(Status::Busy);
             }
             ok(Outcome::Resume)
         }
@@ -228,6 +288,23 @@ fn partition_index(raw: u64, env: &impl HypercallEnv) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registers_by_number() {
+        let r = GuestRegs { rax: 1, rcx: 2, rbp: 6, r15: 16, ..GuestRegs::default() };
+        assert_eq!(
+            [r.get(0, 99), r.get(1, 99), r.get(4, 99), r.get(5, 99), r.get(15, 99)],
+            [1, 2, 99, 6, 16]
+        );
+        assert_eq!(r.get(0x10, 99), 1, "only the low four bits count");
+        let mut w = GuestRegs::default();
+        for n in 0..16u8 {
+            assert_eq!(w.set(n, 100 + n as u64), n != 4);
+        }
+        for n in (0..16u8).filter(|&n| n != 4) {
+            assert_eq!(w.get(n, 0), 100 + n as u64);
+        }
+    }
     use core::mem::offset_of;
     use hallows_abi::table::PRIV_ALL;
 
@@ -235,6 +312,8 @@ mod tests {
         caller: usize,
         ram: Vec<u8>,
         console: Vec<u8>,
+        /// Bytes the fake console takes before it reports itself full.
+        console_room: usize,
         states: Vec<PartitionState>,
         privileges: u32,
         faults: Vec<(EventClass, Vec<u8>)>,
@@ -248,6 +327,7 @@ mod tests {
                 caller: 1,
                 ram,
                 console: Vec::new(),
+                console_room: usize::MAX,
                 states: vec![PartitionState::Running, PartitionState::Running, PartitionState::Halted],
                 privileges: 0,
                 faults: Vec::new(),
@@ -268,8 +348,13 @@ mod tests {
                 None => panic!("dispatch read outside RAM: {gpa:#x}+{}", buf.len()),
             }
         }
-        fn console_write(&mut self, bytes: &[u8]) {
+        fn console_write(&mut self, bytes: &[u8]) -> bool {
+            if bytes.len() > self.console_room {
+                return false;
+            }
+            self.console_room -= bytes.len();
             self.console.extend_from_slice(bytes);
+            true
         }
         fn now_ns(&self) -> u64 {
             123_456
@@ -376,6 +461,31 @@ mod tests {
         // Zero length anywhere inside (or at the end of) RAM is fine.
         let (_, r) = call(&mut env, Hypercall::ConsoleWrite, [ram, 0, 0, 0]);
         assert_eq!(status(&r), Status::Ok);
+    }
+
+    #[test]
+    fn console_write_is_all_or_nothing() {
+        let mut env = Fake::new();
+        env.console_room = 7;
+        let (o, r) = call(&mut env, Hypercall::ConsoleWrite, [0x10_0000, 5, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Resume, Status::Ok));
+        let (o, r) = call(&mut env, Hypercall::ConsoleWrite, [0x10_0000, 5, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Resume, Status::Busy));
+        assert_eq!(env.console, b"hello", "a refused write takes nothing");
+        let (_, r) = call(&mut env, Hypercall::ConsoleWrite, [0x10_0000, 2, 0, 0]);
+        assert_eq!((status(&r), &env.console[..]), (Status::Ok, &b"hellohe"[..]));
+    }
+
+    #[test]
+    fn console_write_bounds_its_lines() {
+        let mut env = Fake::new();
+        let lines = CONSOLE_WRITE_MAX_LINES as usize;
+        env.ram[..lines + 1].fill(b'\n');
+        let (_, r) = call(&mut env, Hypercall::ConsoleWrite, [0, lines as u64, 0, 0]);
+        assert_eq!(status(&r), Status::Ok);
+        let (_, r) = call(&mut env, Hypercall::ConsoleWrite, [0, lines as u64 + 1, 0, 0]);
+        assert_eq!(status(&r), Status::BadArgument);
+        assert_eq!(env.console.len(), lines);
     }
 
     #[test]

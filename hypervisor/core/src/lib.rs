@@ -12,16 +12,25 @@
 //!   [`vmx_caps`] turns the VMX capability MSRs into control values, [`guest_state`] is the
 //!   VMCS guest-state plan for a vCPU entering in 64-bit mode (field encodings in [`vmcs`]),
 //!   [`cat`] computes cache-way masks and their MSR writes, [`bitmaps`] fills the I/O and
-//!   MSR bitmaps that decide which port and MSR accesses exit.
+//!   MSR bitmaps that decide which port and MSR accesses exit; [`boot_plan`] runs every
+//!   firmware-independent boot decision on a table, so host tests can assert that a
+//!   table the checker accepts boots.
 //! - **The VM-exit decision path**: [`exit`] decodes the exit reason and qualification and
 //!   classifies it as handled or as a health-monitor event; hypercalls (`VMCALL`) go to
 //!   [`hypercall::dispatch`], which checks every guest pointer and length and every
 //!   privilege; `CPUID` answers go through [`cpuid::filter`]; faults go to [`health`], which picks the table's action (with restart
 //!   escalation) and formats the console message.
+//! - **Isolation on a shared core**: [`control_regs`] owns every CR0/CR4 bit and decides
+//!   guest writes, [`xstate`] checks XCR0 and describes the XSAVE area, and
+//!   [`switched_state`] lists the registers VMX does not switch and says when the binary
+//!   must save and load them.
+//! - **Life cycle**: [`lifecycle`] is the one state machine of a partition (booting,
+//!   running, waiting, faulted, restarting, halted) and says who may move it where.
 //! - **Time**: [`schedule`] maps an instant to the window that owns it, the next switch
 //!   and the VMX-preemption timer value.
 //! - **Console**: [`console`] multiplexes every partition's bytes into whole
-//!   `[name] line` lines.
+//!   `[name] line` lines; [`console_queue`] holds them in one bounded queue per source
+//!   and takes turns between the sources, line by line, on the way to the UART.
 //! - **Linux partitions**: [`linux_vcpu`] is the policy for a Linux vCPU (CPUID view,
 //!   x2APIC ICR filtering, MSR and I/O policy, INIT-SIPI-SIPI, exit classification).
 #![cfg_attr(not(test), no_std)]
@@ -29,8 +38,11 @@
 extern crate alloc;
 
 pub mod bitmaps;
+pub mod boot_plan;
 pub mod cat;
 pub mod console;
+pub mod console_queue;
+pub mod control_regs;
 pub mod cpuid;
 pub mod elf;
 pub mod ept;
@@ -39,8 +51,11 @@ pub mod guest_paging;
 pub mod guest_state;
 pub mod health;
 pub mod hypercall;
+pub mod lifecycle;
 pub mod linux_vcpu;
 pub mod placement;
 pub mod schedule;
+pub mod switched_state;
 pub mod vmcs;
 pub mod vmx_caps;
+pub mod xstate;

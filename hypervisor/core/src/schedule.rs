@@ -249,9 +249,97 @@ pub const fn preemption_timer_value(ticks: u64, rate_shift: u8) -> u32 {
     }
 }
 
+/// How long a vCPU may run in what is left of its window (`remaining` ticks) so that the
+/// hypervisor's handling of its last VM exit still ends before the window does: the
+/// window's tail of `guard` ticks (the longest exit handling seen for this vCPU, see
+/// [`WorkBudget`]) is left unused. The guard is capped at half the window (`window`
+/// ticks), so a partition whose exits are slow shortens only its own windows, and never
+/// to nothing. `None`: too little is left to enter at all.
+///
+/// ```
+/// use hallows_core::schedule::guarded_run_ticks;
+/// assert_eq!(guarded_run_ticks(1_000, 100, 4_000), Some(900));
+/// assert_eq!(guarded_run_ticks(100, 100, 4_000), None);
+/// assert_eq!(guarded_run_ticks(3_000, 9_000, 4_000), Some(1_000), "guard capped at half the window");
+/// ```
+pub const fn guarded_run_ticks(remaining: u64, guard: u64, window: u64) -> Option<u64> {
+    let cap = window / 2;
+    let guard = if guard > cap { cap } else { guard };
+    if remaining > guard {
+        Some(remaining - guard)
+    } else {
+        None
+    }
+}
+
+/// Hypervisor work done for a partition on a time-partitioned core must not eat into the
+/// next window. [`WorkBudget`] keeps, per kind of work (a hypercall number), the longest
+/// time that work took, with a quarter of margin, and tells whether it still fits before
+/// the window's end; work that does not fit is deferred to the partition's next window.
+/// The first occurrence of a kind has no estimate and runs (its cost is then known).
+///
+/// ```
+/// use hallows_core::schedule::WorkBudget;
+/// let mut b = WorkBudget::<4>::new();
+/// assert!(b.fits(1, 1_000, 1_010), "nothing measured yet: it runs");
+/// b.record(1, 400);
+/// assert!(b.fits(1, 1_000, 1_500));
+/// assert!(!b.fits(1, 1_000, 1_499), "400 + 25 % does not fit in 499");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkBudget<const KINDS: usize> {
+    cost: [u64; KINDS],
+}
+
+impl<const KINDS: usize> Default for WorkBudget<KINDS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const KINDS: usize> WorkBudget<KINDS> {
+    pub const fn new() -> Self {
+        WorkBudget { cost: [0; KINDS] }
+    }
+
+    fn slot(kind: u64) -> usize {
+        (kind.min(KINDS as u64 - 1)) as usize
+    }
+
+    /// Whether work of `kind` started at `now` ends by `end` (same clock, e.g. TSC ticks).
+    pub fn fits(&self, kind: u64, now: u64, end: u64) -> bool {
+        now.saturating_add(self.cost[Self::slot(kind)]) <= end
+    }
+
+    /// Work of `kind` took `took`: the estimate becomes the longest seen plus 25 %.
+    pub fn record(&mut self, kind: u64, took: u64) {
+        let c = &mut self.cost[Self::slot(kind)];
+        *c = (*c).max(took.saturating_add(took / 4));
+    }
+
+    /// The current estimate for `kind`.
+    pub fn estimate(&self, kind: u64) -> u64 {
+        self.cost[Self::slot(kind)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_budget_keeps_the_longest_and_shares_the_last_slot() {
+        let mut b = WorkBudget::<3>::new();
+        b.record(0, 100);
+        b.record(0, 40);
+        assert_eq!(b.estimate(0), 125, "longest plus a quarter");
+        b.record(7, 8);
+        assert_eq!(b.estimate(2), 10, "kinds past the table share its last slot");
+        assert!(b.fits(0, 10, 135) && !b.fits(0, 11, 135));
+        assert!(b.fits(1, u64::MAX, u64::MAX), "saturates instead of overflowing");
+        b.record(1, u64::MAX);
+        assert_eq!(b.estimate(1), u64::MAX);
+    }
     use proptest::prelude::*;
 
     const MS: u64 = 1_000_000;

@@ -417,8 +417,12 @@ impl VmxCapabilities {
     /// The control values for a real-time partition vCPU:
     /// - pin-based: external-interrupt and NMI exiting (no interrupt ever reaches a
     ///   partition's IDT uninvited), VMX-preemption timer (window ends);
-    /// - primary: HLT exiting, I/O bitmaps, MSR bitmaps, secondary controls;
-    /// - secondary: EPT, VPID; RDTSCP, INVPCID and XSAVES/XRSTORS when allowed (otherwise
+    /// - primary: HLT exiting, MWAIT, MONITOR and RDPMC exiting, CR8 load and store
+    ///   exiting (the task-priority register is virtual, per vCPU), I/O bitmaps, MSR bitmaps,
+    ///   secondary controls (docs/isolation.md says why each instruction that can reach
+    ///   another core, a shared cache or time exits);
+    /// - secondary: EPT, VPID, WBINVD exiting (WBINVD/WBNOINVD would flush the shared
+    ///   LLC); RDTSCP, INVPCID and XSAVES/XRSTORS when allowed (otherwise
     ///   those instructions raise #UD in the guest); no unrestricted guest (RT partitions
     ///   start in long mode);
     /// - exit: 64-bit host, acknowledge interrupt on exit, save/load IA32_EFER, save the
@@ -439,6 +443,11 @@ impl VmxCapabilities {
             primary: fit(
                 ControlKind::Primary,
                 primary::HLT_EXITING
+                    | primary::MWAIT_EXITING
+                    | primary::MONITOR_EXITING
+                    | primary::RDPMC_EXITING
+                    | primary::CR8_LOAD_EXITING
+                    | primary::CR8_STORE_EXITING
                     | primary::USE_IO_BITMAPS
                     | primary::USE_MSR_BITMAPS
                     | primary::ACTIVATE_SECONDARY_CONTROLS,
@@ -446,7 +455,7 @@ impl VmxCapabilities {
             )?,
             secondary: fit(
                 ControlKind::Secondary,
-                secondary::ENABLE_EPT | secondary::ENABLE_VPID | allowed_optional,
+                secondary::ENABLE_EPT | secondary::ENABLE_VPID | secondary::WBINVD_EXITING | allowed_optional,
                 self.secondary,
             )?,
             exit: fit(
@@ -511,10 +520,20 @@ mod tests {
         assert_eq!(c.pin, 0x16 | 0x01 | 0x08 | 0x40);
         assert!(c.primary & primary::HLT_EXITING != 0 && c.primary & primary::USE_IO_BITMAPS != 0);
         assert!(c.primary & primary::CR3_LOAD_EXITING == 0, "TRUE controls let CR3 exiting be 0");
+        for exiting in [
+            primary::MWAIT_EXITING,
+            primary::MONITOR_EXITING,
+            primary::RDPMC_EXITING,
+            primary::CR8_LOAD_EXITING,
+            primary::CR8_STORE_EXITING,
+        ] {
+            assert_ne!(c.primary & exiting, 0, "{exiting:#x}");
+        }
         assert_eq!(
             c.secondary,
             secondary::ENABLE_EPT
                 | secondary::ENABLE_VPID
+                | secondary::WBINVD_EXITING
                 | secondary::ENABLE_RDTSCP
                 | secondary::ENABLE_INVPCID
                 | secondary::ENABLE_XSAVES
@@ -597,11 +616,13 @@ mod tests {
     #[test]
     fn optional_secondary_controls_are_dropped_when_not_allowed() {
         let caps = VmxCapabilities::from_msrs(|m| match m {
-            msr::IA32_VMX_PROCBASED_CTLS2 => ((secondary::ENABLE_EPT | secondary::ENABLE_VPID) as u64) << 32,
+            msr::IA32_VMX_PROCBASED_CTLS2 => {
+                ((secondary::ENABLE_EPT | secondary::ENABLE_VPID | secondary::WBINVD_EXITING) as u64) << 32
+            }
             _ => bochs_skylake_msr(m),
         });
         let c = caps.controls_for_partition().unwrap();
-        assert_eq!(c.secondary, secondary::ENABLE_EPT | secondary::ENABLE_VPID);
+        assert_eq!(c.secondary, secondary::ENABLE_EPT | secondary::ENABLE_VPID | secondary::WBINVD_EXITING);
         assert!(caps.check_requirements().unwrap_err().contains(Requirement::UnrestrictedGuest));
     }
 

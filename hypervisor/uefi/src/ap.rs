@@ -158,6 +158,21 @@ impl Apic {
         }
     }
 
+    /// Signals the end of the interrupt this core acknowledged (the VM exit acknowledged
+    /// it, "acknowledge interrupt on exit"): without it the local APIC would block every
+    /// interrupt of equal or lower priority on this core for good.
+    pub fn eoi(&self) {
+        if self.x2 {
+            // SAFETY: writing 0 to the x2APIC EOI register only retires the in-service
+            // interrupt.
+            unsafe { wrmsr(0x80b, 0) };
+        } else {
+            // SAFETY: the xAPIC page is identity-mapped MMIO owned by the hypervisor; the
+            // EOI register takes a write of 0.
+            unsafe { ((self.base + 0xb0) as *mut u32).write_volatile(0) };
+        }
+    }
+
     /// Masks this core's local APIC timer (no interrupts reach the hypervisor).
     pub fn mask_timer(&self) {
         if self.x2 {

@@ -6,12 +6,16 @@ use alloc::vec::Vec;
 use core::convert::Infallible;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use hallows_abi::hypercall::PartitionState;
 use hallows_abi::table::{MachineFacts, PartitionEntry, Table};
 use hallows_core::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
+use hallows_core::lifecycle;
+use hallows_core::switched_state::{RT_MSR_READ_PASSTHROUGH, RT_MSR_WRITE_PASSTHROUGH};
+use hallows_core::xstate::XstatePolicy;
+
+use crate::switched::XsaveSupport;
+use hallows_core::boot_plan;
 use hallows_core::cat::CatInfo;
 use hallows_core::console::LineBuffer;
-use hallows_core::ept::{ChannelMapping, Ept, MemoryType as EptMemoryType, Rights};
 use hallows_core::health::{HealthMonitor, RestartPolicy};
 use hallows_core::placement::{place_table, Region};
 use hallows_core::schedule::Window;
@@ -31,8 +35,6 @@ use crate::{cpu, heap, host, hvlog, madt, run};
 /// Bytes of boot heap reserved at entry, before the table says how much the hypervisor
 /// reserves (the table, page tables; the reservation then holds images, EPT, VMCS pages).
 pub const BOOT_HEAP_BYTES: usize = 4 << 20;
-/// ESP directory holding the table and the images.
-pub const ESP_DIR: &str = "\\rusthallows\\";
 
 /// Asks the firmware to power the machine off (ends the emulator).
 pub fn power_off() -> ! {
@@ -53,8 +55,10 @@ pub fn power_off_runtime() -> ! {
 
 /// Reads a file from the ESP directory the hypervisor was loaded from.
 fn read_esp_file(fs: &mut FileSystem, name: &str) -> Result<Vec<u8>, String> {
-    let mut path = String::from(ESP_DIR);
-    path.push_str(&name.replace('/', "\\"));
+    // The re-validator refused bad names already; checking here keeps the path rule and
+    // its use in one place.
+    hallows_abi::limits::check_file_name(name).map_err(|e| format!("bad file name `{name}`: {e}"))?;
+    let path: String = hallows_abi::limits::esp_path_chars(name).collect();
     let path16 = CString16::try_from(path.as_str()).map_err(|_| format!("bad file name `{name}`"))?;
     fs.read(path16.as_ref()).map_err(|e| format!("cannot read {path} from the ESP: {e:?}"))
 }
@@ -118,7 +122,7 @@ pub fn boot() -> Result<Infallible, String> {
     let fs = boot::get_image_file_system(boot::image_handle())
         .map_err(|e| format!("no ESP file system: {e:?}"))?;
     let mut fs = FileSystem::new(fs);
-    let table_bytes: &'static [u8] = read_esp_file(&mut fs, "table.bin")?.leak();
+    let table_bytes: &'static [u8] = read_esp_file(&mut fs, hallows_abi::limits::TABLE_FILE)?.leak();
     let table = Table::load(table_bytes).map_err(|e| format!("table.bin: {e}"))?;
     let console_port = table.platform().console_port.get();
     if console_port != 0 && console_port != crate::serial::COM1 {
@@ -157,6 +161,7 @@ pub fn boot() -> Result<Infallible, String> {
         caps.revision_id()
     );
     let tsc_hz = calibrate_tsc();
+    let (xstate, xsave) = xsave_support();
     // Page tables and the AP trampoline come from memory below 4 GiB.
     let host_cr3 = host::build_page_tables();
     let trampoline = crate::ap::reserve_trampoline()?;
@@ -182,7 +187,11 @@ pub fn boot() -> Result<Infallible, String> {
     }
     let msr_bitmap = memory::alloc_pages(1);
     // SAFETY: a fresh page owned by the hypervisor, exactly the MSR bitmap's size.
-    fill_msr_bitmap(unsafe { &mut *(msr_bitmap as *mut [u8; 4096]) }, &[], &[]);
+    fill_msr_bitmap(
+        unsafe { &mut *(msr_bitmap as *mut [u8; 4096]) },
+        &RT_MSR_READ_PASSTHROUGH,
+        &RT_MSR_WRITE_PASSTHROUGH,
+    );
     let cores = plan_cores(&table, &apic_ids);
     let reserved = BOOT_HEAP_BYTES as u64
         + placed.hv_bytes
@@ -220,6 +229,8 @@ pub fn boot() -> Result<Infallible, String> {
         switches,
         switch_ticks,
         log_level,
+        xstate,
+        xsave,
     });
     hvlog!(
         "hypervisor heap: {} KiB used of the {} MiB reservation",
@@ -285,26 +296,10 @@ fn prepare_partition(
     let linux = partition::is_linux(p.kind);
     let ram_bytes = p.ram_bytes.get();
     let image = if linux { Vec::new() } else { read_esp_file(fs, table.text(p.image))? };
-    let mut frames = HeapFrames;
-    let mut ept = Ept::new(&mut frames).ok_or("out of memory for EPT")?;
-    let channels: Vec<ChannelMapping> = table
-        .channels
-        .iter()
-        .filter_map(|c| ChannelMapping::for_partition(c, i as u32, channels_hpa))
-        .collect();
-    ept.map_partition(&mut frames, ram_bytes, ram_hpa, &channels)
-        .map_err(|e| format!("partition {name}: EPT: {e}"))?;
-    for r in table.mmio_ranges.iter().filter(|r| r.partition.get() as usize == i) {
-        ept.map(
-            &mut frames,
-            r.base.get(),
-            r.base.get(),
-            r.size.get(),
-            Rights::RW,
-            EptMemoryType::Uncacheable,
-        )
-        .map_err(|e| format!("partition {name}: MMIO pass-through: {e}"))?;
-    }
+    // RAM, channel regions and MMIO, exactly as the host-tested boot plan builds them.
+    let ept = boot_plan::partition_ept(table, i, ram_hpa, channels_hpa, &mut HeapFrames)
+        .map_err(|e| format!("partition {name}: {e}"))?;
+    let channels = boot_plan::channel_infos(table, i).map_err(|e| format!("partition {name}: {e}"))?.to_vec();
     let mut part = Partition {
         index: i,
         name,
@@ -322,12 +317,15 @@ fn prepare_partition(
         privileges: p.privileges.get(),
         eptp: ept.eptp(),
         actions: p.hm_actions,
-        channels: partition::channel_infos(table, i),
-        state: AtomicU8::new(PartitionState::Ready as u8),
+        channels,
+        state: AtomicU8::new(lifecycle::State::Booting as u8),
         restarts: AtomicU32::new(0),
         entry: partition::AtomicU64Cell::new(0),
         console: Mutex::new(LineBuffer::new()),
-        health: Mutex::new(HealthMonitor::new(RestartPolicy::default())),
+        console_queue: alloc::boxed::Box::new(Mutex::new(crate::console::PartitionQueue::new())),
+        console_stats: crate::console::ConsoleStats::default(),
+        hv_line_limit: Mutex::new(crate::console::hv_line_limit()),
+        health: Mutex::new(HealthMonitor::new(RestartPolicy::for_partition(table, i))),
         restart_requested: AtomicBool::new(false),
     };
     if linux {
@@ -335,19 +333,22 @@ fn prepare_partition(
         // the other partitions still run.
         if let Err(e) = crate::linux::prepare(table, p, &part) {
             hvlog!("partition {}: Linux cannot boot: {e}; halted, the other partitions run", part.name);
-            part.set_state(PartitionState::Halted);
+            let _ = part.apply(lifecycle::Event::Halt(lifecycle::Cause::Hypervisor));
         }
         return Ok(part);
     }
+    let started = cpu::rdtsc();
     // SAFETY: no vCPU runs yet.
-    unsafe { part.load(false, tsc_hz, 0) }.map_err(|e| format!("partition {}: {e}", part.name))?;
+    unsafe { part.load(tsc_hz, 0) }.map_err(|e| format!("partition {}: {e}", part.name))?;
+    let load_us = (cpu::rdtsc().wrapping_sub(started) as u128 * 1_000_000 / tsc_hz.max(1) as u128) as u64;
     hvlog!(
-        "partition {}: {} MiB at host {:#x}, image {} ({} bytes), entry {:#x}, {} vCPU(s)",
+        "partition {}: {} MiB at host {:#x}, image {} ({} bytes, loaded in {} us), entry {:#x}, {} vCPU(s)",
         part.name,
         ram_bytes >> 20,
         ram_hpa,
         table.text(p.image),
         part.image.len(),
+        load_us,
         part.entry.get(),
         part.vcpus
     );
@@ -388,4 +389,30 @@ fn plan_cores(table: &Table, apic_ids: &[u32]) -> Vec<CorePlan> {
         plans.push(plan);
     }
     plans
+}
+
+/// How vCPUs' x87/SSE/AVX state is switched on this CPU (CPUID leaves 1 and 0xD), and what
+/// partitions may enable.
+fn xsave_support() -> (XstatePolicy, XsaveSupport) {
+    const CPUID1_XSAVE: u32 = 1 << 26;
+    let has_xsave = cpu::cpuid(1, 0).ecx & CPUID1_XSAVE != 0;
+    let leaf = if has_xsave {
+        cpu::cpuid(0xD, 0)
+    } else {
+        core::arch::x86_64::CpuidResult { eax: 3, ebx: 0, ecx: 0, edx: 0 }
+    };
+    let policy =
+        if has_xsave { XstatePolicy::from_cpuid(leaf.eax, leaf.edx) } else { XstatePolicy { supported: 0 } };
+    let support = XsaveSupport {
+        xsave: has_xsave,
+        switch_mask: policy.switch_mask(),
+        area_bytes: hallows_core::xstate::area_bytes(leaf.ecx),
+    };
+    hvlog!(
+        "CPU: register state switched with {} (XCR0 components {:#x} offered to partitions, {} bytes per vCPU)",
+        if has_xsave { "XSAVE" } else { "FXSAVE" },
+        policy.guest_allowed(),
+        support.area_bytes
+    );
+    (policy, support)
 }

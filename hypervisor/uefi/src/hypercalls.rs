@@ -8,7 +8,6 @@ use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::PartitionState;
 use hallows_core::hypercall::HypercallEnv;
 
-use crate::console::SerialSink;
 use crate::machine::Machine;
 use crate::text::Text;
 
@@ -46,9 +45,8 @@ impl HypercallEnv for Env<'_> {
         };
     }
 
-    fn console_write(&mut self, bytes: &[u8]) {
-        let p = &self.machine.partitions[self.caller];
-        p.console.lock().push(&p.name, bytes, &mut SerialSink);
+    fn console_write(&mut self, bytes: &[u8]) -> bool {
+        crate::console::partition_write(&self.machine.partitions[self.caller], bytes)
     }
 
     fn now_ns(&self) -> u64 {

@@ -49,6 +49,10 @@ pub struct Machine {
     /// preemption-timer exit to the next partition's VM entry).
     pub switches: Vec<AtomicU64>,
     pub switch_ticks: Vec<AtomicU64>,
+    /// The XCR0 components partitions may enable.
+    pub xstate: hallows_core::xstate::XstatePolicy,
+    /// How vCPU register state is saved and restored on shared cores.
+    pub xsave: crate::switched::XsaveSupport,
 }
 
 /// The machine, published by the boot core.

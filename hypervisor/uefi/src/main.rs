@@ -22,6 +22,7 @@ mod memory;
 mod partition;
 mod run;
 mod serial;
+mod switched;
 mod text;
 mod vmx;
 

@@ -1,5 +1,5 @@
 //! Partitions: their host memory, their images (kept for restarts), their life-cycle
-//! state and their console line buffer.
+//! state and their console (line buffer, queue, counters).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -10,14 +10,19 @@ use hallows_abi::bootinfo::{
 };
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::PartitionState;
-use hallows_abi::layout::{BOOT_INFO_GPA, CHANNEL_WINDOW_GPA};
-use hallows_abi::table::{Table, KIND_LINUX};
-use hallows_core::{elf, guest_paging};
+use hallows_abi::layout::BOOT_INFO_GPA;
+use hallows_abi::table::KIND_LINUX;
+use hallows_core::elf::{self, ElfImage};
+use hallows_core::guest_paging;
 use spin::Mutex;
 use zerocopy::{FromZeros, IntoBytes};
 
+use crate::console::{ConsoleStats, PartitionQueue};
+
 use hallows_core::console::LineBuffer;
+use hallows_core::console_queue::LineRateLimit;
 use hallows_core::health::HealthMonitor;
+use hallows_core::lifecycle::{next, Event, Refused, State};
 
 /// One partition as the hypervisor runs it.
 pub struct Partition {
@@ -39,12 +44,19 @@ pub struct Partition {
     pub actions: [u8; EventClass::COUNT],
     /// Channels as the partition sees them (for boot info).
     pub channels: Vec<ChannelInfo>,
-    /// [`PartitionState`] as u8.
+    /// [`State`] (hallows-core's life cycle) as u8: change it with [`Partition::apply`].
     pub state: AtomicU8,
     pub restarts: AtomicU32,
     /// Entry point of the loaded image.
     pub entry: AtomicU64Cell,
+    /// The partition's unfinished console line; its holder is the only one who adds to
+    /// `console_queue`.
     pub console: Mutex<LineBuffer>,
+    /// The partition's completed console lines, waiting for the UART (boxed: 8 KiB).
+    pub console_queue: alloc::boxed::Box<Mutex<PartitionQueue>>,
+    pub console_stats: ConsoleStats,
+    /// Rate limit of the hypervisor's lines about this partition.
+    pub hv_line_limit: Mutex<LineRateLimit>,
     /// Health-monitor state (restart budget).
     pub health: Mutex<HealthMonitor>,
     /// Another partition asked (with the `restart` privilege) for a restart; the core
@@ -80,27 +92,88 @@ impl Partition {
         unsafe { core::slice::from_raw_parts_mut(self.ram_hpa as *mut u8, self.ram_bytes as usize) }
     }
 
+    /// The state as the `PartitionState` hypercall reports it.
     pub fn state(&self) -> PartitionState {
-        PartitionState::from_u64(self.state.load(Ordering::SeqCst) as u64).unwrap_or(PartitionState::Halted)
+        self.lifecycle().reported()
     }
 
-    pub fn set_state(&self, s: PartitionState) {
-        self.state.store(s as u8, Ordering::SeqCst);
+    /// Where the partition is in its life cycle.
+    pub fn lifecycle(&self) -> State {
+        State::from_u8(self.state.load(Ordering::SeqCst)).unwrap_or(State::Halted)
     }
 
-    /// Scrubs RAM, loads the image, writes the guest page tables and boot info. Returns
-    /// the guest CR3.
+    /// Moves the partition by `event` (hallows-core's `lifecycle::next` holds the rules).
+    /// A transition the rules refuse changes nothing and is reported: it means the caller
+    /// misjudged the partition's state.
+    pub fn apply(&self, event: Event) -> Result<State, Refused> {
+        let mut current = self.state.load(Ordering::SeqCst);
+        loop {
+            let from = State::from_u8(current).unwrap_or(State::Halted);
+            let to = match next(from, event) {
+                Ok(to) => to,
+                Err(refused) => {
+                    crate::hvlog!("partition {}: life cycle: {refused}", self.name);
+                    return Err(refused);
+                }
+            };
+            match self.state.compare_exchange(current, to as u8, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Ok(to),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// The image, parsed and checked against this partition's RAM and vCPU stacks:
+    /// what a (re)load writes.
+    pub fn parsed_image(&self) -> Result<(ElfImage, u64), String> {
+        let image = elf::parse(&self.image).map_err(|e| alloc::format!("image: {e}"))?;
+        let image_end = elf::check_placement(&image, self.ram_bytes, self.vcpus)
+            .map_err(|e| alloc::format!("image: {e}"))?;
+        Ok((image, image_end))
+    }
+
+    /// Rewrites guest RAM `from..from + bytes` (cut to the RAM) with what it holds right
+    /// after a load: zeroes and the image's bytes. A restart does this a chunk at a time,
+    /// in the partition's own time; nothing of the previous run survives it.
     ///
     /// # Safety
     /// No vCPU of the partition may be running.
-    pub unsafe fn load(&self, scrub: bool, tsc_hz: u64, now_ns: u64) -> Result<u64, String> {
+    pub unsafe fn rebuild(&self, image: &ElfImage, from: u64, bytes: u64) {
         // SAFETY: the caller guarantees the partition is stopped.
         let ram = unsafe { self.ram() };
-        if scrub {
-            ram.fill(0);
+        let start = (from as usize).min(ram.len());
+        let end = (from.saturating_add(bytes) as usize).min(ram.len());
+        elf::image_bytes_into(image, &self.image, start as u64, &mut ram[start..end]);
+    }
+
+    /// Rebuilds all of RAM at once, then [`Partition::finish_load`] (boot). Returns the
+    /// guest CR3.
+    ///
+    /// # Safety
+    /// No vCPU of the partition may be running.
+    pub unsafe fn load(&self, tsc_hz: u64, now_ns: u64) -> Result<u64, String> {
+        let (image, image_end) = self.parsed_image()?;
+        // SAFETY: per the caller's contract.
+        unsafe {
+            self.rebuild(&image, 0, self.ram_bytes);
+            self.finish_load(image.entry, image_end, tsc_hz, now_ns)
         }
-        let loaded =
-            elf::load_rt_image(&self.image, ram, self.vcpus).map_err(|e| alloc::format!("image: {e}"))?;
+    }
+
+    /// The last step of a (re)load, after RAM was rebuilt: guest page tables, boot info,
+    /// entry point. Returns the guest CR3.
+    ///
+    /// # Safety
+    /// No vCPU of the partition may be running.
+    pub unsafe fn finish_load(
+        &self,
+        entry: u64,
+        image_end: u64,
+        tsc_hz: u64,
+        now_ns: u64,
+    ) -> Result<u64, String> {
+        // SAFETY: the caller guarantees the partition is stopped.
+        let ram = unsafe { self.ram() };
         let cr3 = guest_paging::build_identity_paging(ram, self.ram_bytes, self.channel_window_bytes)
             .map_err(|e| alloc::format!("guest page tables: {e}"))?;
         let mut info = BootInfo::new_zeroed();
@@ -110,8 +183,9 @@ impl Partition {
         info.name_len = fill_name(&mut info.name, &self.name);
         info.vcpu_count = self.vcpus;
         info.ram_bytes = self.ram_bytes;
-        info.image_end = loaded.image_end;
-        info.stacks_bottom = self.ram_bytes - self.vcpus as u64 * hallows_abi::layout::STACK_BYTES;
+        info.image_end = image_end;
+        // The image passed its placement check, so the stacks fit below `ram_bytes`.
+        info.stacks_bottom = hallows_abi::limits::stacks_bottom(self.ram_bytes, self.vcpus).unwrap_or(0);
         info.tsc_hz = tsc_hz;
         info.boot_time_ns = now_ns;
         info.restart_count = self.restarts.load(Ordering::SeqCst);
@@ -120,30 +194,9 @@ impl Partition {
         info.channels[..n].copy_from_slice(&self.channels[..n]);
         let bytes = info.as_bytes();
         ram[BOOT_INFO_GPA as usize..BOOT_INFO_GPA as usize + bytes.len()].copy_from_slice(bytes);
-        self.entry.set(loaded.entry);
+        self.entry.set(entry);
         Ok(cr3)
     }
-}
-
-/// Describes every channel endpoint of partition `p` for its boot info.
-pub fn channel_infos(table: &Table, p: usize) -> Vec<ChannelInfo> {
-    let mut out = Vec::new();
-    for c in table.channels.iter() {
-        let is_writer = c.source.get() as usize == p;
-        if !is_writer && c.destination.get() as usize != p {
-            continue;
-        }
-        let mut info = ChannelInfo::new_zeroed();
-        info.name_len = fill_name(&mut info.name, table.text(c.name));
-        info.kind = c.kind as u32;
-        info.is_writer = is_writer as u32;
-        info.msg_size = c.msg_size.get();
-        info.depth = c.depth.get();
-        info.gpa = CHANNEL_WINDOW_GPA + c.window_offset.get();
-        info.bytes = c.bytes.get();
-        out.push(info);
-    }
-    out
 }
 
 /// Whether partition entry `kind` is Linux.

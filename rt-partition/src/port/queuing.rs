@@ -80,7 +80,9 @@ impl QueuingWriter {
         store_words(&self.region, self.geometry.slot_data(index), msg);
         self.region.u32_at(slot + SLOT_LEN_OFFSET).store(msg.len() as u32, Ordering::Relaxed);
         self.region.u64_at(slot + SLOT_SEQ_OFFSET).store(self.write_seq, Ordering::Relaxed);
-        self.write_seq += 1;
+        // Counters come from shared memory a hostile peer can set to anything: they wrap
+        // instead of overflowing (a panic in debug builds).
+        self.write_seq = self.write_seq.wrapping_add(1);
         write_seq_word(&self.region).store(self.write_seq, Ordering::Release);
         Ok(())
     }
@@ -142,14 +144,14 @@ impl QueuingReader {
         let len = self.region.u32_at(slot + SLOT_LEN_OFFSET).load(Ordering::Relaxed) as usize;
         let seq = self.region.u64_at(slot + SLOT_SEQ_OFFSET).load(Ordering::Relaxed);
         if len > self.msg_size() || seq != self.read_seq {
-            self.advance_to(self.read_seq + 1);
+            self.advance_to(self.read_seq.wrapping_add(1));
             return Err(PortError::Inconsistent);
         }
         if len > buf.len() {
             return Err(PortError::BufferTooSmall { needed: len });
         }
         load_words(&self.region, self.geometry.slot_data(index), &mut buf[..len]);
-        self.advance_to(self.read_seq + 1);
+        self.advance_to(self.read_seq.wrapping_add(1));
         Ok(Some(len))
     }
 

@@ -216,6 +216,28 @@ fn reader_resynchronises_on_an_impossible_writer_counter() {
     assert_eq!(reader.receive(&mut buf), Ok(None));
 }
 
+#[test]
+fn counters_at_the_end_of_their_range_wrap_instead_of_overflowing() {
+    // A hostile writer publishes u64::MAX; a hostile reader hands back u64::MAX.
+    let g = queuing(8, 2);
+    let mut mem = Backing::new(&g);
+    let mut reader = QueuingReader::over(mem.region(), g).unwrap();
+    mem.0[2] = u64::MAX;
+    let mut buf = [0u8; 8];
+    assert_eq!(reader.receive(&mut buf), Err(PortError::Inconsistent));
+    // The reader now stands at u64::MAX: a slot whose sequence does not match is skipped
+    // by wrapping to 0, never by overflowing.
+    mem.0[2] = 0;
+    assert_eq!(reader.receive(&mut buf), Err(PortError::Inconsistent));
+    assert_eq!(reader.receive(&mut buf), Ok(None));
+    let reader_word = g.reader_page() as usize / 8;
+    mem.0[reader_word] = u64::MAX;
+    mem.0[2] = u64::MAX;
+    let mut writer = QueuingWriter::over(mem.region(), g).unwrap();
+    assert_eq!(writer.send(b"y"), Ok(()));
+    assert_eq!(writer.send(b"z"), Ok(()));
+}
+
 /// One step of the sequential queue model test.
 #[derive(Clone, Debug)]
 enum Op {

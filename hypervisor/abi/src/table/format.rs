@@ -7,8 +7,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const MAGIC: [u8; 8] = *b"RHTABLE\0";
 /// Major version: a reader refuses any other.
 pub const VERSION_MAJOR: u16 = 1;
-/// Minor version: additions that older readers may ignore.
-pub const VERSION_MINOR: u16 = 0;
+/// Minor version: additions that older readers may ignore. 1.1 appends
+/// [`PartitionRestartFields`] to every partition entry.
+pub const VERSION_MINOR: u16 = 1;
 /// Most cores a table can name (core ids `0..MAX_CORES`).
 pub const MAX_CORES: usize = 256;
 /// Most windows one schedule may hold.
@@ -210,6 +211,41 @@ pub struct PartitionEntry {
     pub cmdline: StrRef,
 }
 
+/// Fields version 1.1 appends to every partition entry, right after the version 1.0
+/// [`PartitionEntry`]: the partition's restart budget. More than `restart_limit` restarts
+/// within `restart_window_ms` turn the next restart into a halt. Zero in either field
+/// means its default ([`DEFAULT_RESTART_LIMIT`], [`DEFAULT_RESTART_WINDOW_MS`]); a 1.0
+/// table's entries end before these fields, which then read as zero (see
+/// [`crate::table::Table::restart_budget`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct PartitionRestartFields {
+    pub restart_limit: U32,
+    pub restart_window_ms: U32,
+}
+
+/// Size of a partition entry in a version 1.0 table.
+pub const PARTITION_ENTRY_SIZE_V1_0: usize = core::mem::size_of::<PartitionEntry>();
+/// Size of a partition entry as this version writes it: the 1.0 entry and the appended
+/// [`PartitionRestartFields`].
+pub const PARTITION_ENTRY_SIZE: usize =
+    PARTITION_ENTRY_SIZE_V1_0 + core::mem::size_of::<PartitionRestartFields>();
+
+/// Restarts a partition may have within its window when the table does not say.
+pub const DEFAULT_RESTART_LIMIT: u32 = 3;
+/// The restart window when the table does not say: 10 s.
+pub const DEFAULT_RESTART_WINDOW_MS: u32 = 10_000;
+/// Fewest restarts a budget may allow (zero in the table means the default).
+pub const MIN_RESTART_LIMIT: u32 = 1;
+/// Most restarts a budget may allow: the health monitor remembers this many restart times.
+pub const MAX_RESTART_LIMIT: u32 = 16;
+/// Shortest restart window: 1 ms.
+pub const MIN_RESTART_WINDOW_MS: u32 = 1;
+/// Longest restart window: 1 hour.
+pub const MAX_RESTART_WINDOW_MS: u32 = 3_600_000;
+
 /// One cyclic schedule (ARINC 653 major frame) shared by a set of cores.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 #[repr(C)]
@@ -290,4 +326,5 @@ pub struct PciFunctionEntry {
 const _: () = {
     assert!(core::mem::offset_of!(Header, crc32) == CRC_OFFSET);
     assert!(core::mem::size_of::<Header>() == 24 + 32 + 8 * 12);
+    assert!(PARTITION_ENTRY_SIZE_V1_0 == 96 && PARTITION_ENTRY_SIZE == 104);
 };

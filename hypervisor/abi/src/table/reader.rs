@@ -122,6 +122,52 @@ impl<'a, T: FromBytes + KnownLayout + Immutable + 'a> Entries<'a, T> {
     pub fn iter(&self) -> impl Iterator<Item = &'a T> + '_ {
         (0..self.count).filter_map(move |i| self.get(i))
     }
+
+    /// The fields a later minor version appended to entry `i` right after `T`, or `None`
+    /// when the entries were written without them (an older minor version).
+    pub fn appended<U: FromBytes + KnownLayout + Immutable + 'a>(&self, i: usize) -> Option<&'a U> {
+        let at = core::mem::size_of::<T>();
+        if i >= self.count || self.stride < at + core::mem::size_of::<U>() {
+            return None;
+        }
+        let bytes = self.bytes.get(i * self.stride + at..)?;
+        U::ref_from_prefix(bytes).ok().map(|(u, _)| u)
+    }
+}
+
+/// A partition's restart budget as its table entry gives it: zero in a field means the
+/// default ([`DEFAULT_RESTART_LIMIT`] restarts, [`DEFAULT_RESTART_WINDOW_MS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestartBudget {
+    pub limit: u32,
+    pub window_ms: u32,
+}
+
+impl RestartBudget {
+    /// Restarts allowed within the window, with the default for zero.
+    pub fn effective_limit(self) -> u32 {
+        if self.limit == 0 {
+            DEFAULT_RESTART_LIMIT
+        } else {
+            self.limit
+        }
+    }
+
+    /// The window in milliseconds, with the default for zero.
+    pub fn effective_window_ms(self) -> u32 {
+        if self.window_ms == 0 {
+            DEFAULT_RESTART_WINDOW_MS
+        } else {
+            self.window_ms
+        }
+    }
+
+    /// Whether both fields are zero (the default) or inside the allowed ranges.
+    pub fn is_valid(self) -> bool {
+        (self.limit == 0 || (MIN_RESTART_LIMIT..=MAX_RESTART_LIMIT).contains(&self.limit))
+            && (self.window_ms == 0
+                || (MIN_RESTART_WINDOW_MS..=MAX_RESTART_WINDOW_MS).contains(&self.window_ms))
+    }
 }
 
 /// A structurally checked table, borrowed from its bytes.
@@ -224,6 +270,14 @@ impl<'a> Table<'a> {
         let ok = first.checked_add(count).is_some_and(|end| end <= self.windows.len());
         let range = if ok { first..first + count } else { 0..0 };
         range.filter_map(move |i| self.windows.get(i))
+    }
+
+    /// The restart budget of partition `i`: zero (the defaults) for a version 1.0 table,
+    /// whose partition entries end before the restart fields, or for an unknown partition.
+    pub fn restart_budget(&self, i: usize) -> RestartBudget {
+        self.partitions.appended::<PartitionRestartFields>(i).map_or(RestartBudget::default(), |f| {
+            RestartBudget { limit: f.restart_limit.get(), window_ms: f.restart_window_ms.get() }
+        })
     }
 
     /// Index of the partition named `name`.

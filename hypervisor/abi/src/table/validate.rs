@@ -6,9 +6,9 @@ use super::format::*;
 use super::reader::Table;
 use crate::health::Action;
 use crate::layout::{CHANNEL_WINDOW_BYTES, LARGE_PAGE_SIZE, PAGE_SIZE, RT_MAX_RAM, RT_MIN_RAM};
+use crate::limits;
 
-/// The smallest RAM a Linux partition may have.
-pub const LINUX_MIN_RAM: u64 = 64 << 20;
+pub use crate::limits::LINUX_MIN_RAM;
 
 /// A broken whole-system rule. Indices are table indices (partition, schedule, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,11 @@ pub enum Violation {
         available: u64,
     },
     MissingImage {
+        partition: usize,
+    },
+    /// A restart budget outside `MIN_RESTART_LIMIT..=MAX_RESTART_LIMIT` restarts or
+    /// `MIN_RESTART_WINDOW_MS..=MAX_RESTART_WINDOW_MS` (zero is the default).
+    RestartBudgetBad {
         partition: usize,
     },
     LlcOutOfRange {
@@ -173,12 +178,98 @@ pub enum Violation {
         partition: usize,
         mmio: usize,
     },
+    /// The console port leaves no room for the UART's 8 registers below 0x10000.
+    ConsolePortBad,
+    /// An I/O range holds a port the hypervisor drives itself (PICs, PCI configuration,
+    /// power-off), see [`limits::HYPERVISOR_PORTS`].
+    IoRangeHypervisor {
+        index: usize,
+    },
+    /// A partition name longer than the boot info's name field.
+    NameTooLong {
+        partition: usize,
+    },
+    /// A channel name empty or longer than the boot info's name field.
+    ChannelNameBad {
+        channel: usize,
+    },
+    ChannelDuplicateName {
+        first: usize,
+        second: usize,
+    },
+    /// A partition is an endpoint of more channels than its boot info describes.
+    TooManyChannels {
+        partition: usize,
+    },
+    /// An RT partition's vCPU stacks leave less than [`limits::RT_MIN_IMAGE_ROOM`] for
+    /// its image and heap.
+    StacksLeaveNoRoom {
+        partition: usize,
+    },
+    /// An image, kernel or initramfs name that does not open as `\rusthallows\NAME`.
+    FileNameBad {
+        partition: usize,
+        error: limits::FileNameError,
+    },
+    /// A Linux command line too long for what the hypervisor appends, or with control
+    /// characters.
+    CmdlineBad {
+        partition: usize,
+        error: limits::CmdlineError,
+    },
+    /// An initramfs or command line on a real-time partition (nothing would read it).
+    LinuxSettingOnRt {
+        partition: usize,
+    },
+    /// A Linux partition on a core that a schedule covers (Linux needs dedicated cores).
+    LinuxOnScheduledCore {
+        partition: usize,
+        core: u32,
+    },
+    /// An MMIO range that cannot be mapped into its partition (inside its RAM, its
+    /// channel window, or beyond the guest-physical address width).
+    MmioRangeUnmappable {
+        index: usize,
+        conflict: limits::MmioConflict,
+    },
+    /// An MMIO range holding the hypervisor's own devices (APICs), see
+    /// [`limits::HYPERVISOR_MMIO`].
+    MmioRangeHypervisor {
+        index: usize,
+    },
+    /// PCI function pass-through is not implemented by this hypervisor version.
+    PciUnsupported {
+        index: usize,
+    },
+    /// A channel with a Linux endpoint: Linux channel views are not implemented by this
+    /// hypervisor version.
+    ChannelLinuxUnsupported {
+        channel: usize,
+    },
 }
 
 impl core::fmt::Display for Violation {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        // Debug names the rule and its indices; that is what a boot log needs.
-        write!(f, "{self:?}")
+        match self {
+            Self::FileNameBad { partition, error } => write!(f, "partition {partition}: {error}"),
+            Self::CmdlineBad { partition, error } => {
+                write!(f, "partition {partition}: Linux command line: {error}")
+            }
+            Self::PciUnsupported { index } => write!(
+                f,
+                "PCI function {index}: PCI pass-through is not supported by this hypervisor version"
+            ),
+            Self::ChannelLinuxUnsupported { channel } => write!(
+                f,
+                "channel {channel}: channels with a Linux endpoint are not supported by this hypervisor version"
+            ),
+            Self::LinuxOnScheduledCore { partition, core } => write!(
+                f,
+                "partition {partition}: Linux on scheduled core {core} (Linux partitions need dedicated cores)"
+            ),
+            // Debug names the rule and its indices; that is what a boot log needs.
+            _ => write!(f, "{self:?}"),
+        }
     }
 }
 
@@ -206,7 +297,7 @@ pub enum MachineMismatch {
     },
     /// The table names more LLC ways than the CPU has.
     TooFewCacheWays {
-        needed: u8,
+        needed: u32,
         present: u8,
     },
     /// The table demands cache partitioning and the CPU has no CAT.
@@ -245,11 +336,27 @@ impl Table<'_> {
         p.max(s).map_or(0, |m| m + 1)
     }
 
-    /// RAM the table needs: every partition, every channel region and the hypervisor.
+    /// RAM the table needs, as placement takes it ([`limits::ram_needed`]): every
+    /// partition, the channel window up to its highest region end, and the hypervisor.
     pub fn ram_needed(&self) -> u64 {
-        let parts: u64 = self.partitions.iter().map(|p| p.ram_bytes.get()).fold(0, u64::saturating_add);
-        let chans: u64 = self.channels.iter().map(|c| c.bytes.get()).fold(0, u64::saturating_add);
-        parts.saturating_add(chans).saturating_add(self.platform().hv_reserved_bytes.get())
+        limits::ram_needed(
+            self.platform().hv_reserved_bytes.get(),
+            self.partitions.iter().map(|p| p.ram_bytes.get()),
+            self.channel_window_end(),
+        )
+    }
+
+    /// The end of the highest channel region in the channel window (0 without channels).
+    pub fn channel_window_end(&self) -> u64 {
+        self.channels.iter().map(|c| c.window_offset.get().saturating_add(c.bytes.get())).max().unwrap_or(0)
+    }
+
+    /// How many channels partition `p` is an endpoint of.
+    pub fn channels_of(&self, p: usize) -> usize {
+        self.channels
+            .iter()
+            .filter(|c| c.source.get() as usize == p || c.destination.get() as usize == p)
+            .count()
     }
 
     /// The schedule that covers `core`, if any.
@@ -274,7 +381,32 @@ impl Table<'_> {
         self.validate_cores()?;
         self.validate_cache()?;
         self.validate_devices()?;
-        self.validate_channels()
+        self.validate_channels()?;
+        self.validate_linux()
+    }
+
+    /// Rules for Linux partitions the boot path depends on: dedicated cores, a command
+    /// line that fits with the hypervisor's suffix, and nothing Linux-only on RT partitions.
+    fn validate_linux(&self) -> Result<(), Violation> {
+        for (i, p) in self.partitions.iter().enumerate() {
+            if p.kind != KIND_LINUX {
+                if !self.text(p.initramfs).is_empty() || !self.text(p.cmdline).is_empty() {
+                    return Err(Violation::LinuxSettingOnRt { partition: i });
+                }
+                continue;
+            }
+            if let Some(core) = p.cores.iter().find(|c| self.schedule_of_core(*c).is_some()) {
+                return Err(Violation::LinuxOnScheduledCore { partition: i, core });
+            }
+            limits::check_linux_cmdline(self.text(p.cmdline))
+                .map_err(|error| Violation::CmdlineBad { partition: i, error })?;
+            let initramfs = self.text(p.initramfs);
+            if !initramfs.is_empty() {
+                limits::check_file_name(initramfs)
+                    .map_err(|error| Violation::FileNameBad { partition: i, error })?;
+            }
+        }
+        Ok(())
     }
 
     fn validate_partitions(&self) -> Result<(), Violation> {
@@ -285,13 +417,20 @@ impl Table<'_> {
         if platform.llc_ways != 0 && platform.cat_min_ways > platform.llc_ways {
             return Err(Violation::CatMinAboveWays);
         }
+        if !limits::console_port_fits(platform.console_port.get()) {
+            return Err(Violation::ConsolePortBad);
+        }
         if self.partitions.is_empty() {
             return Err(Violation::NoPartitions);
         }
         for (i, p) in self.partitions.iter().enumerate() {
             let name = self.text(p.name);
-            if name.is_empty() {
-                return Err(Violation::EmptyName { partition: i });
+            match limits::check_name(name) {
+                Ok(()) => {}
+                Err(limits::NameError::Empty) => return Err(Violation::EmptyName { partition: i }),
+                Err(limits::NameError::TooLong { .. }) => {
+                    return Err(Violation::NameTooLong { partition: i })
+                }
             }
             if let Some(j) = self.partitions.iter().take(i).position(|q| self.text(q.name) == name) {
                 return Err(Violation::DuplicateName { first: j, second: i });
@@ -320,12 +459,17 @@ impl Table<'_> {
             if ram < min {
                 return Err(Violation::RamTooSmall { partition: i });
             }
-            if p.kind == KIND_RT && ram > RT_MAX_RAM {
+            if (p.kind == KIND_RT && ram > RT_MAX_RAM)
+                || (p.kind == KIND_LINUX && ram > limits::LINUX_MAX_RAM)
+            {
                 return Err(Violation::RamTooLarge { partition: i });
+            }
+            if p.kind == KIND_RT && limits::rt_image_room(ram, p.cores.len()) < limits::RT_MIN_IMAGE_ROOM {
+                return Err(Violation::StacksLeaveNoRoom { partition: i });
             }
             if p.flags & PFLAG_PINNED != 0 {
                 let base = p.pinned_base.get();
-                if base % LARGE_PAGE_SIZE != 0 || base.checked_add(ram).is_none() {
+                if !limits::pinned_fits(base, ram) {
                     return Err(Violation::PinnedMisaligned { partition: i });
                 }
                 for (j, q) in self.partitions.iter().enumerate().take(i) {
@@ -338,6 +482,14 @@ impl Table<'_> {
             }
             if self.text(p.image).is_empty() {
                 return Err(Violation::MissingImage { partition: i });
+            }
+            if !self.restart_budget(i).is_valid() {
+                return Err(Violation::RestartBudgetBad { partition: i });
+            }
+            limits::check_file_name(self.text(p.image))
+                .map_err(|error| Violation::FileNameBad { partition: i, error })?;
+            if self.channels_of(i) > limits::MAX_CHANNELS_PER_PARTITION {
+                return Err(Violation::TooManyChannels { partition: i });
             }
         }
         let available = platform.ram_bytes.get();
@@ -423,7 +575,7 @@ impl Table<'_> {
                 continue;
             }
             let end = p.llc_first_way as u32 + p.llc_way_count as u32;
-            if platform.llc_ways != 0 && end > platform.llc_ways as u32 {
+            if end > limits::MAX_LLC_WAYS || (platform.llc_ways != 0 && end > platform.llc_ways as u32) {
                 return Err(Violation::LlcOutOfRange { partition: i });
             }
             if p.llc_way_count < platform.cat_min_ways {
@@ -447,9 +599,13 @@ impl Table<'_> {
             if r.partition.get() as usize >= parts || count == 0 || first + count > 0x1_0000 {
                 return Err(Violation::IoRangeBad { index: i });
             }
-            let console = self.platform().console_port.get() as u64;
-            if console != 0 && (first..first + count).contains(&console) {
-                return Err(Violation::IoRangeConsole { index: i });
+            let console = self.platform().console_port.get();
+            match limits::reserved_port_conflict(console, first as u32, count as u32) {
+                Some(r) if r == limits::console_ports(console) => {
+                    return Err(Violation::IoRangeConsole { index: i })
+                }
+                Some(_) => return Err(Violation::IoRangeHypervisor { index: i }),
+                None => {}
             }
             if let Some(j) = self
                 .io_ranges
@@ -478,6 +634,14 @@ impl Table<'_> {
             {
                 return Err(Violation::MmioRangeOverlap { first: j, second: i });
             }
+            if limits::reserved_mmio_conflict(base, size).is_some() {
+                return Err(Violation::MmioRangeHypervisor { index: i });
+            }
+            let owner = r.partition.get() as usize;
+            let ram = self.partitions.get(owner).map_or(0, |p| p.ram_bytes.get());
+            if let Some(conflict) = limits::mmio_conflict(base, size, ram, self.channels_of(owner) > 0) {
+                return Err(Violation::MmioRangeUnmappable { index: i, conflict });
+            }
         }
         for (pi, p) in self.partitions.iter().enumerate().filter(|(_, p)| p.flags & PFLAG_PINNED != 0) {
             let ram = (p.pinned_base.get(), p.ram_bytes.get());
@@ -496,6 +660,11 @@ impl Table<'_> {
                 return Err(Violation::PciFunctionDuplicate { first: j, second: i });
             }
         }
+        // The table format describes PCI functions, but nothing in this hypervisor passes
+        // one through: accepting them would silently ignore them.
+        if !self.pci_functions.is_empty() {
+            return Err(Violation::PciUnsupported { index: 0 });
+        }
         Ok(())
     }
 
@@ -506,6 +675,13 @@ impl Table<'_> {
             let (Some(s), Some(d)) = (self.partitions.get(src), self.partitions.get(dst)) else {
                 return Err(Violation::ChannelBadEndpoint { channel: i });
             };
+            let name = self.text(c.name);
+            if limits::check_name(name).is_err() {
+                return Err(Violation::ChannelNameBad { channel: i });
+            }
+            if let Some(j) = self.channels.iter().take(i).position(|o| self.text(o.name) == name) {
+                return Err(Violation::ChannelDuplicateName { first: j, second: i });
+            }
             if src == dst {
                 return Err(Violation::ChannelBadEndpoint { channel: i });
             }
@@ -528,7 +704,8 @@ impl Table<'_> {
             }
             let needed = crate::channel::region_bytes(queuing, c.msg_size.get(), c.depth.get());
             let (off, bytes) = (c.window_offset.get(), c.bytes.get());
-            if bytes < needed
+            // Exactly the computed size: the EPT maps writer and reader pages from it.
+            if bytes != needed
                 || off % PAGE_SIZE != 0
                 || bytes % PAGE_SIZE != 0
                 || off.checked_add(bytes).is_none_or(|end| end > CHANNEL_WINDOW_BYTES)
@@ -547,6 +724,11 @@ impl Table<'_> {
             };
             if !view_ok {
                 return Err(Violation::ChannelBadLinuxView { channel: i });
+            }
+            // Views are described by the format; nothing in this hypervisor version maps
+            // a channel into a Linux partition yet.
+            if has_linux {
+                return Err(Violation::ChannelLinuxUnsupported { channel: i });
             }
         }
         Ok(())
@@ -567,14 +749,16 @@ impl Table<'_> {
             None if require_cat => return Err(MachineMismatch::NoCat),
             None => {}
             Some((ways, _)) => {
+                // Compared as u32: `first + count` can exceed 255 in a hostile table, and
+                // a wrapped u8 would let it pass.
                 let needed = self
                     .partitions
                     .iter()
                     .map(|p| p.llc_first_way as u32 + p.llc_way_count as u32)
                     .max()
                     .unwrap_or(0)
-                    .max(self.platform().llc_ways as u32) as u8;
-                if needed > ways {
+                    .max(self.platform().llc_ways as u32);
+                if needed > ways as u32 {
                     return Err(MachineMismatch::TooFewCacheWays { needed, present: ways });
                 }
             }

@@ -25,6 +25,11 @@ pub struct PartitionModel {
     pub image: String,
     pub initramfs: String,
     pub cmdline: String,
+    /// Restarts allowed within `restart_window_ms` before a restart becomes a halt; 0: the
+    /// default ([`DEFAULT_RESTART_LIMIT`]).
+    pub restart_limit: u32,
+    /// 0: the default ([`DEFAULT_RESTART_WINDOW_MS`]).
+    pub restart_window_ms: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,6 +116,25 @@ fn append<T: IntoBytes + zerocopy::Immutable>(out: &mut Vec<u8>, items: &[T]) ->
     s
 }
 
+/// Appends entries made of a `T` followed by the fields a later minor version appended
+/// (`extra[i]` after `items[i]`); `entry_size` covers both.
+fn append_extended<T: IntoBytes + zerocopy::Immutable, U: IntoBytes + zerocopy::Immutable>(
+    out: &mut Vec<u8>,
+    items: &[T],
+    extra: &[U],
+) -> Section {
+    let s = Section {
+        offset: U32::new(out.len() as u32),
+        count: U32::new(items.len() as u32),
+        entry_size: U32::new((core::mem::size_of::<T>() + core::mem::size_of::<U>()) as u32),
+    };
+    for (item, more) in items.iter().zip(extra) {
+        out.extend_from_slice(item.as_bytes());
+        out.extend_from_slice(more.as_bytes());
+    }
+    s
+}
+
 impl TableModel {
     /// Serialises the model into a complete, checksummed table.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -135,6 +159,14 @@ impl TableModel {
                     initramfs: strings.add(&p.initramfs),
                     cmdline: strings.add(&p.cmdline),
                 }
+            })
+            .collect();
+        let restart_fields: Vec<PartitionRestartFields> = self
+            .partitions
+            .iter()
+            .map(|p| PartitionRestartFields {
+                restart_limit: U32::new(p.restart_limit),
+                restart_window_ms: U32::new(p.restart_window_ms),
             })
             .collect();
         let mut windows = Vec::new();
@@ -214,7 +246,7 @@ impl TableModel {
         header.version_minor = U16::new(VERSION_MINOR);
         header.header_size = U32::new(header_len as u32);
         header.platform = self.platform;
-        header.partitions = append(&mut out, &partitions);
+        header.partitions = append_extended(&mut out, &partitions, &restart_fields);
         header.schedules = append(&mut out, &schedules);
         header.windows = append(&mut out, &windows);
         header.channels = append(&mut out, &channels);

@@ -127,9 +127,20 @@ const UNRESTRICTED_FREE: u64 = cr0::PE | cr0::PG;
 /// bits, except CR0.PE and CR0.PG, which unrestricted guest leaves to the guest. The boot
 /// vCPU uses them too, with its entry CR0/CR4 (as the guest sees them) in the read
 /// shadows and the same values with the fixed bits applied in the guest registers.
+///
+/// CR0.CD and CR0.NW are owned too: Linux may believe its caches are off (it sets CD
+/// around MTRR changes, and a vCPU leaves INIT with CD|NW set), but the core never runs
+/// uncached, which would slow the shared LLC and memory for every partition
+/// (docs/isolation.md).
 pub fn linux_cr_masks(caps: &VmxCapabilities) -> (u64, u64) {
-    ((caps.cr0_fixed0 & !UNRESTRICTED_FREE) | !caps.cr0_fixed1, caps.cr4_fixed0 | !caps.cr4_fixed1)
+    (
+        (caps.cr0_fixed0 & !UNRESTRICTED_FREE) | !caps.cr0_fixed1 | CR0_CACHE_CONTROL,
+        caps.cr4_fixed0 | !caps.cr4_fixed1,
+    )
 }
+
+/// CR0.NW and CR0.CD: the guest's view only, never the real register.
+pub const CR0_CACHE_CONTROL: u64 = crate::control_regs::cr0::NW | crate::control_regs::cr0::CD;
 
 /// The VMCS writes that start a vCPU after SIPI `vector` (SDM 9.1.1, state after INIT,
 /// with CS:IP = V<<8:0): real mode (needs the unrestricted-guest control), all segments
@@ -148,7 +159,7 @@ pub fn sipi_start_state(caps: &VmxCapabilities, entry_controls: u32, vector: u8)
     let mut p = GuestStatePlan::default();
     let cs = (vector as u64) << 8;
     let cr0_forced = caps.cr0_fixed0 & !UNRESTRICTED_FREE;
-    p.set(guest::CR0, (RESET_CR0 | cr0_forced) & caps.cr0_fixed1);
+    p.set(guest::CR0, (RESET_CR0 | cr0_forced) & caps.cr0_fixed1 & !CR0_CACHE_CONTROL);
     p.set(control::CR0_READ_SHADOW, RESET_CR0);
     let (cr0_mask, cr4_mask) = linux_cr_masks(caps);
     p.set(control::CR0_GUEST_HOST_MASK, cr0_mask);
@@ -281,11 +292,13 @@ mod tests {
         let cr0v = p.get(guest::CR0).unwrap();
         assert_eq!(cr0v & (cr0::PE | cr0::PG), 0, "real mode, paging off");
         assert_eq!(cr0v & cr0::NE, cr0::NE, "NE forced by VMX");
-        assert_eq!(cr0v & RESET_CR0, RESET_CR0);
+        assert_eq!(cr0v & RESET_CR0, RESET_CR0 & !CR0_CACHE_CONTROL, "ET; never CD/NW for real");
+        assert_eq!(cr0v & CR0_CACHE_CONTROL, 0);
         assert_eq!(p.get(control::CR0_READ_SHADOW), Some(RESET_CR0), "guest reads the reset value");
         let mask = p.get(control::CR0_GUEST_HOST_MASK).unwrap();
         assert_eq!(mask & (cr0::PE | cr0::PG), 0, "PE/PG are the guest's");
         assert_eq!(mask & cr0::NE, cr0::NE);
+        assert_eq!(mask & CR0_CACHE_CONTROL, CR0_CACHE_CONTROL, "CD/NW are the hypervisor's");
         assert_eq!((mask, p.get(control::CR4_GUEST_HOST_MASK).unwrap()), linux_cr_masks(&caps));
         assert_eq!(p.get(guest::CR4).unwrap() & cr4::VMXE, cr4::VMXE);
         assert_eq!(p.get(control::CR4_READ_SHADOW), Some(0));

@@ -188,7 +188,9 @@ pub fn cr0_write(caps: &VmxCapabilities, value: u64) -> CrWrite {
         return CrWrite::InjectGp;
     }
     let forced = caps.cr0_fixed0 & !(CR0_PE | CR0_PG);
-    CrWrite::Update { guest: (value | forced) & caps.cr0_fixed1, shadow: value }
+    // CD/NW stay in the shadow only (see `ap_start::linux_cr_masks`).
+    let real = (value | forced) & caps.cr0_fixed1 & !super::ap_start::CR0_CACHE_CONTROL;
+    CrWrite::Update { guest: real, shadow: value }
 }
 
 /// MOV to CR4 with `value`. #GP for VMXE and SMXE (CPUID hides VMX and SMX) and for bits
@@ -324,6 +326,9 @@ mod tests {
         assert_eq!(cr0_write(&caps, 0x8000_0000), CrWrite::InjectGp, "PG without PE");
         assert_eq!(cr0_write(&caps, 1 << 29 | 1), CrWrite::InjectGp, "NW without CD");
         assert_eq!(cr0_write(&caps, 1 << 32), CrWrite::InjectGp);
+        // Caches off in the guest's view only.
+        let uncached = linux_cr0 | 3 << 29;
+        assert_eq!(cr0_write(&caps, uncached), CrWrite::Update { guest: linux_cr0, shadow: uncached });
         assert_eq!(cr4_write(&caps, 0x20), CrWrite::Update { guest: 0x2020, shadow: 0x20 });
         assert_eq!(cr4_write(&caps, 0x2000), CrWrite::InjectGp, "VMXE");
         assert_eq!(cr4_write(&caps, 1 << 14), CrWrite::InjectGp, "SMXE");

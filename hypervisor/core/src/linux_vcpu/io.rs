@@ -1,24 +1,22 @@
 //! Port I/O policy of a Linux vCPU.
 //!
 //! [`LinuxIoPolicy::fill_bitmap`] passes the table's I/O ranges for the partition through
-//! and traps every other port. A trapped access goes to [`LinuxIoPolicy::classify`]:
+//! and traps every other port. A trapped access goes to [`LinuxIoPolicy::classify`], which
+//! takes out what is the partition's own life cycle and sends everything else to the
+//! devices:
 //!
 //! | ports | [`IoAction`] | what the binary does |
 //! |---|---|---|
-//! | console UART (0x3F8-0x3FF) | `Uart { offset }` | `hallows-vmm`'s 16550 register `offset` |
-//! | 0xCF8 (dword), 0xCFC-0xCFF | `PciConfigAddress` / `PciConfigData` | `hallows-vmm`'s PCI filter |
-//! | ACPI sleep control (E's FADT, default 0x600) | `PowerOff` on SLP_EN with S5, else `Absent` | halt the partition |
+//! | ACPI sleep control (the FADT's, default 0x600) with SLP_EN and S5 | `PowerOff` | halt the partition |
 //! | ACPI reset register (default 0x602) with the reset value, 0xCF9 with RST_CPU, 0x64 with 0xFE | `ResetRequest` | restart the partition |
-//! | everything else | `Absent(LegacyDevice)` | reads all-ones, writes dropped, count |
+//! | everything else | `Device` | `hallows_vmm::port_bus`: the console UART, the PCI filter; unclaimed ports read all-ones, writes dropped |
 //!
 //! No trapped port ever faults: Linux probes the PIC, PIT, CMOS RTC, i8042, other UARTs
 //! and port 0x80 (I/O delay) on ordinary boots, and an absent device (all-ones) is what it
-//! expects on machines without them. The [`LegacyDevice`] names the probed device so the
-//! console can say once what Linux looked for. A reset or power-off request never
-//! reaches the machine: it is the partition rebooting or stopping itself, handled by the
-//! binary as a restart or halt of that partition with a console line (a request, not a
-//! fault, so it does not go through the health-monitor table; the binary may still log
-//! it through [`crate::health`]'s message format).
+//! expects on machines without them. A reset or power-off request never reaches the
+//! machine: it is the partition rebooting or stopping itself, handled by the binary as a
+//! restart or halt of that partition with a console line (a request, not a fault, so it
+//! does not go through the health-monitor table).
 //!
 //! String I/O (INS/OUTS, with or without REP) is classified the same way;
 //! [`StringIo::plan`] says how many elements to move in this exit, from which guest-linear
@@ -28,12 +26,12 @@
 //!
 //! ```
 //! use hallows_core::exit::IoQualification;
-//! use hallows_core::linux_vcpu::io::{IoAction, LegacyDevice, LinuxIoPolicy};
+//! use hallows_core::linux_vcpu::io::{IoAction, LinuxIoPolicy};
 //! let policy = LinuxIoPolicy::default();
 //! let out_com1 = IoQualification::decode(0x03F8_0000); // out dx, al to 0x3f8
-//! assert_eq!(policy.classify(&out_com1, 0x41), IoAction::Uart { offset: 0 });
-//! let in_pit = IoQualification::decode(0x0040_0008); // in al, 0x40
-//! assert_eq!(policy.classify(&in_pit, 0), IoAction::Absent(LegacyDevice::Pit));
+//! assert_eq!(policy.classify(&out_com1, 0x41), IoAction::Device);
+//! let reset = IoQualification::decode(0x0064_0000); // out 0x64, al
+//! assert_eq!(policy.classify(&reset, 0xFE), IoAction::ResetRequest);
 //! ```
 
 use crate::bitmaps::{fill_io_bitmaps, BadPortRange};
@@ -52,87 +50,15 @@ pub const I8042_COMMAND: u16 = 0x64;
 /// Most string I/O elements handled in one exit.
 pub const MAX_STRING_ELEMENTS: u64 = 4096;
 
-/// The legacy device a trapped port belongs to, for the console's "probed" line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LegacyDevice {
-    Pic,
-    Pit,
-    /// Port 0x61 (PIT gate, speaker).
-    SystemControl,
-    Keyboard,
-    Cmos,
-    /// Port 0x80 POST/delay, and 0xED.
-    IoDelay,
-    Dma,
-    /// COM2-COM4.
-    OtherUart,
-    ParallelPort,
-    /// ISA VGA and MDA ports.
-    Vga,
-    /// IDE/ATA ports.
-    Ata,
-    /// Floppy controller.
-    Floppy,
-    /// The ACPI power-management ports other than the ones that request power-off/reset.
-    AcpiPower,
-    Other,
-}
-
-impl LegacyDevice {
-    /// The device legacy PCs have at `port`.
-    pub const fn of(port: u16) -> Self {
-        match port {
-            0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => Self::Pic,
-            0x40..=0x43 => Self::Pit,
-            0x61 => Self::SystemControl,
-            0x60 | 0x64 => Self::Keyboard,
-            0x70 | 0x71 => Self::Cmos,
-            0x80 | 0xED => Self::IoDelay,
-            0x00..=0x0F | 0x81..=0x8F | 0xC0..=0xDF => Self::Dma,
-            0x2F8..=0x2FF | 0x3E8..=0x3EF | 0x2E8..=0x2EF => Self::OtherUart,
-            0x278..=0x27F | 0x378..=0x37F | 0x3BC..=0x3BE => Self::ParallelPort,
-            0x3B0..=0x3BB | 0x3C0..=0x3DF => Self::Vga,
-            0x1F0..=0x1F7 | 0x170..=0x177 | 0x3F6 | 0x376 => Self::Ata,
-            0x3F0..=0x3F5 | 0x3F7 => Self::Floppy,
-            _ => Self::Other,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Pic => "8259 PIC",
-            Self::Pit => "8254 PIT",
-            Self::SystemControl => "system control port B",
-            Self::Keyboard => "i8042 keyboard controller",
-            Self::Cmos => "CMOS RTC",
-            Self::IoDelay => "I/O delay port",
-            Self::Dma => "8237 DMA",
-            Self::OtherUart => "UART",
-            Self::ParallelPort => "parallel port",
-            Self::Vga => "VGA",
-            Self::Ata => "ATA",
-            Self::Floppy => "floppy controller",
-            Self::AcpiPower => "ACPI power management",
-            Self::Other => "unassigned port",
-        }
-    }
-}
-
 /// What to do with a trapped port access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoAction {
-    /// Console UART register `offset` (0-7).
-    Uart { offset: u8 },
-    /// 0xCF8 as a dword: the PCI filter's address register.
-    PciConfigAddress,
-    /// 0xCFC + `offset`: the PCI filter's data window.
-    PciConfigData { offset: u8 },
     /// The partition powers itself off.
     PowerOff,
     /// The partition asks to be reset (rebooted).
     ResetRequest,
-    /// Nothing there: reads return all-ones of the access width, writes are dropped.
-    Absent(LegacyDevice),
+    /// An access for the partition's port bus (`hallows_vmm::port_bus`).
+    Device,
 }
 
 /// The trapped ACPI ports (must match `legacy_linux::acpi::PowerPorts`, whose defaults are
@@ -199,40 +125,29 @@ impl LinuxIoPolicy {
     /// bytes are written); ignored for IN and string I/O.
     pub fn classify(&self, q: &IoQualification, value: u64) -> IoAction {
         let port = q.port;
-        let out = q.direction == IoDirection::Out;
+        let plain_out = q.direction == IoDirection::Out && !q.string;
         let value = value as u32 & width_mask(q.size);
-        let console_end = self.console as u32 + 8;
-        if (self.console as u32..console_end).contains(&(port as u32))
-            && port as u32 + q.size as u32 <= console_end
-        {
-            return IoAction::Uart { offset: (port - self.console) as u8 };
-        }
-        match port {
-            PCI_CONFIG_ADDRESS if q.size == 4 => return IoAction::PciConfigAddress,
-            PCI_CONFIG_DATA..=0xCFF if port as u32 + q.size as u32 <= 0xD00 => {
-                return IoAction::PciConfigData { offset: (port - PCI_CONFIG_DATA) as u8 };
-            }
-            // RST_CPU (bit 2) requests the reset; other writes set the reset type.
-            RESET_CONTROL if out && !q.string && value & 4 != 0 => return IoAction::ResetRequest,
-            I8042_COMMAND if out && !q.string && value & 0xFF == 0xFE => return IoAction::ResetRequest,
-            _ => {}
-        }
         let p = self.power;
-        if port == p.reset && out && !q.string && value & 0xFF == p.reset_value as u32 {
-            return IoAction::ResetRequest;
+        let request = match port {
+            // RST_CPU (bit 2) requests the reset; other writes only set the reset type.
+            RESET_CONTROL if value & 4 != 0 => IoAction::ResetRequest,
+            I8042_COMMAND if value & 0xFF == 0xFE => IoAction::ResetRequest,
+            _ if port == p.reset && value & 0xFF == p.reset_value as u32 => IoAction::ResetRequest,
+            _ if port == p.sleep_control && value & SLP_EN != 0 && (value >> 2) & 7 == S5 => {
+                IoAction::PowerOff
+            }
+            _ => IoAction::Device,
+        };
+        if plain_out {
+            request
+        } else {
+            IoAction::Device
         }
-        if port == p.sleep_control && out && !q.string && value & SLP_EN != 0 && (value >> 2) & 7 == S5 {
-            return IoAction::PowerOff;
-        }
-        if [p.sleep_control, p.sleep_status, p.reset].contains(&port) {
-            return IoAction::Absent(LegacyDevice::AcpiPower);
-        }
-        IoAction::Absent(LegacyDevice::of(port))
     }
 }
 
-/// The all-ones value of an access of `size` bytes (what an absent port reads as).
-pub const fn width_mask(size: u8) -> u32 {
+/// The bytes an access of `size` bytes moves.
+const fn width_mask(size: u8) -> u32 {
     match size {
         1 => 0xFF,
         2 => 0xFFFF,
@@ -318,43 +233,23 @@ mod tests {
     }
 
     #[test]
-    fn console_and_pci() {
+    fn devices_and_probes_go_to_the_port_bus() {
         let p = LinuxIoPolicy::default();
-        assert_eq!(p.classify(&q(0x3FD, 1, false), 0), IoAction::Uart { offset: 5 });
-        assert_eq!(p.classify(&q(0x3FF, 1, true), 0), IoAction::Uart { offset: 7 });
-        assert_eq!(
-            p.classify(&q(0x3FE, 4, false), 0),
-            IoAction::Absent(LegacyDevice::Other),
-            "straddles the end"
-        );
-        assert_eq!(p.classify(&q(0xCF8, 4, true), 0x8000_0000), IoAction::PciConfigAddress);
-        assert_eq!(p.classify(&q(0xCF8, 1, true), 0), IoAction::Absent(LegacyDevice::Other));
-        assert_eq!(p.classify(&q(0xCFE, 2, false), 0), IoAction::PciConfigData { offset: 2 });
-        assert_eq!(p.classify(&q(0xCFF, 2, false), 0), IoAction::Absent(LegacyDevice::Other));
-    }
-
-    #[test]
-    fn legacy_probes_are_absent() {
-        let p = LinuxIoPolicy::default();
-        let cases = [
-            (0x20, LegacyDevice::Pic),
-            (0xA1, LegacyDevice::Pic),
-            (0x43, LegacyDevice::Pit),
-            (0x61, LegacyDevice::SystemControl),
-            (0x60, LegacyDevice::Keyboard),
-            (0x70, LegacyDevice::Cmos),
-            (0x71, LegacyDevice::Cmos),
-            (0x80, LegacyDevice::IoDelay),
-            (0x2F8, LegacyDevice::OtherUart),
-            (0x3E8, LegacyDevice::OtherUart),
-            (0x1F7, LegacyDevice::Ata),
-            (0xB008, LegacyDevice::Other),
-        ];
-        for (port, dev) in cases {
-            assert_eq!(p.classify(&q(port, 1, false), 0), IoAction::Absent(dev), "in {port:#x}");
-            assert_eq!(p.classify(&q(port, 1, true), 0x12), IoAction::Absent(dev), "out {port:#x}");
+        // The console UART, PCI configuration, legacy probes, the ACPI status port, and
+        // every width: the policy keeps none of them.
+        for port in
+            [0x3F8, 0x3FD, 0x3FF, 0xCF8, 0xCFC, 0xCFF, 0x20, 0x43, 0x61, 0x70, 0x80, 0x2F8, 0x601, 0xB008]
+        {
+            for size in [1, 2, 4] {
+                assert_eq!(p.classify(&q(port, size, false), 0), IoAction::Device, "in {port:#x}");
+                assert_eq!(p.classify(&q(port, size, true), 0x12), IoAction::Device, "out {port:#x}");
+            }
         }
-        assert_eq!(LegacyDevice::Pit.name(), "8254 PIT");
+        // The reserved size encoding 2 decodes as the widest access (4 bytes).
+        let reserved = IoQualification::decode(0x0064_0000 | 2);
+        assert_eq!(reserved.size, 4);
+        assert_eq!(p.classify(&reserved, 0xFE), IoAction::ResetRequest, "low byte 0xFE of a dword");
+        assert_eq!(p.classify(&IoQualification::decode(0x0070_0000 | 2), u64::MAX), IoAction::Device);
         assert_eq!(width_mask(1), 0xFF);
         assert_eq!(width_mask(2), 0xFFFF);
         assert_eq!(width_mask(4), 0xFFFF_FFFF);
@@ -367,20 +262,21 @@ mod tests {
     fn reset_and_power_requests() {
         let p = LinuxIoPolicy::default();
         assert_eq!(p.classify(&q(0xCF9, 1, true), 0x06), IoAction::ResetRequest);
-        assert_eq!(p.classify(&q(0xCF9, 1, true), 0x02), IoAction::Absent(LegacyDevice::Other), "type only");
-        assert_eq!(p.classify(&q(0xCF9, 1, false), 0x06), IoAction::Absent(LegacyDevice::Other));
+        assert_eq!(p.classify(&q(0xCF9, 1, true), 0x02), IoAction::Device, "type only");
+        assert_eq!(p.classify(&q(0xCF9, 1, false), 0x06), IoAction::Device);
         assert_eq!(p.classify(&q(0x64, 1, true), 0xFE), IoAction::ResetRequest);
-        assert_eq!(p.classify(&q(0x64, 1, true), 0xAD), IoAction::Absent(LegacyDevice::Keyboard));
+        assert_eq!(p.classify(&q(0x64, 1, true), 0xAD), IoAction::Device);
         assert_eq!(p.classify(&q(0x602, 1, true), 0x0E), IoAction::ResetRequest);
-        assert_eq!(p.classify(&q(0x602, 1, true), 0x01), IoAction::Absent(LegacyDevice::AcpiPower));
+        assert_eq!(p.classify(&q(0x602, 1, true), 0x01), IoAction::Device);
         // SLP_TYP 5, SLP_EN.
         assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2 | 1 << 5), IoAction::PowerOff);
-        assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2), IoAction::Absent(LegacyDevice::AcpiPower));
-        assert_eq!(
-            p.classify(&q(0x600, 1, true), 3 << 2 | 1 << 5),
-            IoAction::Absent(LegacyDevice::AcpiPower)
-        );
-        assert_eq!(p.classify(&q(0x601, 1, false), 0), IoAction::Absent(LegacyDevice::AcpiPower));
+        assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2), IoAction::Device);
+        assert_eq!(p.classify(&q(0x600, 1, true), 3 << 2 | 1 << 5), IoAction::Device);
+        assert_eq!(p.classify(&q(0x601, 1, false), 0), IoAction::Device);
+        // String output is never a request (it would need the bytes from guest memory).
+        let mut outsb = q(0x64, 1, true);
+        outsb.string = true;
+        assert_eq!(p.classify(&outsb, 0xFE), IoAction::Device);
         // Upper RAX bits do not count for a byte write.
         assert_eq!(p.classify(&q(0x64, 1, true), 0xAB00_00FE), IoAction::ResetRequest);
     }
@@ -446,11 +342,8 @@ mod tests {
             let q = IoQualification::decode(qual);
             let p = LinuxIoPolicy::default();
             let a = p.classify(&q, value);
-            if let IoAction::Uart { offset } = a {
-                prop_assert!(offset < 8 && (0x3F8..0x400).contains(&q.port));
-            }
             if matches!(a, IoAction::ResetRequest | IoAction::PowerOff) {
-                prop_assert_eq!(q.direction, IoDirection::Out);
+                prop_assert!(q.direction == IoDirection::Out && !q.string);
             }
             let s = StringIo::plan(&q, rcx, index, rflags, asz);
             prop_assert!(s.count <= MAX_STRING_ELEMENTS);

@@ -56,8 +56,8 @@ fn open_esp() -> Result<boot::ScopedProtocol<SimpleFileSystem>, String> {
 
 /// Reads `\rusthallows\NAME` into fresh firmware pages.
 pub fn read(name: &str) -> Result<EspFile, String> {
-    let mut path = String::from(crate::boot::ESP_DIR);
-    path.push_str(&name.replace('/', "\\"));
+    hallows_abi::limits::check_file_name(name).map_err(|e| format!("bad file name `{name}`: {e}"))?;
+    let path: String = hallows_abi::limits::esp_path_chars(name).collect();
     let path16 = CString16::try_from(path.as_str()).map_err(|_| format!("bad file name `{name}`"))?;
     let mut fs = open_esp()?;
     let mut root = fs.open_volume().map_err(|e| format!("ESP volume: {e:?}"))?;

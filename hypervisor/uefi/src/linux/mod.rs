@@ -12,7 +12,8 @@
 //!   hypervisor until the boot vCPU sends INIT/SIPI), and handles the few exits Linux
 //!   causes with the policies of `hallows_core::linux_vcpu` (see `vcpu`).
 //!
-//! The hypervisor appends [`CMDLINE_SUFFIX`] to the table's command line.
+//! The hypervisor appends `hallows_abi::limits::LINUX_CMDLINE_SUFFIX` to the table's command
+//! line (`hallows_core::boot_plan::linux_cmdline`, within the budget the checker enforces).
 
 mod esp;
 mod stats;
@@ -26,6 +27,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use hallows_abi::table::{PartitionEntry, Table};
 use hallows_core::linux_vcpu::apic::ApicIdMap;
+use hallows_vmm::mmio_bus::MmioBus;
 use hallows_vmm::pci_config::PciConfigFilter;
 use hallows_vmm::uart16550::Uart16550;
 use legacy_linux::acpi::PowerPorts;
@@ -37,15 +39,8 @@ use crate::partition::Partition;
 
 pub use vcpu::run_core;
 
-/// Kernel parameters the hypervisor adds to every Linux command line:
-/// - `noapic`: there is no I/O APIC; with it Linux 6.1 keeps the x2APIC mode the
-///   hypervisor enabled (see `hallows_core::linux_vcpu`).
-/// - `tsc=reliable`: the partition has no second clock (no HPET, PM timer or PIT), so
-///   Linux's clocksource watchdog would compare the TSC with jiffies, which are driven by
-///   the TSC-deadline timer itself and lag whenever interrupts are held off (printing to
-///   the trapped UART under an emulator takes long): it then wrongly marks the TSC
-///   unstable and falls back to the jiffies clocksource.
-pub const CMDLINE_SUFFIX: &str = " noapic tsc=reliable";
+/// Most guest-physical ranges of emulated MMIO devices per Linux partition.
+pub const MMIO_RANGES: usize = 8;
 
 /// Basic exit reasons counted per reason (SDM appendix C has fewer than 80).
 pub const EXIT_REASONS: usize = 80;
@@ -72,6 +67,10 @@ pub struct LinuxPartition {
     pub uart: Mutex<Uart16550>,
     /// PCI configuration space: no function is passed through, every one reads absent.
     pub pci: Mutex<PciConfigFilter<1>>,
+    /// Emulated MMIO devices by guest-physical range (their ranges stay unmapped in the
+    /// EPT, so accesses exit as EPT violations; `vcpu` emulates them). None yet: the
+    /// virtio and channel devices register here when the partition is prepared.
+    pub mmio: MmioBus<'static, MMIO_RANGES>,
     /// One per vCPU.
     pub mailboxes: Vec<Mailbox>,
     /// VM exits per basic exit reason, all vCPUs together.
@@ -124,8 +123,8 @@ pub fn prepare(table: &Table, entry: &PartitionEntry, part: &Partition) -> Resul
     let initramfs_name = table.text(entry.initramfs);
     let initramfs = if initramfs_name.is_empty() { None } else { Some(esp::read(initramfs_name)?) };
     let read_ticks = crate::cpu::rdtsc() - t0;
-    let mut cmdline = String::from(table.text(entry.cmdline));
-    cmdline.push_str(CMDLINE_SUFFIX);
+    let cmdline: String =
+        hallows_core::boot_plan::linux_cmdline(table, part.index).map_err(|e| format!("{e}"))?.concat();
     let config = LinuxBootConfig {
         kernel: kernel.bytes(),
         initramfs: initramfs.as_ref().map(|f| f.bytes()),
@@ -164,6 +163,7 @@ pub fn prepare(table: &Table, entry: &PartitionEntry, part: &Partition) -> Resul
         map,
         uart: Mutex::new(Uart16550::new()),
         pci: Mutex::new(PciConfigFilter::default()),
+        mmio: MmioBus::new(),
         mailboxes: (0..apic_ids.len()).map(|_| Mailbox::default()).collect(),
         exits: [const { AtomicU64::new(0) }; EXIT_REASONS],
         first_entry_tsc: AtomicU64::new(0),

@@ -11,23 +11,26 @@ use core::fmt;
 use core::sync::atomic::Ordering;
 
 use hallows_abi::health::{Action, EventClass};
-use hallows_abi::hypercall::PartitionState;
-use hallows_core::exit::{CrAccessQualification, ExitInfo, IoDirection, IoQualification};
+use hallows_core::exit::{CrAccessQualification, ExitInfo, ExitReason, IoDirection, IoQualification};
 use hallows_core::guest_state::DEFAULT_PAT;
+use hallows_core::lifecycle::{Cause, Event};
 use hallows_core::linux_vcpu::ap_start::{linux_cr_masks, sipi_start_state};
 use hallows_core::linux_vcpu::apic::{decide_icr, logical_id, IcrDecision};
 use hallows_core::linux_vcpu::cpuid::{LinuxCpuid, TscTiming};
 use hallows_core::linux_vcpu::exits::{
     self, classify, cr0_write, cr4_write, xapic_access_message, CrWrite, Disposition, LinuxExit,
 };
-use hallows_core::linux_vcpu::io::{merge_in, width_mask, IoAction, LinuxIoPolicy};
+use hallows_core::linux_vcpu::io::{merge_in, IoAction, LinuxIoPolicy};
 use hallows_core::linux_vcpu::msr::{LinuxMsrPolicy, MsrAction};
 use hallows_core::vmcs::{control, exit_info, guest, host};
 use hallows_core::vmx_caps::{entry as entry_ctl, msr, VmxControls};
-use hallows_vmm::pci_config::{Bdf, PciConfigSpace};
+use hallows_vmm::guest_memory::{GuestPhysical, Paging};
+use hallows_vmm::mmio_bus::{code_bitness, emulate, EptAccess, MmioExit};
+use hallows_vmm::pci_config::{Bdf, PciConfigSpace, CONFIG_ADDRESS_PORT};
+use hallows_vmm::port_bus::{all_ones, read_bytewise, write_bytewise, PortBus, PortDevices};
+use hallows_vmm::uart16550::{COM1_BASE, LSR_TEMT, LSR_THRE, REG_LSR, UART_PORT_COUNT};
 
 use super::LinuxPartition;
-use crate::console::SerialSink;
 use crate::cpu::{self, rdmsr, wrmsr};
 use crate::host::CoreTables;
 use crate::machine::Machine;
@@ -63,6 +66,8 @@ enum Flow {
     Resume,
     /// Skip the exiting instruction, then re-enter.
     Skip,
+    /// The instruction was emulated (an MMIO access): continue at `next_rip`.
+    Emulated { next_rip: u64 },
     /// The partition stopped (its vCPUs never run again).
     Stop,
 }
@@ -80,6 +85,8 @@ struct LinuxVcpu {
     msrs: LinuxMsrPolicy,
     cpuid: LinuxCpuid,
     io: LinuxIoPolicy,
+    /// The devices this vCPU reaches through ports (shared ones lock themselves).
+    ports: PortBus<PORT_DEVICES>,
     marker_seen: usize,
     /// Exits still to log (see [`TRACE_EXITS`]).
     trace_left: u32,
@@ -108,7 +115,7 @@ pub fn run_core(
         if index == 0 {
             hvlog!("partition {}: Linux was not prepared at boot; halted", p.name);
         }
-        p.set_state(PartitionState::Halted);
+        let _ = p.apply(Event::Halt(Cause::Hypervisor));
         park_forever();
     };
     enable_x2apic();
@@ -148,13 +155,6 @@ fn enable_x2apic() {
 }
 
 /// A core whose Linux vCPU will never run again: halts for good (NMIs return to HLT).
-/// Offset of the line-status register in a 16550's register block.
-const UART_LSR: u8 = 5;
-/// Line status: transmit holding register empty.
-const LSR_THRE: u32 = 1 << 5;
-/// Line status: transmitter empty.
-const LSR_TEMT: u32 = 1 << 6;
-
 fn park_forever() -> ! {
     // SAFETY: masking the LAPIC timer Linux may have armed on this core (x2APIC MSR).
     unsafe {
@@ -169,7 +169,7 @@ fn park_forever() -> ! {
 /// guest leaves it (NMI exiting) and parks; a parked one sees the flag.
 fn stop_partition(linux: &LinuxPartition, p: &Partition) {
     linux.stopped.store(true, Ordering::SeqCst);
-    p.set_state(PartitionState::Halted);
+    let _ = p.apply(Event::Halt(Cause::HealthMonitor));
     // SAFETY: reading this core's own APIC mode.
     let x2apic = unsafe { rdmsr(IA32_APIC_BASE) } & APIC_BASE_EXTD != 0;
     // SAFETY: this core's own x2APIC id register.
@@ -189,6 +189,91 @@ impl PciConfigSpace for NoPciFunctions {
         u32::MAX
     }
     fn write(&mut self, _bdf: Bdf, _register: u8, _size: u8, _value: u32) {}
+}
+
+/// Port-bus id of the console UART (COM1).
+const UART_DEVICE: usize = 0;
+/// Port-bus id of the PCI configuration filter (0xCF8-0xCFF).
+const PCI_DEVICE: usize = 1;
+/// Devices on a Linux vCPU's port bus.
+const PORT_DEVICES: usize = 2;
+
+/// The port bus of a Linux vCPU: the console UART and the PCI configuration ports (the
+/// vCPU policy has taken the power-off and reset requests before the bus sees an access).
+fn linux_port_bus() -> Result<PortBus<PORT_DEVICES>, alloc::string::String> {
+    let mut bus = PortBus::new();
+    bus.register(COM1_BASE, UART_PORT_COUNT, UART_DEVICE)
+        .and_then(|_| bus.register(CONFIG_ADDRESS_PORT, 8, PCI_DEVICE))
+        .map_err(|e| alloc::format!("port bus: {e:?}"))?;
+    Ok(bus)
+}
+
+/// The partition's shared port devices as one vCPU reaches them.
+struct LinuxPortDevices<'a> {
+    p: &'static Partition,
+    linux: &'static LinuxPartition,
+    marker_seen: &'a mut usize,
+}
+
+impl PortDevices for LinuxPortDevices<'_> {
+    fn port_read(&mut self, id: usize, offset: u16, size: u8) -> u32 {
+        match id {
+            UART_DEVICE => {
+                let mut uart = self.linux.uart.lock();
+                read_bytewise(size, |i| {
+                    let mut v = uart.read(offset + i);
+                    // Back-pressure: while much of Linux's own console output still
+                    // waits for the real UART, the virtual one reports its transmitter
+                    // busy, so Linux's driver waits (on its own core) instead of
+                    // overflowing its queue; other partitions' output plays no part.
+                    if offset + i == REG_LSR && crate::console::partition_backlogged(self.p) {
+                        v &= !(LSR_THRE | LSR_TEMT);
+                    }
+                    v
+                })
+            }
+            PCI_DEVICE => {
+                self.linux.pci.lock().read(CONFIG_ADDRESS_PORT + offset, size, &mut NoPciFunctions).0
+            }
+            _ => all_ones(size),
+        }
+    }
+
+    fn port_write(&mut self, id: usize, offset: u16, size: u8, value: u32) {
+        match id {
+            UART_DEVICE => {
+                let mut uart = self.linux.uart.lock();
+                let (p, linux, marker_seen) = (self.p, self.linux, &mut *self.marker_seen);
+                let mut sink = |b: u8| {
+                    super::stats::note_marker(linux, marker_seen, b);
+                    crate::console::partition_output(p, &[b]);
+                };
+                write_bytewise(size, value, |i, b| uart.write(offset + i, b, &mut sink));
+            }
+            PCI_DEVICE => {
+                self.linux.pci.lock().write(CONFIG_ADDRESS_PORT + offset, size, value, &mut NoPciFunctions);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The partition's RAM as its guest-physical address space (from GPA 0).
+struct PartitionRam(&'static Partition);
+
+impl GuestPhysical for PartitionRam {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        let inside = gpa.checked_add(buf.len() as u64).is_some_and(|end| end <= self.0.ram_bytes);
+        if !inside {
+            return false;
+        }
+        for (i, byte) in buf.iter_mut().enumerate() {
+            // SAFETY: `gpa + i` is inside the partition's RAM, which is identity-mapped in
+            // the hypervisor. Volatile: another vCPU of the guest may be writing it.
+            *byte = unsafe { core::ptr::read_volatile((self.0.ram_hpa + gpa + i as u64) as *const u8) };
+        }
+        true
+    }
 }
 
 impl LinuxVcpu {
@@ -219,6 +304,7 @@ impl LinuxVcpu {
             msrs: LinuxMsrPolicy::new(&linux.map, index, tsc_khz),
             cpuid: LinuxCpuid::new(&linux.map, index, host_max_basic, timing),
             io: LinuxIoPolicy::default(),
+            ports: linux_port_bus()?,
             marker_seen: 0,
             trace_left: if index == 0 { 0 } else { TRACE_EXITS },
         })
@@ -324,7 +410,7 @@ impl LinuxVcpu {
             write(field, value).map_err(|err| alloc::format!("VMWRITE {field:#x}: {err}"))?;
         }
         self.regs = GuestRegs { rsi: e.rsi, rbx: e.rbx, ..GuestRegs::default() };
-        self.p.set_state(PartitionState::Running);
+        let _ = self.p.apply(Event::Started);
         Ok(())
     }
 
@@ -380,8 +466,11 @@ impl LinuxVcpu {
             self.m.count_exit(self.core);
             match self.handle_exit() {
                 Flow::Resume => {}
-                Flow::Skip => {
-                    let rip = read(guest::RIP).wrapping_add(read(exit_info::INSTRUCTION_LEN));
+                flow @ (Flow::Skip | Flow::Emulated { .. }) => {
+                    let rip = match flow {
+                        Flow::Emulated { next_rip } => next_rip,
+                        _ => read(guest::RIP).wrapping_add(read(exit_info::INSTRUCTION_LEN)),
+                    };
                     let _ = write(guest::RIP, rip);
                     let blocking = read(guest::INTERRUPTIBILITY_STATE);
                     if blocking & 3 != 0 {
@@ -421,6 +510,13 @@ impl LinuxVcpu {
         };
         match classify(&info) {
             Disposition::Handle(exit) => self.handle(exit, &info),
+            // An EPT violation in a device's range is an MMIO access for the device.
+            Disposition::Fault(_)
+                if info.basic_reason() == ExitReason::EptViolation
+                    && self.linux.mmio.claims(info.guest_physical) =>
+            {
+                self.mmio(&info)
+            }
             Disposition::Fault(class) => match xapic_access_message(&info) {
                 Some(x) => self.health(class, &x),
                 None => self.health(class, &info.describe()),
@@ -571,39 +667,8 @@ impl LinuxVcpu {
             return Flow::Skip;
         }
         let out = q.direction == IoDirection::Out;
-        let value = self.regs.rax as u32 & width_mask(q.size);
-        let result: u32 = match self.io.classify(&q, value as u64) {
-            IoAction::Uart { offset } => {
-                let mut uart = self.linux.uart.lock();
-                if out {
-                    let p = self.p;
-                    let (linux, marker_seen) = (self.linux, &mut self.marker_seen);
-                    uart.write(offset as u16, value as u8, &mut |b: u8| {
-                        super::stats::note_marker(linux, marker_seen, b);
-                        p.console.lock().push(&p.name, &[b], &mut SerialSink);
-                    });
-                    0
-                } else {
-                    let mut v = uart.read(offset as u16) as u32;
-                    // Back-pressure: while much of this machine's console output still
-                    // waits for the real UART, the virtual one reports its transmitter
-                    // busy, so Linux's driver waits (on its own core) instead of filling
-                    // the shared queue ahead of the other partitions' lines.
-                    if offset == UART_LSR && crate::serial::backlog() > crate::serial::BACKLOG_LIMIT {
-                        v &= !(LSR_THRE | LSR_TEMT);
-                    }
-                    v
-                }
-            }
-            IoAction::PciConfigAddress | IoAction::PciConfigData { .. } => {
-                let mut pci = self.linux.pci.lock();
-                if out {
-                    pci.write(q.port, q.size, value, &mut NoPciFunctions);
-                    0
-                } else {
-                    pci.read(q.port, q.size, &mut NoPciFunctions).0
-                }
-            }
+        let value = self.regs.rax as u32 & all_ones(q.size);
+        match self.io.classify(&q, value as u64) {
             IoAction::PowerOff => {
                 self.power_off("powered off");
                 return Flow::Stop;
@@ -614,12 +679,67 @@ impl LinuxVcpu {
                 );
                 return Flow::Stop;
             }
-            IoAction::Absent(_) => u32::MAX,
-        };
-        if !out {
+            IoAction::Device => {}
+        }
+        let mut devices =
+            LinuxPortDevices { p: self.p, linux: self.linux, marker_seen: &mut self.marker_seen };
+        if out {
+            self.ports.write(q.port, q.size, value, &mut devices);
+        } else {
+            let result = self.ports.read(q.port, q.size, &mut devices);
             self.regs.rax = merge_in(self.regs.rax, q.size, result);
         }
         Flow::Skip
+    }
+
+    /// An EPT violation in a range of the partition's MMIO bus: the access is emulated on
+    /// the device, or it is the partition's memory violation.
+    fn mmio(&mut self, info: &ExitInfo) -> Flow {
+        let (cr0, efer) = (read(guest::CR0), read(guest::IA32_EFER));
+        let exit = MmioExit {
+            gpa: info.guest_physical,
+            access: EptAccess::from_qualification(info.qualification),
+            rip: info.guest_rip,
+            cs_base: read(guest::CS_BASE),
+            bitness: code_bitness(cr0, efer, read(guest::CS_ACCESS_RIGHTS) as u32),
+            paging: Paging { cr0, cr3: read(guest::CR3), cr4: read(guest::CR4), efer },
+        };
+        let mut gprs: [u64; 16] = core::array::from_fn(|n| self.gpr(n as u8));
+        match emulate(&self.linux.mmio, &exit, &PartitionRam(self.p), &mut gprs) {
+            Ok(done) => {
+                if let Some(n) = done.written_register {
+                    self.set_gpr(n, gprs[usize::from(n)]);
+                }
+                Flow::Emulated { next_rip: done.next_rip }
+            }
+            Err(fault) => {
+                self.health(EventClass::MemoryViolation, &format_args!("{}: {fault}", info.describe()))
+            }
+        }
+    }
+
+    fn set_gpr(&mut self, n: u8, value: u64) {
+        let r = &mut self.regs;
+        match n {
+            0 => r.rax = value,
+            1 => r.rcx = value,
+            2 => r.rdx = value,
+            3 => r.rbx = value,
+            4 => {
+                let _ = write(guest::RSP, value);
+            }
+            5 => r.rbp = value,
+            6 => r.rsi = value,
+            7 => r.rdi = value,
+            8 => r.r8 = value,
+            9 => r.r9 = value,
+            10 => r.r10 = value,
+            11 => r.r11 = value,
+            12 => r.r12 = value,
+            13 => r.r13 = value,
+            14 => r.r14 = value,
+            _ => r.r15 = value,
+        }
     }
 
     fn gpr(&self, n: u8) -> u64 {
@@ -709,8 +829,8 @@ impl LinuxVcpu {
         if decision.action == Action::RestartPartition {
             decision.action = Action::HaltPartition;
         }
-        p.console.lock().flush(&p.name, &mut SerialSink);
-        hvlog!("{}", decision.report(&p.name, what));
+        crate::console::flush_partition(p);
+        crate::hvlog_for!(p, "{}", decision.report(&p.name, what));
         let continuable = matches!(class, EventClass::IoViolation | EventClass::MsrViolation);
         match decision.action {
             Action::Log if continuable => inject(INJECT_GP),
@@ -728,10 +848,10 @@ impl LinuxVcpu {
 
     fn power_off(&mut self, what: &str) {
         let p = self.p;
-        p.console.lock().flush(&p.name, &mut SerialSink);
+        crate::console::flush_partition(p);
         stop_partition(self.linux, p);
         super::stats::print_exit_counts(self.m, self.linux, &p.name, what);
-        hvlog!("partition {}: {what}", p.name);
+        crate::hvlog_for!(p, "partition {}: {what}", p.name);
     }
 }
 

@@ -1,0 +1,142 @@
+//! Which misbehaviour a partition name selects: the first entry of [`MODES`] whose
+//! fragment the name contains. Order matters where one fragment contains another
+//! (`wbinvd` contains `invd`), so longer, more specific fragments come first.
+
+/// A control-register bit a partition tries to set; the hypervisor must refuse it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForbiddenCr4Bit {
+    /// CR4.PCE: RDPMC at any privilege level.
+    Pce,
+    /// CR4.TSD: changes who may read the time-stamp counter.
+    Tsd,
+    /// CR4.MCE: machine-check exceptions, a machine-wide facility.
+    Mce,
+}
+
+impl ForbiddenCr4Bit {
+    /// The bit's mask in CR4.
+    pub const fn mask(self) -> u64 {
+        match self {
+            Self::Pce => crate::state::cr4::PCE,
+            Self::Tsd => crate::state::cr4::TSD,
+            Self::Mce => crate::state::cr4::MCE,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Pce => "CR4.PCE",
+            Self::Tsd => "CR4.TSD",
+            Self::Mce => "CR4.MCE",
+        }
+    }
+}
+
+/// What a `rogue` partition does wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// WBINVD: writes back and invalidates the shared caches.
+    Wbinvd,
+    /// MONITOR on a page of its own, then MWAIT with a deep C-state hint.
+    Mwait,
+    /// MONITOR alone.
+    Monitor,
+    /// RDPMC of counter 0.
+    Rdpmc,
+    /// Sets CR0.CD and CR0.NW (uncached execution).
+    Cr0CacheDisable,
+    /// Sets one forbidden CR4 bit.
+    Cr4(ForbiddenCr4Bit),
+    /// XSETBV of an invalid XCR0 (AVX without SSE).
+    Xsetbv,
+    /// Floods the console with 4 KiB lines.
+    Flood,
+    /// Reports faults of a `log` class as fast as it can.
+    HealthSpam,
+    /// Restarts itself right after the grace period, in every incarnation.
+    SelfRestart,
+    /// Plants marker values in per-core register state every window.
+    Plant,
+    /// Looks for the planter's markers in its own register state.
+    Snoop,
+    /// `out` to port 0x80.
+    Port,
+    /// WRMSR to IA32_FEATURE_CONTROL.
+    Msr,
+    /// INVD.
+    Invd,
+    /// Empty IDT, then `int3`.
+    TripleFault,
+    /// `panic!`.
+    Panic,
+    /// Loops without yielding.
+    Spin,
+    /// A periodic task that always overruns.
+    Deadline,
+    /// Writes a channel it only reads.
+    ReadOnlyChannel,
+    /// Writes beyond its RAM (the default).
+    OutsideRam,
+}
+
+/// Name fragment → mode, first match wins (see the module documentation).
+pub const MODES: &[(&str, Mode)] = &[
+    ("wbinvd", Mode::Wbinvd),
+    ("mwait", Mode::Mwait),
+    ("monitor", Mode::Monitor),
+    ("rdpmc", Mode::Rdpmc),
+    ("cr0cd", Mode::Cr0CacheDisable),
+    ("cr4pce", Mode::Cr4(ForbiddenCr4Bit::Pce)),
+    ("cr4tsd", Mode::Cr4(ForbiddenCr4Bit::Tsd)),
+    ("cr4mce", Mode::Cr4(ForbiddenCr4Bit::Mce)),
+    ("xsetbv", Mode::Xsetbv),
+    ("flood", Mode::Flood),
+    ("hmspam", Mode::HealthSpam),
+    ("selfrestart", Mode::SelfRestart),
+    ("plant", Mode::Plant),
+    ("snoop", Mode::Snoop),
+    ("port", Mode::Port),
+    ("msr", Mode::Msr),
+    ("invd", Mode::Invd),
+    ("triple", Mode::TripleFault),
+    ("panic", Mode::Panic),
+    ("spin", Mode::Spin),
+    ("deadline", Mode::Deadline),
+    ("readonly", Mode::ReadOnlyChannel),
+];
+
+/// The mode a partition called `name` runs.
+pub fn mode_for(name: &str) -> Mode {
+    MODES.iter().find(|(fragment, _)| name.contains(fragment)).map_or(Mode::OutsideRam, |&(_, mode)| mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every fragment, used as a whole name, selects its own mode: no earlier entry
+    /// shadows it (the reason `wbinvd` must come before `invd`).
+    #[test]
+    fn no_fragment_is_shadowed_by_an_earlier_one() {
+        for &(fragment, mode) in MODES {
+            assert_eq!(mode_for(fragment), mode, "{fragment}");
+        }
+    }
+
+    #[test]
+    fn names_in_the_test_tables_select_the_intended_mode() {
+        assert_eq!(mode_for("rogue_invd"), Mode::Invd);
+        assert_eq!(mode_for("wbinvd"), Mode::Wbinvd);
+        assert_eq!(mode_for("rogue_port"), Mode::Port);
+        assert_eq!(mode_for("cr4tsd"), Mode::Cr4(ForbiddenCr4Bit::Tsd));
+        assert_eq!(mode_for("rogue"), Mode::OutsideRam);
+        assert_eq!(mode_for(""), Mode::OutsideRam);
+    }
+
+    #[test]
+    fn cr4_bits_are_the_architectural_ones() {
+        assert_eq!(ForbiddenCr4Bit::Tsd.mask(), 1 << 2);
+        assert_eq!(ForbiddenCr4Bit::Mce.mask(), 1 << 6);
+        assert_eq!(ForbiddenCr4Bit::Pce.mask(), 1 << 8);
+    }
+}

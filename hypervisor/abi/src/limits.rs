@@ -1,0 +1,526 @@
+//! Every limit and layout rule a table must satisfy to boot, in one place.
+//!
+//! Three parties judge a table: the Parseltongue checker (with source spans), the
+//! hypervisor's re-validator ([`crate::table::Table::validate`]) and the boot path
+//! (placement, EPT, loaders, command line, boot info, file names). Each of them takes its
+//! numbers and rules from here (or from the module that owns a layout: [`crate::layout`],
+//! [`crate::bootinfo`], [`crate::channel`]), so a table the checker accepts is one the
+//! hypervisor boots, and nothing is truncated or ignored on the way.
+//!
+//! The rules are pure functions over plain numbers and strings, so the checker (which
+//! works on the syntax tree) and the re-validator (which works on the binary table) call
+//! the very same code.
+
+use crate::layout::{
+    CHANNEL_WINDOW_BYTES, CHANNEL_WINDOW_GPA, IMAGE_BASE_GPA, LARGE_PAGE_SIZE, PAGE_SIZE, STACK_BYTES,
+};
+
+pub use crate::bootinfo::{MAX_CHANNELS as MAX_CHANNELS_PER_PARTITION, NAME_MAX};
+
+// ---------------------------------------------------------------------------------------
+// Names and files.
+
+/// ESP directory holding the table and every image it names.
+pub const ESP_DIR: &str = "\\rusthallows\\";
+/// The table's file name inside [`ESP_DIR`].
+pub const TABLE_FILE: &str = "table.bin";
+/// Longest image, kernel or initramfs name (bytes), relative to [`ESP_DIR`]. FAT long
+/// names hold 255 UTF-16 units per component; the whole path stays well inside that.
+pub const FILE_NAME_MAX: usize = 200;
+
+/// Why a file name cannot be opened on the ESP as `\rusthallows\NAME`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileNameError {
+    Empty,
+    TooLong {
+        len: usize,
+        max: usize,
+    },
+    /// Starts with `/` or `\`: an absolute path would leave `\rusthallows\`.
+    Absolute,
+    /// An empty component (`a//b`) or one ending in `/`.
+    EmptyComponent,
+    /// A `.` or `..` component: the name must stay inside `\rusthallows\`.
+    DotComponent,
+    /// A character a FAT file name cannot hold (control characters, `"*:<>?|`) or one
+    /// outside UCS-2 (the firmware's file names are UCS-2).
+    BadCharacter {
+        ch: char,
+    },
+    /// A component ending in `.` or a space (FAT drops them: another file would open).
+    TrailingDotOrSpace,
+}
+
+impl core::fmt::Display for FileNameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => write!(f, "the file name is empty"),
+            Self::TooLong { len, max } => write!(f, "the file name has {len} bytes, at most {max} fit"),
+            Self::Absolute => write!(f, "the file name is absolute; it must be relative to \\rusthallows\\"),
+            Self::EmptyComponent => write!(f, "the file name has an empty path component"),
+            Self::DotComponent => {
+                write!(f, "the file name has a `.` or `..` component; it must stay inside \\rusthallows\\")
+            }
+            Self::BadCharacter { ch } => {
+                write!(f, "the file name holds {ch:?}, which a UEFI (FAT) file name cannot hold")
+            }
+            Self::TrailingDotOrSpace => write!(f, "a path component ends in `.` or a space"),
+        }
+    }
+}
+
+/// Checks that `name` opens as `\rusthallows\NAME` on a FAT ESP. `/` and `\` both
+/// separate directories.
+pub fn check_file_name(name: &str) -> Result<(), FileNameError> {
+    if name.is_empty() {
+        return Err(FileNameError::Empty);
+    }
+    if name.len() > FILE_NAME_MAX {
+        return Err(FileNameError::TooLong { len: name.len(), max: FILE_NAME_MAX });
+    }
+    if let Some(ch) = name
+        .chars()
+        .find(|c| (*c as u32) < 0x20 || *c == '\u{7f}' || (*c as u32) > 0xFFFF || "\"*:<>?|".contains(*c))
+    {
+        return Err(FileNameError::BadCharacter { ch });
+    }
+    if name.starts_with(['/', '\\']) {
+        return Err(FileNameError::Absolute);
+    }
+    for component in name.split(['/', '\\']) {
+        if component.is_empty() {
+            return Err(FileNameError::EmptyComponent);
+        }
+        if component == "." || component == ".." {
+            return Err(FileNameError::DotComponent);
+        }
+        if component.ends_with(['.', ' ']) {
+            return Err(FileNameError::TrailingDotOrSpace);
+        }
+    }
+    Ok(())
+}
+
+/// The ESP path of a table-named file: `\rusthallows\` then `name` with `/` as `\`.
+/// Only meaningful for names [`check_file_name`] accepts.
+pub fn esp_path_chars(name: &str) -> impl Iterator<Item = char> + '_ {
+    ESP_DIR.chars().chain(name.chars().map(|c| if c == '/' { '\\' } else { c }))
+}
+
+/// Why a partition or channel name does not fit the boot info's name field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    /// Longer than [`NAME_MAX`] bytes: boot info would cut it, and the SDK could never
+    /// find the channel (or the partition its own name) by it.
+    TooLong {
+        len: usize,
+    },
+}
+
+/// Checks a partition or channel name against the boot info's name field.
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    match name.len() {
+        0 => Err(NameError::Empty),
+        len if len > NAME_MAX => Err(NameError::TooLong { len }),
+        _ => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// I/O ports the hypervisor itself uses.
+
+/// The hypervisor's console when the table says `console 0` or nothing: COM1. The
+/// hypervisor prints on COM1 from its first instruction; a non-zero table port moves it
+/// there once the table is read, and COM1 is not touched again.
+pub const DEFAULT_CONSOLE_PORT: u16 = 0x3f8;
+/// Registers of a 16550 UART: base .. base + 8. Any of them reprograms the UART.
+pub const UART_PORTS: u32 = 8;
+
+/// A block of I/O ports the hypervisor drives itself; never passed through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReservedPorts {
+    pub first: u32,
+    pub count: u32,
+    pub what: &'static str,
+}
+
+/// Ports the hypervisor owns on every machine, besides its console UART:
+/// - the PICs' mask registers, which it writes to keep legacy interrupts off every core;
+/// - PCI configuration mechanism #1 (0xCF8-0xCFF, with the reset control register
+///   0xCF9): whoever owns it reprograms every device's BARs and can reset the machine;
+/// - the emulator power-off port the hypervisor writes to halt the system.
+pub const HYPERVISOR_PORTS: [ReservedPorts; 4] = [
+    ReservedPorts { first: 0x20, count: 2, what: "the master PIC" },
+    ReservedPorts { first: 0xA0, count: 2, what: "the slave PIC" },
+    ReservedPorts { first: 0xCF8, count: 8, what: "PCI configuration space (and the reset register 0xCF9)" },
+    ReservedPorts { first: 0x8900, count: 1, what: "the emulator power-off port" },
+];
+
+/// The console UART's base port for a table's `console_port` (0 keeps the default).
+pub const fn console_base(console_port: u16) -> u16 {
+    if console_port == 0 {
+        DEFAULT_CONSOLE_PORT
+    } else {
+        console_port
+    }
+}
+
+/// Whether a console port leaves room for the UART's 8 registers below 0x10000.
+pub const fn console_port_fits(console_port: u16) -> bool {
+    console_base(console_port) as u32 + UART_PORTS <= 0x1_0000
+}
+
+/// The hypervisor's console UART as a reserved port block.
+pub const fn console_ports(console_port: u16) -> ReservedPorts {
+    ReservedPorts { first: console_base(console_port) as u32, count: UART_PORTS, what: "the console UART" }
+}
+
+/// The first port block the hypervisor owns that `first .. first + count` touches: the
+/// console UART (any of its registers) or one of [`HYPERVISOR_PORTS`].
+pub fn reserved_port_conflict(console_port: u16, first: u32, count: u32) -> Option<ReservedPorts> {
+    let end = first as u64 + count as u64;
+    core::iter::once(console_ports(console_port))
+        .chain(HYPERVISOR_PORTS)
+        .find(|r| (first as u64) < r.first as u64 + r.count as u64 && (r.first as u64) < end)
+}
+
+// ---------------------------------------------------------------------------------------
+// Guest-physical maps.
+
+/// Guest-physical addresses EPT can map (4-level EPT): passed-through MMIO, mapped at
+/// its host-physical address, must end below this.
+pub const GUEST_PHYS_LIMIT: u64 = 1 << 48;
+
+/// Host-physical addresses EPT can point to (the architectural maximum): pinned RAM
+/// must end below this.
+pub const HOST_PHYS_LIMIT: u64 = 1 << 52;
+
+/// Whether RAM pinned at host-physical `base` with `bytes` can be placed and mapped:
+/// 2 MiB aligned and ending at or below [`HOST_PHYS_LIMIT`].
+pub const fn pinned_fits(base: u64, bytes: u64) -> bool {
+    base.is_multiple_of(LARGE_PAGE_SIZE)
+        && match base.checked_add(bytes) {
+            Some(end) => end <= HOST_PHYS_LIMIT,
+            None => false,
+        }
+}
+
+/// A block of host-physical MMIO the hypervisor keeps for itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReservedMmio {
+    pub base: u64,
+    pub size: u64,
+    pub what: &'static str,
+}
+
+/// MMIO never passed through: the interrupt address range, holding the local APIC page
+/// the hypervisor sends IPIs through (xAPIC mode) and the MSI target addresses, and the
+/// I/O APIC's architectural default page (its owner could route interrupts to any core).
+pub const HYPERVISOR_MMIO: [ReservedMmio; 2] = [
+    ReservedMmio { base: 0xFEC0_0000, size: 0x1000, what: "the I/O APIC" },
+    ReservedMmio { base: 0xFEE0_0000, size: 0x10_0000, what: "the local APICs and MSI address range" },
+];
+
+/// The first hypervisor-owned MMIO block that `base .. base + size` touches.
+pub fn reserved_mmio_conflict(base: u64, size: u64) -> Option<ReservedMmio> {
+    let end = base.saturating_add(size);
+    HYPERVISOR_MMIO.into_iter().find(|r| base < r.base + r.size && r.base < end)
+}
+
+/// Why a passed-through MMIO range cannot be mapped into its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioConflict {
+    /// It reaches past [`GUEST_PHYS_LIMIT`].
+    BeyondGuestPhysical,
+    /// It overlaps the partition's own RAM (guest-physical `0 .. ram_bytes`): MMIO is
+    /// mapped at guest-physical = host-physical.
+    InsideRam,
+    /// It overlaps the channel window of a partition that has channels.
+    InsideChannelWindow,
+}
+
+/// Checks an MMIO range (`base`, `size`, already page aligned and non-empty) against the
+/// guest-physical map of a partition with `ram_bytes` of RAM, which has channels or not.
+pub fn mmio_conflict(base: u64, size: u64, ram_bytes: u64, has_channels: bool) -> Option<MmioConflict> {
+    let end = base.checked_add(size)?;
+    let overlaps = |start: u64, bytes: u64| base < start.saturating_add(bytes) && start < end;
+    if end > GUEST_PHYS_LIMIT {
+        Some(MmioConflict::BeyondGuestPhysical)
+    } else if overlaps(0, ram_bytes) {
+        Some(MmioConflict::InsideRam)
+    } else if has_channels && overlaps(CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_BYTES) {
+        Some(MmioConflict::InsideChannelWindow)
+    } else {
+        None
+    }
+}
+
+/// Room an RT partition needs at least between the image base and its stacks, for its
+/// image and heap; the image itself is checked against the real room at load.
+pub const RT_MIN_IMAGE_ROOM: u64 = 256 << 10;
+
+/// The lowest stack's bottom in an RT partition with `ram_bytes` of RAM and `vcpus`
+/// vCPUs (one [`STACK_BYTES`] stack each, vCPU 0 highest), or `None` when the stacks do
+/// not fit.
+pub const fn stacks_bottom(ram_bytes: u64, vcpus: u32) -> Option<u64> {
+    match (vcpus as u64).checked_mul(STACK_BYTES) {
+        Some(stacks) => ram_bytes.checked_sub(stacks),
+        None => None,
+    }
+}
+
+/// Bytes between [`IMAGE_BASE_GPA`] and the stacks: what the image and heap get.
+pub const fn rt_image_room(ram_bytes: u64, vcpus: u32) -> u64 {
+    match stacks_bottom(ram_bytes, vcpus) {
+        Some(bottom) => bottom.saturating_sub(IMAGE_BASE_GPA),
+        None => 0,
+    }
+}
+
+/// The smallest RAM (a multiple of 2 MiB) an RT partition with `vcpus` vCPUs needs.
+pub const fn rt_min_ram_for(vcpus: u32) -> u64 {
+    let needed = IMAGE_BASE_GPA + RT_MIN_IMAGE_ROOM + vcpus as u64 * STACK_BYTES;
+    needed.div_ceil(LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory the hypervisor places.
+
+/// Rounds up to the 2 MiB granule every placed block has (`None` on overflow).
+pub const fn round_to_large_page(bytes: u64) -> Option<u64> {
+    match bytes.checked_add(LARGE_PAGE_SIZE - 1) {
+        Some(b) => Some(b & !(LARGE_PAGE_SIZE - 1)),
+        None => None,
+    }
+}
+
+/// Host RAM a table needs, exactly as placement takes it: the hypervisor reservation,
+/// every partition's RAM and one block for the channel window up to its highest region
+/// end, each rounded up to 2 MiB. Saturates instead of overflowing.
+pub fn ram_needed(
+    hv_reserved: u64,
+    partitions: impl IntoIterator<Item = u64>,
+    channel_window_end: u64,
+) -> u64 {
+    let round = |b: u64| round_to_large_page(b).unwrap_or(u64::MAX);
+    partitions
+        .into_iter()
+        .map(round)
+        .fold(round(hv_reserved), u64::saturating_add)
+        .saturating_add(round(channel_window_end))
+}
+
+// ---------------------------------------------------------------------------------------
+// Cache ways.
+
+/// Most LLC ways a table can describe (`Platform::llc_ways` is a `u8`): way ids run
+/// from 0 to `MAX_LLC_WAYS - 1`, so a partition's `first + count` never exceeds it.
+pub const MAX_LLC_WAYS: u32 = u8::MAX as u32;
+
+// ---------------------------------------------------------------------------------------
+// Linux partitions.
+
+/// The smallest RAM a Linux partition may have.
+pub const LINUX_MIN_RAM: u64 = 64 << 20;
+
+/// The largest RAM a Linux partition may have: it is mapped from guest-physical 0, and
+/// EPT maps guest-physical addresses below [`GUEST_PHYS_LIMIT`].
+pub const LINUX_MAX_RAM: u64 = GUEST_PHYS_LIMIT;
+
+/// Longest Linux command line, without its NUL: x86-64 Linux's `COMMAND_LINE_SIZE` is
+/// 2048 (the boot protocol's `cmdline_size` of 2047); the hypervisor never gives more.
+pub const LINUX_CMDLINE_MAX: usize = 2047;
+
+/// Kernel parameters the hypervisor appends to every Linux command line:
+/// - `noapic`: there is no I/O APIC; with it Linux 6.1 keeps the x2APIC mode the
+///   hypervisor enabled (see `hallows_core::linux_vcpu`).
+/// - `tsc=reliable`: the partition has no second clock (no HPET, PM timer or PIT), so
+///   Linux's clocksource watchdog would compare the TSC with jiffies, which are driven by
+///   the TSC-deadline timer itself and lag whenever interrupts are held off (printing to
+///   the trapped UART under an emulator takes long): it then wrongly marks the TSC
+///   unstable and falls back to the jiffies clocksource.
+pub const LINUX_CMDLINE_SUFFIX: &str = " noapic tsc=reliable";
+
+/// What a table's command line may hold: the kernel's maximum minus the suffix.
+pub const LINUX_CMDLINE_BUDGET: usize = LINUX_CMDLINE_MAX - LINUX_CMDLINE_SUFFIX.len();
+
+/// Why a table's Linux command line cannot be given to the kernel as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError {
+    TooLong {
+        len: usize,
+        max: usize,
+    },
+    /// A NUL or another control character (the kernel would stop at a NUL, and reads
+    /// newlines and tabs as separators the table author did not see).
+    ControlCharacter {
+        offset: usize,
+    },
+}
+
+impl core::fmt::Display for CmdlineError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::TooLong { len, max } => write!(f, "the command line has {len} bytes, at most {max} fit"),
+            Self::ControlCharacter { offset } => write!(f, "a control character at byte {offset}"),
+        }
+    }
+}
+
+/// Checks a table's Linux command line (before the hypervisor's suffix).
+pub fn check_linux_cmdline(cmdline: &str) -> Result<(), CmdlineError> {
+    if let Some(offset) = cmdline.bytes().position(|b| b < 0x20 || b == 0x7f) {
+        return Err(CmdlineError::ControlCharacter { offset });
+    }
+    if cmdline.len() > LINUX_CMDLINE_BUDGET {
+        return Err(CmdlineError::TooLong { len: cmdline.len(), max: LINUX_CMDLINE_BUDGET });
+    }
+    Ok(())
+}
+
+/// The command line the kernel gets: the table's, then [`LINUX_CMDLINE_SUFFIX`]. Only
+/// for command lines [`check_linux_cmdline`] accepts.
+pub fn linux_cmdline_parts(cmdline: &str) -> [&str; 2] {
+    [cmdline, LINUX_CMDLINE_SUFFIX]
+}
+
+const _: () = assert!(PAGE_SIZE.is_power_of_two() && LARGE_PAGE_SIZE.is_multiple_of(PAGE_SIZE));
+const _: () = assert!(rt_min_ram_for(1) == crate::layout::RT_MIN_RAM);
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn file_names_stay_inside_the_esp_directory() {
+        for good in ["hello.elf", "linux/vmlinux", "a\\b.cpio", "bzImage", "é.elf", "a b.elf"] {
+            assert_eq!(check_file_name(good), Ok(()), "{good}");
+        }
+        assert_eq!(check_file_name(""), Err(FileNameError::Empty));
+        assert_eq!(check_file_name("/etc/x"), Err(FileNameError::Absolute));
+        assert_eq!(check_file_name("\\EFI\\BOOT\\BOOTX64.EFI"), Err(FileNameError::Absolute));
+        assert_eq!(check_file_name("../table.bin"), Err(FileNameError::DotComponent));
+        assert_eq!(check_file_name("a/./b"), Err(FileNameError::DotComponent));
+        assert_eq!(check_file_name("a//b"), Err(FileNameError::EmptyComponent));
+        assert_eq!(check_file_name("a/"), Err(FileNameError::EmptyComponent));
+        assert_eq!(check_file_name("a."), Err(FileNameError::TrailingDotOrSpace));
+        assert_eq!(check_file_name("a "), Err(FileNameError::TrailingDotOrSpace));
+        assert_eq!(check_file_name("a:b"), Err(FileNameError::BadCharacter { ch: ':' }));
+        assert_eq!(check_file_name("a\0b"), Err(FileNameError::BadCharacter { ch: '\0' }));
+        assert_eq!(check_file_name("a\u{1F600}"), Err(FileNameError::BadCharacter { ch: '\u{1F600}' }));
+        let long = "x".repeat(FILE_NAME_MAX + 1);
+        assert_eq!(
+            check_file_name(&long),
+            Err(FileNameError::TooLong { len: FILE_NAME_MAX + 1, max: FILE_NAME_MAX })
+        );
+        assert_eq!(esp_path_chars("a/b.elf").collect::<std::string::String>(), "\\rusthallows\\a\\b.elf");
+    }
+
+    #[test]
+    fn names_fit_the_boot_info_field() {
+        assert_eq!(check_name("a"), Ok(()));
+        assert_eq!(check_name(&"n".repeat(NAME_MAX)), Ok(()));
+        assert_eq!(check_name(&"n".repeat(NAME_MAX + 1)), Err(NameError::TooLong { len: NAME_MAX + 1 }));
+        assert_eq!(check_name(""), Err(NameError::Empty));
+    }
+
+    #[test]
+    fn every_console_register_and_hypervisor_port_is_reserved() {
+        for port in 0x3f8..0x400 {
+            assert_eq!(reserved_port_conflict(0x3f8, port, 1).map(|r| r.what), Some("the console UART"));
+            assert_eq!(reserved_port_conflict(0, port, 1).map(|r| r.what), Some("the console UART"));
+        }
+        assert_eq!(reserved_port_conflict(0x3f8, 0x3f0, 8), None);
+        assert_eq!(reserved_port_conflict(0x3f8, 0x400, 8), None);
+        assert!(reserved_port_conflict(0x2f8, 0x3f8, 8).is_none(), "the console moved to COM2");
+        assert!(reserved_port_conflict(0x2f8, 0x2ff, 1).is_some());
+        assert!(reserved_port_conflict(0x3f8, 0xCF9, 1).is_some());
+        assert!(reserved_port_conflict(0x3f8, 0x21, 1).is_some());
+        assert!(reserved_port_conflict(0x3f8, 0x8900, 1).is_some());
+        assert!(reserved_port_conflict(0x3f8, 0, 0x1_0000).is_some());
+        assert!(console_port_fits(0xfff8) && !console_port_fits(0xfff9) && console_port_fits(0));
+    }
+
+    #[test]
+    fn the_apics_are_never_passed_through() {
+        assert_eq!(reserved_mmio_conflict(0xFEE0_0000, 0x1000).map(|r| r.base), Some(0xFEE0_0000));
+        assert_eq!(reserved_mmio_conflict(0xFE00_0000, 0x200_0000).map(|r| r.base), Some(0xFEC0_0000));
+        assert_eq!(reserved_mmio_conflict(0xFEF0_0000, 0x1000), None);
+        assert_eq!(reserved_mmio_conflict(0xFEC0_1000, 0x1000), None);
+    }
+
+    #[test]
+    fn mmio_must_not_cover_ram_or_the_channel_window() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(mmio_conflict(0x1000, 0x1000, 4 * MIB, false), Some(MmioConflict::InsideRam));
+        assert_eq!(mmio_conflict(4 * MIB, 0x1000, 4 * MIB, false), None);
+        assert_eq!(mmio_conflict(CHANNEL_WINDOW_GPA, 0x1000, 4 * MIB, false), None);
+        assert_eq!(
+            mmio_conflict(CHANNEL_WINDOW_GPA - 0x1000, 0x2000, 4 * MIB, true),
+            Some(MmioConflict::InsideChannelWindow)
+        );
+        assert_eq!(
+            mmio_conflict(GUEST_PHYS_LIMIT - 0x1000, 0x2000, 0, false),
+            Some(MmioConflict::BeyondGuestPhysical)
+        );
+    }
+
+    #[test]
+    fn pinned_ram_is_aligned_and_addressable() {
+        assert!(pinned_fits(0x40_0000_0000, 2 << 30));
+        assert!(!pinned_fits(0x10_0000, 2 << 20));
+        assert!(pinned_fits(HOST_PHYS_LIMIT - LARGE_PAGE_SIZE, LARGE_PAGE_SIZE));
+        assert!(!pinned_fits(HOST_PHYS_LIMIT, LARGE_PAGE_SIZE));
+        assert!(!pinned_fits(u64::MAX - LARGE_PAGE_SIZE + 1, LARGE_PAGE_SIZE));
+    }
+
+    #[test]
+    fn stacks_and_image_room() {
+        assert_eq!(stacks_bottom(2 << 20, 1), Some((2 << 20) - STACK_BYTES));
+        assert_eq!(stacks_bottom(2 << 20, u32::MAX), None);
+        assert_eq!(rt_image_room(2 << 20, 16), 0);
+        assert_eq!(rt_min_ram_for(1), 2 << 20);
+        assert_eq!(rt_min_ram_for(32), 4 << 20);
+        for vcpus in 1..=256 {
+            assert!(rt_image_room(rt_min_ram_for(vcpus), vcpus) >= RT_MIN_IMAGE_ROOM);
+            assert!(rt_image_room(rt_min_ram_for(vcpus) - LARGE_PAGE_SIZE, vcpus) < RT_MIN_IMAGE_ROOM);
+        }
+    }
+
+    #[test]
+    fn linux_command_lines_leave_room_for_the_suffix() {
+        assert_eq!(check_linux_cmdline("console=ttyS0"), Ok(()));
+        let max = "x".repeat(LINUX_CMDLINE_BUDGET);
+        assert_eq!(check_linux_cmdline(&max), Ok(()));
+        assert_eq!(max.len() + LINUX_CMDLINE_SUFFIX.len(), LINUX_CMDLINE_MAX);
+        assert_eq!(
+            check_linux_cmdline(&(max + "x")),
+            Err(CmdlineError::TooLong { len: LINUX_CMDLINE_BUDGET + 1, max: LINUX_CMDLINE_BUDGET })
+        );
+        assert_eq!(check_linux_cmdline("a\0b"), Err(CmdlineError::ControlCharacter { offset: 1 }));
+        assert_eq!(check_linux_cmdline("a\nb"), Err(CmdlineError::ControlCharacter { offset: 1 }));
+        assert_eq!(linux_cmdline_parts("q").concat(), "q noapic tsc=reliable");
+    }
+
+    #[test]
+    fn ram_needed_rounds_like_placement() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(ram_needed(32 * MIB, [4 * MIB], 0x1000), 38 * MIB);
+        assert_eq!(ram_needed(32 * MIB, [], 0), 32 * MIB);
+        assert_eq!(ram_needed(u64::MAX, [u64::MAX], u64::MAX), u64::MAX);
+    }
+
+    proptest! {
+        #[test]
+        fn file_name_rule_never_lets_a_name_escape(name in "[a-z./\\\\:]{0,12}") {
+            if check_file_name(&name).is_ok() {
+                let path: std::string::String = esp_path_chars(&name).collect();
+                prop_assert!(path.starts_with(ESP_DIR));
+                prop_assert!(!path[ESP_DIR.len()..].split('\\').any(|c| c == ".." || c == "." || c.is_empty()));
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! A partition's life cycle: its states, and which event may move it where. Every place
+//! that changes a partition's state (boot, the run loop, the health monitor, restart
+//! requests, the Linux glue, later the management interface) goes through [`next`], so
+//! the rules live here once and are tested here.
+//!
+//! ```text
+//!            Started                 Sleep
+//!  Booting ──────────▶ Running ◀────────────▶ Waiting
+//!     │                 │  ▲  ╲ Fault           │
+//!     │ Halt            │  │   ╲                │ Fault / Restart / Halt
+//!     ▼                 │  │    ▼               ▼
+//!  Halted ◀──── Halt ───┘  │   Faulted ── Resume ──▶ Running
+//!     │  ▲                 │    │ Restart / Halt
+//!     │  └──── Halt ──── Restarting ◀── Restart (Running, Waiting, Faulted)
+//!     └── Restart by another partition or the operator ──▶ Restarting
+//! ```
+//!
+//! ```
+//! use hallows_core::lifecycle::{next, Cause, Event, State};
+//! let s = next(State::Booting, Event::Started).unwrap();
+//! let s = next(s, Event::Fault).unwrap();
+//! let s = next(s, Event::Restart(Cause::HealthMonitor)).unwrap();
+//! assert_eq!(next(s, Event::RestartDone), Ok(State::Running));
+//! // A halted partition does not restart itself.
+//! assert!(next(State::Halted, Event::Restart(Cause::Itself)).is_err());
+//! ```
+
+use core::fmt;
+
+use hallows_abi::hypercall::PartitionState;
+
+/// Where a partition is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Loaded, its vCPUs not yet entered.
+    Booting = 0,
+    /// Its vCPUs run (or are ready to, in their windows).
+    Running = 1,
+    /// It asked to sleep (`Yield(until)`) and has not woken yet.
+    Waiting = 2,
+    /// The health monitor is deciding about one of its faults.
+    Faulted = 3,
+    /// Being scrubbed and reloaded; not entered until done.
+    Restarting = 4,
+    /// Stopped for good, until another partition or the operator restarts it.
+    Halted = 5,
+}
+
+impl State {
+    pub const ALL: [State; 6] =
+        [State::Booting, State::Running, State::Waiting, State::Faulted, State::Restarting, State::Halted];
+
+    pub const fn from_u8(v: u8) -> Option<State> {
+        Some(match v {
+            0 => State::Booting,
+            1 => State::Running,
+            2 => State::Waiting,
+            3 => State::Faulted,
+            4 => State::Restarting,
+            5 => State::Halted,
+            _ => return None,
+        })
+    }
+
+    /// The state as the `PartitionState` hypercall reports it.
+    pub const fn reported(self) -> PartitionState {
+        match self {
+            State::Booting => PartitionState::Ready,
+            State::Running | State::Waiting | State::Faulted => PartitionState::Running,
+            State::Restarting => PartitionState::Restarting,
+            State::Halted => PartitionState::Halted,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            State::Booting => "booting",
+            State::Running => "running",
+            State::Waiting => "waiting",
+            State::Faulted => "faulted",
+            State::Restarting => "restarting",
+            State::Halted => "halted",
+        }
+    }
+}
+
+/// Who asked for a restart or a halt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The partition itself (its `Halt` or `RestartPartition` hypercall).
+    Itself,
+    /// The health monitor, acting on a fault.
+    HealthMonitor,
+    /// Another partition, with the `restart` privilege.
+    OtherPartition,
+    /// The machine's operator (management interface).
+    Operator,
+    /// The hypervisor itself: a partition it cannot prepare or set up.
+    Hypervisor,
+}
+
+/// What happens to a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A vCPU was set up and is about to be entered.
+    Started,
+    /// It asked to sleep until some time.
+    Sleep,
+    /// Its sleep ended.
+    Wake,
+    /// It caused a health-monitor event; the action follows.
+    Fault,
+    /// The health monitor's action was `log`: it goes on.
+    Resume,
+    /// A restart begins.
+    Restart(Cause),
+    /// The restart finished: fresh image, scrubbed RAM, vCPU reset.
+    RestartDone,
+    /// It stops.
+    Halt(Cause),
+}
+
+/// A transition the rules do not allow (a bug in the caller, or a request to refuse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub from: State,
+    pub event: Event,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not possible while the partition is {}", self.event, self.from.name())
+    }
+}
+
+/// The state after `event` in `state`, or why not.
+pub fn next(state: State, event: Event) -> Result<State, Refused> {
+    use Event as E;
+    use State as S;
+    let refused = Err(Refused { from: state, event });
+    Ok(match (state, event) {
+        // A partition with several vCPUs starts each of them.
+        (S::Booting | S::Running, E::Started) => S::Running,
+        (S::Running, E::Sleep) => S::Waiting,
+        (S::Waiting, E::Wake) => S::Running,
+        // A wake-up that raced with something else changes nothing.
+        (S::Running | S::Faulted | S::Restarting | S::Halted, E::Wake) => state,
+        (S::Running | S::Waiting, E::Fault) => S::Faulted,
+        // Another vCPU of the same partition faults while the first one is decided.
+        (S::Faulted, E::Fault) => S::Faulted,
+        (S::Faulted, E::Resume) => S::Running,
+        (S::Running | S::Waiting | S::Faulted, E::Restart(_)) => S::Restarting,
+        // A request while a restart is under way is absorbed by it.
+        (S::Restarting, E::Restart(_)) => S::Restarting,
+        // A halted partition is brought back only from outside.
+        (S::Halted, E::Restart(Cause::OtherPartition | Cause::Operator)) => S::Restarting,
+        (S::Restarting, E::RestartDone) => S::Running,
+        (_, E::Halt(_)) => S::Halted,
+        _ => return refused,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAUSES: [Cause; 5] =
+        [Cause::Itself, Cause::HealthMonitor, Cause::OtherPartition, Cause::Operator, Cause::Hypervisor];
+
+    fn events() -> impl Iterator<Item = Event> {
+        let fixed =
+            [Event::Started, Event::Sleep, Event::Wake, Event::Fault, Event::Resume, Event::RestartDone];
+        fixed.into_iter().chain(CAUSES.iter().flat_map(|&c| [Event::Restart(c), Event::Halt(c)]))
+    }
+
+    #[test]
+    fn the_whole_table() {
+        // Every (state, event) pair: the allowed ones and their target, all others refused.
+        for s in State::ALL {
+            for e in events() {
+                let got = next(s, e);
+                let expect = match (s, e) {
+                    (State::Booting | State::Running, Event::Started) => Some(State::Running),
+                    (State::Running, Event::Sleep) => Some(State::Waiting),
+                    (State::Waiting, Event::Wake) => Some(State::Running),
+                    (State::Running | State::Faulted | State::Restarting | State::Halted, Event::Wake) => {
+                        Some(s)
+                    }
+                    (State::Running | State::Waiting | State::Faulted, Event::Fault) => Some(State::Faulted),
+                    (State::Faulted, Event::Resume) => Some(State::Running),
+                    (
+                        State::Running | State::Waiting | State::Faulted | State::Restarting,
+                        Event::Restart(_),
+                    ) => Some(State::Restarting),
+                    (State::Halted, Event::Restart(Cause::OtherPartition | Cause::Operator)) => {
+                        Some(State::Restarting)
+                    }
+                    (State::Restarting, Event::RestartDone) => Some(State::Running),
+                    (_, Event::Halt(_)) => Some(State::Halted),
+                    _ => None,
+                };
+                assert_eq!(got.ok(), expect, "{s:?} + {e:?}");
+                if let Err(r) = got {
+                    assert_eq!(r, Refused { from: s, event: e });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_partition_cannot_bring_itself_back() {
+        for c in [Cause::Itself, Cause::HealthMonitor, Cause::Hypervisor] {
+            assert!(next(State::Halted, Event::Restart(c)).is_err());
+        }
+        assert!(next(State::Halted, Event::Started).is_err(), "a halted vCPU is never entered");
+        assert!(next(State::Booting, Event::Fault).is_err(), "nothing ran yet");
+    }
+
+    #[test]
+    fn reported_states_and_codes() {
+        for s in State::ALL {
+            assert_eq!(State::from_u8(s as u8), Some(s));
+        }
+        assert_eq!(State::from_u8(6), None);
+        assert_eq!(State::Waiting.reported(), PartitionState::Running);
+        assert_eq!(State::Booting.reported(), PartitionState::Ready);
+        assert_eq!(
+            format!("{}", Refused { from: State::Halted, event: Event::Sleep }),
+            "Sleep is not possible while the partition is halted"
+        );
+    }
+}
