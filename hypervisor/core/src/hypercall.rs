@@ -199,6 +199,39 @@ pub fn dispatch(regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> Outcome {
     outcome
 }
 
+/// `ConsoleWrite`, out of line: its buffer for a long write (4 KiB on the stack) would
+/// otherwise make every hypercall pay for a stack probe and a larger frame.
+#[inline(never)]
+fn console_write(regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (Status, Outcome) {
+    let fail = |status| (status, Outcome::Resume);
+    let (ptr, len) = (regs.rdi, regs.rsi);
+    if len > CONSOLE_WRITE_MAX {
+        return fail(Status::BadArgument);
+    }
+    let Some(range) = checked_range(ptr, len, env.ram_bytes()) else {
+        return fail(Status::BadAddress);
+    };
+    // One copy of the whole write: the room check and the lines taken then see
+    // the same bytes, whatever another vCPU of the caller does to its RAM. Most
+    // writes are one short line: only they pay for clearing a small buffer.
+    let mut short = [0u8; SHORT_WRITE];
+    let mut long;
+    let bytes = if len as usize <= SHORT_WRITE {
+        &mut short[..len as usize]
+    } else {
+        long = [0u8; CONSOLE_WRITE_MAX as usize];
+        &mut long[..len as usize]
+    };
+    env.read_ram(range.start, bytes);
+    if bytes.iter().filter(|&&b| b == b'\n').count() as u64 > CONSOLE_WRITE_MAX_LINES {
+        return fail(Status::BadArgument);
+    }
+    if !env.console_write(bytes) {
+        return fail(Status::Busy);
+    }
+    (Status::Ok, Outcome::Resume)
+}
+
 fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (Status, Outcome) {
     let ok = |outcome| (Status::Ok, outcome);
     let fail = |status| (status, Outcome::Resume);
@@ -214,34 +247,7 @@ fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (S
         }
         Hypercall::Yield => ok(Outcome::Yield { until_ns: regs.rdi }),
         Hypercall::Halt => ok(Outcome::Halt { exit_code: regs.rdi }),
-        Hypercall::ConsoleWrite => {
-            let (ptr, len) = (regs.rdi, regs.rsi);
-            if len > CONSOLE_WRITE_MAX {
-                return fail(Status::BadArgument);
-            }
-            let Some(range) = checked_range(ptr, len, env.ram_bytes()) else {
-                return fail(Status::BadAddress);
-            };
-            // One copy of the whole write: the room check and the lines taken then see
-            // the same bytes, whatever another vCPU of the caller does to its RAM. Most
-            // writes are one short line: only they pay for clearing a small buffer.
-            let mut short = [0u8; SHORT_WRITE];
-            let mut long;
-            let bytes = if len as usize <= SHORT_WRITE {
-                &mut short[..len as usize]
-            } else {
-                long = [0u8; CONSOLE_WRITE_MAX as usize];
-                &mut long[..len as usize]
-            };
-            env.read_ram(range.start, bytes);
-            if bytes.iter().filter(|&&b| b == b'\n').count() as u64 > CONSOLE_WRITE_MAX_LINES {
-                return fail(Status::BadArgument);
-            }
-            if !env.console_write(bytes) {
-                return fail(Status::Busy);
-            }
-            ok(Outcome::Resume)
-        }
+        Hypercall::ConsoleWrite => console_write(regs, env),
         Hypercall::PartitionState => {
             let Some(index) = partition_index(regs.rdi, env) else {
                 return fail(Status::BadArgument);

@@ -417,8 +417,12 @@ impl Core {
                     // Leave the window's tail for the handling of the vCPU's last exit.
                     let guard = self.vcpus[i].exit_cost.estimate(0);
                     let Some(run_ticks) = guarded_run_ticks(ticks, guard, self.window_ticks) else {
-                        self.switch_from = 0;
+                        // The guard tail of the window (usually right after the timer
+                        // exit): a window switch measured from the window's real end.
                         wait_until(m, slot.end_ns);
+                        if self.switch_from != 0 {
+                            self.switch_from = cpu::rdtsc();
+                        }
                         continue;
                     };
                     let timer = preemption_timer_value(run_ticks, m.caps.preemption_timer_shift());
@@ -608,24 +612,26 @@ impl Core {
     }
 
     fn hypercall(&mut self, m: &'static Machine, slot: usize) -> Next {
-        if self.window_end_tsc == u64::MAX {
-            return self.perform_hypercall(m, slot);
-        }
-        // A scheduled core: only start what fits in the window (see `hypercall_cost`).
+        // On a scheduled core, only start what fits in the window (see `hypercall_cost`).
+        let timed = self.window_end_tsc != u64::MAX;
         let kind = self.vcpus[slot].regs.rax;
-        let started = cpu::rdtsc();
+        let started = if timed { cpu::rdtsc() } else { 0 };
         // Work longer than a whole window runs anyway (deferring it would starve the
         // caller for good); it can only be the caller's own table's doing.
-        if !self.hypercall_cost.fits(kind, started, self.window_end_tsc)
+        if timed
+            && !self.hypercall_cost.fits(kind, started, self.window_end_tsc)
             && self.hypercall_cost.estimate(kind) <= self.window_ticks
         {
             return Next::Defer;
         }
         let next = self.perform_hypercall(m, slot);
-        self.hypercall_cost.record(kind, cpu::rdtsc().wrapping_sub(started));
+        if timed {
+            self.hypercall_cost.record(kind, cpu::rdtsc().wrapping_sub(started));
+        }
         next
     }
 
+    #[inline(always)]
     fn perform_hypercall(&mut self, m: &'static Machine, slot: usize) -> Next {
         let part = self.vcpus[slot].partition;
         let mut env = Env { machine: m, caller: part, fault_message: None };
@@ -682,6 +688,7 @@ impl Core {
     /// Asks the core(s) running `target` to restart it: a flag, then an NMI that makes the
     /// core leave its guest (NMI exiting) or wake from HLT, so even a core that never exits
     /// notices.
+    #[inline(never)]
     fn request_restart(&self, m: &Machine, caller: usize, target: usize) {
         let (who, t) = (&m.partitions[caller].name, &m.partitions[target]);
         if t.vcpus > 1 || t.is_linux {
@@ -707,6 +714,7 @@ impl Core {
     }
 
     /// Logs a health event and applies the partition's action for its class.
+    #[inline(never)]
     fn health(
         &mut self,
         m: &'static Machine,
@@ -748,6 +756,7 @@ impl Core {
         }
     }
 
+    #[inline(never)]
     fn stop(&mut self, m: &Machine, slot: usize, cause: Cause) {
         let v = &mut self.vcpus[slot];
         v.stopped = true;
@@ -757,6 +766,7 @@ impl Core {
     /// Starts restarting vCPU `slot`'s partition: the vCPU is not entered again until
     /// [`Core::continue_restart`] has scrubbed its RAM and reloaded its image. Its
     /// registers outside the VMCS are reset now, so nothing of the old run survives.
+    #[inline(never)]
     fn begin_restart(&mut self, m: &Machine, slot: usize, why: &'static str, cause: Cause) {
         let v = &mut self.vcpus[slot];
         let p = &m.partitions[v.partition];
@@ -787,6 +797,7 @@ impl Core {
     /// Returns whether the restart is complete. Work that does not fit waits for the
     /// partition's next window, so a restart never takes another partition's time (work
     /// longer than a whole window would never fit: it runs, at a window's start).
+    #[inline(never)]
     fn continue_restart(
         &mut self,
         m: &'static Machine,
@@ -846,6 +857,7 @@ impl Core {
     }
 
     /// MOV to or from CR8: the vCPU's virtual task-priority register.
+    #[inline(never)]
     fn tpr_access(&mut self, m: &'static Machine, slot: usize, q: CrAccessQualification) -> Next {
         let v = &mut self.vcpus[slot];
         match q.access_type {
@@ -878,6 +890,7 @@ impl Core {
     /// or a restart on any core). Today it saves the leaving vCPU's non-VMCS registers
     /// and loads the arriving one's; per-partition cache allocation (IA32_PQR_ASSOC) and
     /// time accounting attach here too.
+    #[inline(never)]
     fn on_vcpu_switch(&mut self, m: &Machine, switch: Switch) {
         if let Some(from) = switch.save {
             switched::save(&mut self.vcpus[from].saved, &m.xsave);
@@ -886,6 +899,7 @@ impl Core {
     }
 
     /// A guest write to CR0/CR4 that changes a bit the hypervisor owns.
+    #[inline(never)]
     fn cr_access(&mut self, m: &'static Machine, slot: usize, qualification: u64) -> Next {
         let q = CrAccessQualification::decode(qualification);
         if q.cr == 8 {
