@@ -8,6 +8,8 @@
 //! Entry points: [`compile::compile_source`] (parse, check, compile), [`show::render`],
 //! [`svg::render`], [`fmt::format_source`].
 
+#![forbid(unsafe_code)]
+
 pub mod ast;
 pub mod check;
 pub mod compile;

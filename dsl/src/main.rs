@@ -1,5 +1,7 @@
 //! The `parseltongue` command line.
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -89,7 +89,7 @@ mod tests {
         let mut arena = vec![0u64; 1024];
         let heap = PartitionHeap::empty();
         let layout = Layout::from_size_align(256, 16).unwrap();
-        // SAFETY (test): the arena outlives the heap and nothing else touches it.
+        // SAFETY: (test) the arena outlives the heap and nothing else touches it.
         unsafe {
             assert!(heap.alloc(layout).is_null(), "an empty heap must fail");
             heap.init(arena.as_mut_ptr().cast(), 8192);

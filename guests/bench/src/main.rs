@@ -4,6 +4,7 @@
 //!
 //! Prints one `bench: <what> min <ticks> avg <ticks> max <ticks> (n <samples>)` line per
 //! measurement, then `bench: done` and halts.
+#![forbid(unsafe_code)]
 #![no_std]
 #![no_main]
 

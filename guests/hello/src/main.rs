@@ -1,6 +1,7 @@
 //! `hello`: greets with what the boot info says about the partition, then prints a tick
 //! every [`TICK_NS`] of guest time, yielding the processor in between. Other vCPUs print
 //! one line each and park.
+#![forbid(unsafe_code)]
 #![no_std]
 #![no_main]
 

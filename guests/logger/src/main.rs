@@ -3,6 +3,7 @@
 //!
 //! It polls every [`POLL_NS`] and prints one line per poll (the newest reading and how many
 //! arrived), so a fast writer cannot flood the console.
+#![forbid(unsafe_code)]
 #![no_std]
 #![no_main]
 

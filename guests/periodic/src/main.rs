@@ -3,6 +3,7 @@
 //!
 //! A reading is 16 bytes: the activation number and the TSC at release, both u64
 //! little-endian (cut to the channel's message size if that is smaller).
+#![forbid(unsafe_code)]
 #![no_std]
 #![no_main]
 

@@ -33,6 +33,7 @@
 //!   and takes turns between the sources, line by line, on the way to the UART.
 //! - **Linux partitions**: [`linux_vcpu`] is the policy for a Linux vCPU (CPUID view,
 //!   x2APIC ICR filtering, MSR and I/O policy, INIT-SIPI-SIPI, exit classification).
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

@@ -22,7 +22,7 @@ impl Backing {
     }
 
     fn region(&mut self) -> Region {
-        // SAFETY (test): the Vec outlives every endpoint of the test and is accessed only
+        // SAFETY: (test) the Vec outlives every endpoint of the test and is accessed only
         // through the endpoints (or by the test itself while no other thread runs).
         unsafe { Region::new(self.0.as_mut_ptr().cast(), self.0.len() * 8) }
     }
@@ -85,7 +85,7 @@ fn endpoints_refuse_the_other_kind_or_a_short_region() {
     let s = sampling(16);
     assert!(QueuingWriter::over(mem.region(), s).is_err());
     assert!(QueuingReader::over(mem.region(), s).is_err());
-    // SAFETY (test): a shorter view of the same live buffer.
+    // SAFETY: (test) a shorter view of the same live buffer.
     let short = unsafe { Region::new(mem.0.as_mut_ptr().cast(), 64) };
     assert_eq!(QueuingWriter::over(short, g).unwrap_err(), PortError::BadGeometry);
 }
