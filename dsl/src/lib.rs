@@ -16,6 +16,7 @@ pub mod compile;
 pub mod diagnostics;
 pub mod explain;
 pub mod fmt;
+pub mod info;
 pub mod generate;
 pub mod lexer;
 pub mod parser;

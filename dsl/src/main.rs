@@ -72,6 +72,10 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Print what a compiled table needs from the machine (cores, RAM, ESP files) as shell
+    /// assignments, for scripts: `cores=N ram_mib=M images="a.elf b.elf"`.
+    #[command(after_help = "Example:\n  eval \"$(parseltongue info table.bin)\"")]
+    Info { table: PathBuf },
     /// Explain a diagnostic code, with an example.
     #[command(after_help = "Example:\n  parseltongue explain PT0302")]
     Explain { code: String },
@@ -157,6 +161,16 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             match output {
                 Some(path) => write(&path, text.as_bytes())?,
                 None => print!("{text}"),
+            }
+        }
+        Command::Info { table } => {
+            let bytes = read(&table)?;
+            match parseltongue::info::shell_assignments(&bytes) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", table.display());
+                    return Err(ExitCode::from(1));
+                }
             }
         }
         Command::Explain { code } => match parseltongue::explain::explain(&code) {
