@@ -48,7 +48,10 @@ mod tests {
         let info = shell_assignments(&compiled("configs/demo.pt")).unwrap();
         // 32 MiB reserved + 3 × 4 MiB + 256 MiB Linux + the channel's page(s).
         assert!(info.starts_with("cores=4 ram_mib=300 "), "{info}");
-        assert!(info.ends_with("images=\"hello.elf periodic.elf logger.elf vmlinux initramfs.cpio\""), "{info}");
+        assert!(
+            info.ends_with("images=\"hello.elf periodic.elf logger.elf vmlinux initramfs.cpio\""),
+            "{info}"
+        );
     }
 
     #[test]
