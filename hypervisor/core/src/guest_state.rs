@@ -35,23 +35,8 @@ use crate::vmcs::{control, guest};
 use crate::vmx_caps::{entry, VmxCapabilities};
 use arrayvec::ArrayVec;
 
-/// CR0 bits.
-pub mod cr0 {
-    pub const PE: u64 = 1 << 0;
-    pub const MP: u64 = 1 << 1;
-    pub const ET: u64 = 1 << 4;
-    pub const NE: u64 = 1 << 5;
-    pub const WP: u64 = 1 << 16;
-    pub const PG: u64 = 1 << 31;
-}
-/// CR4 bits.
-pub mod cr4 {
-    pub const PAE: u64 = 1 << 5;
-    pub const OSFXSR: u64 = 1 << 9;
-    pub const OSXMMEXCPT: u64 = 1 << 10;
-    pub const VMXE: u64 = 1 << 13;
-    pub const PCIDE: u64 = 1 << 17;
-}
+/// CR0 and CR4 bits: one set, owned by [`crate::control_regs`].
+pub use crate::control_regs::{cr0, cr4};
 /// IA32_EFER bits.
 pub mod efer {
     pub const SCE: u64 = 1 << 0;

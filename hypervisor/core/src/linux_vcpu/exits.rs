@@ -170,12 +170,8 @@ pub enum CrWrite {
     InjectGp,
 }
 
-const CR0_PE: u64 = 1;
-const CR0_NW: u64 = 1 << 29;
-const CR0_CD: u64 = 1 << 30;
-const CR0_PG: u64 = 1 << 31;
-const CR4_VMXE: u64 = 1 << 13;
-const CR4_SMXE: u64 = 1 << 14;
+use crate::control_regs::cr0::{CD as CR0_CD, NW as CR0_NW, PE as CR0_PE, PG as CR0_PG};
+use crate::control_regs::cr4::{SMXE as CR4_SMXE, VMXE as CR4_VMXE};
 
 /// MOV to CR0 (or LMSW, after merging its low 4 bits into the shadow) with `value`.
 /// Architectural #GP cases: bits 63:32 set, PG without PE, NW without CD. The VMX-fixed
