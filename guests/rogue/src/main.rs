@@ -16,6 +16,7 @@
 //! | `selfrestart` | `RestartPartition(itself)` in every incarnation | `(restart 1)`, `(restart 2)`, ... then `-> halt (escalated ...)` |
 //! | `plant` | markers in DR0-3, DR6, CR2, CR8, FS/GS/KERNEL_GS_BASE, x87, MXCSR, XMM, YMM, k0-7, ZMM every window (`rogue::state`); restarts itself every 50 windows (at most 2 per 10 s) | none; prints `plant: clean after restart` or `plant: LEAK after restart ITEM=VALUE` |
 //! | `snoop` | reads the same state at the start of each window, looking for the planter's markers | none; prints `snoop: clean (N checks) ...` or `snoop: LEAK ITEM=VALUE` |
+//! | `chanseq` | as the writer of a queuing channel, publishes `write_seq` u64::MAX, a message at sequence u64::MAX (the reader wraps), a 4 GiB length and a counter running backwards, in a cycle | none; the reader reports `Inconsistent` and goes on |
 //! | `port` | `out` to port 0x80, which it does not own | `io_violation` |
 //! | `msr` | `wrmsr` to IA32_FEATURE_CONTROL | `msr_violation` |
 //! | `invd` | `invd` (always exits) | `forbidden_instruction` |
@@ -24,6 +25,7 @@
 //! | `spin` | loops forever without yielding | window overrun (shared core) |
 //! | `deadline` | a periodic task that always overruns its deadline | `deadline_miss` |
 //! | `readonly` | writes to a channel it only reads | `memory_violation` |
+//! | `sleeper` | sleeps 600 s in `Yield(until)` on its dedicated core | none; another partition's restart request must still reach it at once |
 //! | anything else | maps memory beyond its RAM in its own page tables and writes it | `memory_violation` (EPT) |
 //!
 //! Each run waits [`GRACE_NS`], says what it is about to do, then does it; after a restart
@@ -33,6 +35,7 @@
 #![no_main]
 
 mod arch;
+mod channel_abuse;
 mod console_abuse;
 mod instructions;
 mod shared_core;
@@ -45,6 +48,8 @@ extern crate alloc;
 
 /// How long the partition behaves before misbehaving (lets other consoles be seen first).
 const GRACE_NS: u64 = 300_000_000;
+/// How long the `sleeper` mode sleeps: far longer than any scenario runs.
+const LONG_SLEEP_NS: u64 = 600_000_000_000;
 
 rt_partition::entry!(main);
 
@@ -66,6 +71,7 @@ fn main(bi: &'static BootInfo) -> ! {
         Mode::SelfRestart => shared_core::restart_self(bi),
         Mode::Plant => shared_core::plant(bi),
         Mode::Snoop => shared_core::snoop(bi),
+        Mode::CorruptQueue => channel_abuse::corrupt_queue(bi),
         Mode::Port => {
             println!("rogue: about to write I/O port 0x80 that I do not own");
             out_port_0x80();
@@ -93,6 +99,10 @@ fn main(bi: &'static BootInfo) -> ! {
         Mode::Deadline => {
             println!("rogue: about to miss every deadline");
             miss_deadlines();
+        }
+        Mode::Sleep => {
+            println!("rogue: going to sleep for {} s", LONG_SLEEP_NS / 1_000_000_000);
+            time::sleep_ns(LONG_SLEEP_NS);
         }
         Mode::ReadOnlyChannel => write_read_only_channel(bi),
         Mode::OutsideRam => write_outside_ram(bi),

@@ -59,6 +59,8 @@ pub enum Mode {
     Plant,
     /// Looks for the planter's markers in its own register state.
     Snoop,
+    /// Publishes corrupt sequence numbers and lengths on a queuing channel it writes.
+    CorruptQueue,
     /// `out` to port 0x80.
     Port,
     /// WRMSR to IA32_FEATURE_CONTROL.
@@ -75,6 +77,9 @@ pub enum Mode {
     Deadline,
     /// Writes a channel it only reads.
     ReadOnlyChannel,
+    /// Sleeps for minutes in `Yield(until)`: a restart another partition asks for must
+    /// still happen at once.
+    Sleep,
     /// Writes beyond its RAM (the default).
     OutsideRam,
 }
@@ -95,6 +100,7 @@ pub const MODES: &[(&str, Mode)] = &[
     ("selfrestart", Mode::SelfRestart),
     ("plant", Mode::Plant),
     ("snoop", Mode::Snoop),
+    ("chanseq", Mode::CorruptQueue),
     ("port", Mode::Port),
     ("msr", Mode::Msr),
     ("invd", Mode::Invd),
@@ -103,6 +109,7 @@ pub const MODES: &[(&str, Mode)] = &[
     ("spin", Mode::Spin),
     ("deadline", Mode::Deadline),
     ("readonly", Mode::ReadOnlyChannel),
+    ("sleeper", Mode::Sleep),
 ];
 
 /// The mode a partition called `name` runs.
