@@ -12,7 +12,9 @@
 //! Campaign size: `FUZZ_CASES` tables per corpus (default 400); the numbers in
 //! docs/measurements.md come from `FUZZ_CASES=20000`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use hallows_abi::limits;
 use hallows_abi::table::{Table, KIND_LINUX};
@@ -111,22 +113,7 @@ fn judge(source: &str) -> Result<bool, String> {
     boot(&model.to_bytes()).map(|()| true).map_err(|e| format!("accepted but unbootable: {e}\n{source}"))
 }
 
-fn configs() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "pt") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use common::configs;
 
 #[test]
 fn every_shipped_config_boots() {

@@ -1,29 +1,15 @@
 //! Every table in configs/ passes `check`, compiles, and loads in the hypervisor's reader
 //! and re-validator; and the re-validator refuses what the checker refuses.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use hallows_abi::table::{MachineFacts, MachineMismatch, Table, TableError};
 use parseltongue::compile::{compile_source, to_model};
 use parseltongue::parser::parse;
 
-fn configs() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-    let mut out = Vec::new();
-    let mut dirs = vec![root];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "pt") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use common::configs;
 
 fn compile(path: &Path) -> Vec<u8> {
     let source = std::fs::read_to_string(path).unwrap();
