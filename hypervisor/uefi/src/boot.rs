@@ -25,7 +25,7 @@ use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::fs::FileSystem;
 use uefi::mem::memory_map::MemoryMap;
 use uefi::proto::pi::mp::MpServices;
-use uefi::{CString16, Status};
+use uefi::CString16;
 
 use crate::machine::{CorePlan, Machine, VcpuPlan, MACHINE};
 use crate::memory::{self, HeapFrames};
@@ -35,23 +35,6 @@ use crate::{cpu, heap, host, hvlog, madt, run};
 /// Bytes of boot heap reserved at entry, before the table says how much the hypervisor
 /// reserves (the table, page tables; the reservation then holds images, EPT, VMCS pages).
 pub const BOOT_HEAP_BYTES: usize = 4 << 20;
-
-/// Asks the firmware to power the machine off (ends the emulator).
-pub fn power_off() -> ! {
-    crate::serial::drain();
-    uefi::runtime::reset(uefi::runtime::ResetType::SHUTDOWN, Status::ABORTED, None)
-}
-
-/// Powers off after ExitBootServices: first Bochs's shutdown port (an unused port
-/// elsewhere), then the UEFI runtime services, which stay valid after ExitBootServices.
-pub fn power_off_runtime() -> ! {
-    crate::serial::drain();
-    for b in b"Shutdown" {
-        // Bochs: writing "Shutdown" to port 0x8900 ends the emulation.
-        cpu::outb(0x8900, *b);
-    }
-    uefi::runtime::reset(uefi::runtime::ResetType::SHUTDOWN, Status::ABORTED, None)
-}
 
 /// Reads a file from the ESP directory the hypervisor was loaded from.
 fn read_esp_file(fs: &mut FileSystem, name: &str) -> Result<Vec<u8>, String> {

@@ -9,6 +9,7 @@
 extern crate alloc;
 
 mod ap;
+mod apic;
 mod boot;
 mod console;
 mod cpu;
@@ -20,6 +21,7 @@ mod machine;
 mod madt;
 mod memory;
 mod partition;
+mod power;
 mod run;
 mod serial;
 mod switched;
@@ -42,7 +44,7 @@ fn efi_main() -> Status {
         Ok(never) => match never {},
         Err(reason) => {
             hvlog!("refusing to start: {reason}");
-            boot::power_off()
+            power::power_off()
         }
     }
 }

@@ -576,7 +576,7 @@ impl Core {
             Disposition::Handle(Handling::ExternalInterrupt) => {
                 // Acknowledged by the exit; nothing in the hypervisor wants it (every
                 // source is masked), so retire it and go on.
-                crate::ap::Apic::new().eoi();
+                crate::apic::Apic::new().eoi();
                 Next::Resume
             }
             Disposition::Handle(Handling::Nmi) => Next::Resume,
@@ -705,10 +705,10 @@ impl Core {
             t.name
         );
         t.restart_requested.store(true, Ordering::SeqCst);
-        let apic = crate::ap::Apic::new();
+        let apic = crate::apic::Apic::new();
         for (c, plan) in m.cores.iter().enumerate() {
             if c != self.index && plan.vcpus.iter().any(|v| v.partition == target) {
-                apic.send_ipi(plan.apic_id, crate::ap::ICR_NMI);
+                apic.send_ipi(plan.apic_id, crate::apic::ICR_NMI);
             }
         }
     }
@@ -751,7 +751,7 @@ impl Core {
             }
             Action::HaltSystem => {
                 hvlog!("system halted by the health monitor (partition {})", p.name);
-                crate::boot::power_off_runtime()
+                crate::power::power_off_runtime()
             }
         }
     }

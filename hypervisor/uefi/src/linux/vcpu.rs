@@ -836,7 +836,7 @@ impl LinuxVcpu {
             Action::Log if continuable => inject(INJECT_GP),
             Action::HaltSystem => {
                 hvlog!("system halted by the health monitor (partition {})", p.name);
-                crate::boot::power_off_runtime()
+                crate::power::power_off_runtime()
             }
             _ => {
                 super::stats::print_exit_counts(self.m, self.linux, &p.name, "halted");
