@@ -17,6 +17,22 @@ pub trait GuestPhysical {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> bool;
 }
 
+/// Guest RAM as one byte slice, guest-physical 0 at index 0 (a partition's RAM as the
+/// hypervisor maps it, and the fake the tests use).
+impl GuestPhysical for [u8] {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        let Ok(start) = usize::try_from(gpa) else { return false };
+        let Some(end) = start.checked_add(buf.len()) else { return false };
+        match self.get(start..end) {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 const CR0_PG: u64 = 1 << 31;
 const CR4_PSE: u64 = 1 << 4;
 const CR4_PAE: u64 = 1 << 5;
@@ -141,15 +157,7 @@ mod tests {
 
     impl GuestPhysical for Ram {
         fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
-            let Ok(start) = usize::try_from(gpa) else { return false };
-            let Some(end) = start.checked_add(buf.len()) else { return false };
-            match self.0.get(start..end) {
-                Some(bytes) => {
-                    buf.copy_from_slice(bytes);
-                    true
-                }
-                None => false,
-            }
+            self.0.as_slice().read(gpa, buf)
         }
     }
 

@@ -51,15 +51,7 @@ struct Ram(Vec<u8>);
 
 impl GuestPhysical for Ram {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        let Ok(start) = usize::try_from(gpa) else { return false };
-        let Some(end) = start.checked_add(buf.len()) else { return false };
-        match self.0.get(start..end) {
-            Some(bytes) => {
-                buf.copy_from_slice(bytes);
-                true
-            }
-            None => false,
-        }
+        self.0.as_slice().read(gpa, buf)
     }
 }
 
