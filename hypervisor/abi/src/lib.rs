@@ -16,6 +16,7 @@
 extern crate alloc;
 
 pub mod bootinfo;
+pub mod bridge;
 pub mod channel;
 pub mod health;
 pub mod hypercall;
