@@ -15,6 +15,7 @@
 //! The hypervisor appends `hallows_abi::limits::LINUX_CMDLINE_SUFFIX` to the table's command
 //! line (`hallows_core::boot_plan::linux_cmdline`, within the budget the checker enforces).
 
+mod devices;
 mod esp;
 mod stats;
 mod vcpu;

@@ -1,0 +1,107 @@
+//! The devices a Linux vCPU reaches: its port bus (console UART, PCI configuration
+//! filter) and the partition's RAM as the MMIO path reads it. The vCPU loop (`vcpu`) only
+//! hands accesses to these; new device models are registered here.
+
+use hallows_vmm::guest_memory::GuestPhysical;
+use hallows_vmm::pci_config::{Bdf, PciConfigSpace, CONFIG_ADDRESS_PORT};
+use hallows_vmm::port_bus::{all_ones, read_bytewise, write_bytewise, PortBus, PortDevices};
+use hallows_vmm::uart16550::{COM1_BASE, LSR_TEMT, LSR_THRE, REG_LSR, UART_PORT_COUNT};
+
+use super::LinuxPartition;
+use crate::partition::Partition;
+
+/// PCI configuration space of a partition that owns no PCI function: never reached (the
+/// filter answers "absent" for every function not passed through).
+pub struct NoPciFunctions;
+
+impl PciConfigSpace for NoPciFunctions {
+    fn read(&mut self, _bdf: Bdf, _register: u8, _size: u8) -> u32 {
+        u32::MAX
+    }
+    fn write(&mut self, _bdf: Bdf, _register: u8, _size: u8, _value: u32) {}
+}
+
+/// Port-bus id of the console UART (COM1).
+const UART_DEVICE: usize = 0;
+/// Port-bus id of the PCI configuration filter (0xCF8-0xCFF).
+const PCI_DEVICE: usize = 1;
+/// Devices on a Linux vCPU's port bus.
+pub const PORT_DEVICES: usize = 2;
+
+/// The port bus of a Linux vCPU: the console UART and the PCI configuration ports (the
+/// vCPU policy has taken the power-off and reset requests before the bus sees an access).
+pub fn linux_port_bus() -> Result<PortBus<PORT_DEVICES>, alloc::string::String> {
+    let mut bus = PortBus::new();
+    bus.register(COM1_BASE, UART_PORT_COUNT, UART_DEVICE)
+        .and_then(|_| bus.register(CONFIG_ADDRESS_PORT, 8, PCI_DEVICE))
+        .map_err(|e| alloc::format!("port bus: {e:?}"))?;
+    Ok(bus)
+}
+
+/// The partition's shared port devices as one vCPU reaches them.
+pub struct LinuxPortDevices<'a> {
+    pub p: &'static Partition,
+    pub linux: &'static LinuxPartition,
+    pub marker_seen: &'a mut usize,
+}
+
+impl PortDevices for LinuxPortDevices<'_> {
+    fn port_read(&mut self, id: usize, offset: u16, size: u8) -> u32 {
+        match id {
+            UART_DEVICE => {
+                let mut uart = self.linux.uart.lock();
+                read_bytewise(size, |i| {
+                    let mut v = uart.read(offset + i);
+                    // Back-pressure: while much of Linux's own console output still
+                    // waits for the real UART, the virtual one reports its transmitter
+                    // busy, so Linux's driver waits (on its own core) instead of
+                    // overflowing its queue; other partitions' output plays no part.
+                    if offset + i == REG_LSR && crate::console::partition_backlogged(self.p) {
+                        v &= !(LSR_THRE | LSR_TEMT);
+                    }
+                    v
+                })
+            }
+            PCI_DEVICE => {
+                self.linux.pci.lock().read(CONFIG_ADDRESS_PORT + offset, size, &mut NoPciFunctions).0
+            }
+            _ => all_ones(size),
+        }
+    }
+
+    fn port_write(&mut self, id: usize, offset: u16, size: u8, value: u32) {
+        match id {
+            UART_DEVICE => {
+                let mut uart = self.linux.uart.lock();
+                let (p, linux, marker_seen) = (self.p, self.linux, &mut *self.marker_seen);
+                let mut sink = |b: u8| {
+                    super::stats::note_marker(linux, marker_seen, b);
+                    crate::console::partition_output(p, &[b]);
+                };
+                write_bytewise(size, value, |i, b| uart.write(offset + i, b, &mut sink));
+            }
+            PCI_DEVICE => {
+                self.linux.pci.lock().write(CONFIG_ADDRESS_PORT + offset, size, value, &mut NoPciFunctions);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The partition's RAM as its guest-physical address space (from GPA 0).
+pub struct PartitionRam(pub &'static Partition);
+
+impl GuestPhysical for PartitionRam {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        let inside = gpa.checked_add(buf.len() as u64).is_some_and(|end| end <= self.0.ram_bytes);
+        if !inside {
+            return false;
+        }
+        for (i, byte) in buf.iter_mut().enumerate() {
+            // SAFETY: `gpa + i` is inside the partition's RAM, which is identity-mapped in
+            // the hypervisor. Volatile: another vCPU of the guest may be writing it.
+            *byte = unsafe { core::ptr::read_volatile((self.0.ram_hpa + gpa + i as u64) as *const u8) };
+        }
+        true
+    }
+}
