@@ -57,6 +57,8 @@ pub mod linux_vcpu;
 pub mod placement;
 pub mod schedule;
 pub mod switched_state;
+pub mod vcpu;
 pub mod vmcs;
+pub mod vmx;
 pub mod vmx_caps;
 pub mod xstate;

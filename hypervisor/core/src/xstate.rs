@@ -115,13 +115,19 @@ impl XstatePolicy {
     /// Decides `XSETBV` with `ecx` and the value EDX:EAX: the XCR0 to set, or a refusal.
     /// Mirrors the processor's own #GP rules (SDM XSETBV) and adds the partition policy.
     pub fn check_xsetbv(&self, ecx: u32, value: u64) -> Result<u64, XsetbvRefusal> {
+        self.check_xsetbv_allowing(self.guest_allowed(), ecx, value)
+    }
+
+    /// As [`Self::check_xsetbv`], with `allowed` the components the caller may enable (Linux:
+    /// every one the processor supports).
+    pub fn check_xsetbv_allowing(&self, allowed: u64, ecx: u32, value: u64) -> Result<u64, XsetbvRefusal> {
         if ecx != 0 {
             return Err(XsetbvRefusal::NotXcr0(ecx));
         }
         if value & xcr0::X87 == 0 {
             return Err(XsetbvRefusal::NoX87);
         }
-        let extra = value & !self.guest_allowed();
+        let extra = value & !(allowed & self.supported);
         if extra != 0 {
             return Err(XsetbvRefusal::NotAllowed(extra));
         }

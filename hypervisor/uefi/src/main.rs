@@ -10,6 +10,7 @@ extern crate alloc;
 
 mod ap;
 mod apic;
+mod arch;
 mod boot;
 mod console;
 mod cpu;

@@ -1,46 +1,54 @@
-//! A core's life after boot: its own GDT/IDT, VMXON, one VMCS per vCPU it runs, then the
-//! loop: enter the vCPU that owns the current window, handle the exit, repeat.
+//! A core's life after boot: its own GDT/IDT, the virtualization extension switched on,
+//! one control block (VMCS) per vCPU it runs, then **one loop for every kind of vCPU**:
+//! enter the vCPU that owns the core now, read the exit as an arch-neutral value
+//! ([`arch::Backend::exit`]), decide what it leads to ([`hallows_core::vcpu::decide`],
+//! a pure function of the exit and the vCPU's kind), perform the step, repeat.
 //!
-//! Decisions come from hallows-core: exit classification and descriptions (`exit`),
-//! hypercalls (`hypercall::dispatch`), the health-monitor action (`health`) and the
-//! window cursor (`schedule`). This file only moves values between them and the CPU.
+//! Real-time and Linux vCPUs differ in policy data (`Kind`, the Linux vCPU's devices and
+//! MSR/CPUID/port policies in `linux::vcpu`), not in loops. The vendor is behind
+//! [`arch::Backend`] (Intel VMX: `vmx::backend`). Other decisions come from hallows-core
+//! too: hypercalls (`hypercall::dispatch`), the health-monitor action (`health`,
+//! `vcpu::after_health`) and the window cursor (`schedule`).
 
-use alloc::format;
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hallows_abi::health::{Action, EventClass};
-use hallows_abi::layout::{stack_top, BOOT_INFO_GPA, PAGE_TABLES_GPA};
+use hallows_abi::health::EventClass;
 use hallows_abi::table::LOG_DEBUG;
 use hallows_core::control_regs::{self, cr_write, CrChange, CrWriteRequest};
 use hallows_core::cpuid;
-use hallows_core::exit::{classify, CrAccessQualification, Disposition, ExitInfo, Handling};
-use hallows_core::guest_state::{rt_guest_state, GuestEntry};
+use hallows_core::elf::ElfImage;
 use hallows_core::hypercall::{dispatch, Outcome};
 use hallows_core::lifecycle::{self, Cause, Event};
 use hallows_core::schedule::{guarded_run_ticks, preemption_timer_value, Schedule, WorkBudget};
 use hallows_core::switched_state::{CoreStateOwner, Switch};
-use hallows_core::vmcs::{control, exit_info, guest};
-use hallows_core::vmx_caps::{exit as vmx_exit, msr, pin};
+use hallows_core::vcpu::modes::{xsetbv, XsetbvStep};
+use hallows_core::vcpu::{after_health, decide, Exception, Exit, Followup, Kind, Step};
 
-use crate::cpu::{self, rdmsr};
+use crate::arch::{Backend, Control, ExitRecord};
 use crate::host::CoreTables;
 use crate::hypercalls::Env;
+use crate::linux::vcpu::{LinuxVcpu, Start};
 use crate::machine::{machine, Machine};
 use crate::partition::Partition;
 use crate::switched::{self, SavedState};
 use crate::text::Text;
-use crate::vmx::{self, GuestRegs, VmFail};
-use crate::{hvlog, memory};
-use hallows_core::elf::ElfImage;
+use crate::vmx::GuestRegs;
+use crate::{cpu, hvlog};
+
+/// The virtualization extension this build drives.
+type Hw = crate::vmx::backend::Vmx;
 
 /// A vCPU on this core.
 struct Vcpu {
     partition: usize,
     index: u32,
-    vmcs: u64,
+    kind: Kind,
+    /// Its control block (VMCS).
+    control: u64,
     regs: GuestRegs,
     launched: bool,
     /// Stopped for good on this core.
@@ -57,6 +65,8 @@ struct Vcpu {
     /// exits (with a margin). Its windows end that much early for the guest, so the
     /// handling of its last exit never runs into the next partition's window.
     exit_cost: WorkBudget<1>,
+    /// A Linux vCPU's policies and devices.
+    linux: Option<Box<LinuxVcpu>>,
 }
 
 /// The guard a vCPU starts with, until its own exits have been measured.
@@ -88,15 +98,16 @@ const WORK_FINISH: u64 = 1;
 /// only grows with what is measured).
 const WORK_GUESS_NS: [u64; 2] = [200_000, 400_000];
 
-/// Basic exit reason of VMCALL (SDM appendix C), with the entry-failure bit clear.
-const EXIT_REASON_VMCALL: u32 = 18;
-
 /// What to do after an exit.
-enum Next {
+pub enum Next {
     /// Re-enter the same vCPU (or whoever owns the window now).
     Resume,
     /// Skip the exiting instruction, then resume.
     Skip,
+    /// The instruction was emulated (an MMIO access): continue at `next_rip`.
+    Emulated { next_rip: u64 },
+    /// Re-enter with this exception delivered (RIP stays on the instruction).
+    Inject(Exception),
     /// Give up the rest of the window (scheduled core) or wait until `until_ns`
     /// (dedicated core), after skipping the instruction.
     Yield { until_ns: u64 },
@@ -105,6 +116,11 @@ enum Next {
     /// The hypercall would not finish before the window ends: leave the rest of the window
     /// idle without executing it; the VMCALL runs again at the partition's next window.
     Defer,
+    /// A health-monitor event of this class, with what happened.
+    Fault(EventClass, Text<160>),
+    /// The partition powered itself off (or asked for a reset it cannot get): stop it
+    /// with this line.
+    PowerOff(&'static str),
 }
 
 /// Hypercall numbers whose cost a core tracks (larger numbers share the last slot).
@@ -116,8 +132,8 @@ struct Core {
     tables: &'static CoreTables,
     vcpus: Vec<Vcpu>,
     first_entry_reported: bool,
-    /// The VMCS last made current with VMPTRLD (0: none), to skip reloading it.
-    current_vmcs: u64,
+    /// The control block last made current (0: none), to skip reloading it.
+    current_control: u64,
     /// A scheduled core measures its window switches (dedicated cores skip the RDTSC).
     measure_switches: bool,
     /// TSC right after the latest VM exit (scheduled cores).
@@ -148,17 +164,18 @@ pub fn core_main(index: usize) -> ! {
     crate::host::load_idt();
     // SAFETY: the host page tables identity-map all memory the hypervisor uses.
     unsafe { cpu::write_cr3(m.host_cr3) };
-    if let Err(e) = enable_vmx(m) {
+    if let Err(e) = crate::vmx::setup::enable(m) {
         hvlog!("core {index}: cannot enter VMX operation: {e}");
         cpu::halt_forever();
     }
+    let scheduled = !m.cores[index].windows.is_empty();
     let mut core = Core {
         index,
         tables,
         vcpus: Vec::new(),
         first_entry_reported: false,
-        current_vmcs: 0,
-        measure_switches: !m.cores[index].windows.is_empty(),
+        current_control: 0,
+        measure_switches: scheduled,
         exit_tsc: 0,
         switch_from: 0,
         state_owner: CoreStateOwner::default(),
@@ -173,10 +190,12 @@ pub fn core_main(index: usize) -> ! {
         hypercall_cost: WorkBudget::new(),
     };
     for plan in &m.cores[index].vcpus {
-        let mut v = Vcpu {
+        let p = &m.partitions[plan.partition];
+        let v = Vcpu {
             partition: plan.partition,
             index: plan.vcpu,
-            vmcs: new_vmcs_region(m),
+            kind: if p.is_linux { Kind::Linux } else { Kind::RealTime },
+            control: crate::vmx::setup::new_control_block(m),
             regs: GuestRegs::default(),
             launched: false,
             stopped: false,
@@ -188,37 +207,26 @@ pub fn core_main(index: usize) -> ! {
                 b.record(0, m.ns_to_ticks(EXIT_COST_GUESS_NS));
                 b
             },
+            linux: None,
         };
-        let p = &m.partitions[v.partition];
-        if p.is_linux && m.cores[index].windows.is_empty() {
-            // A core dedicated to a Linux vCPU runs it until the partition stops.
-            crate::serial::set_running();
-            crate::linux::run_core(m, index, tables, plan.partition, plan.vcpu as usize);
-        } else if p.is_linux {
-            if v.index == 0 {
-                hvlog!(
-                    "partition {}: Linux partitions are not booted by this version of the hypervisor; halted, its cores stay idle",
-                    p.name
-                );
-                let _ = p.apply(Event::Halt(Cause::Hypervisor));
-            }
-            v.stopped = true;
-        }
-        let (stopped, vcpu_index) = (v.stopped, v.index);
         core.vcpus.push(v);
         let slot = core.vcpus.len() - 1;
-        if !stopped && !p.is_linux {
-            match core.setup_vcpu(m, slot) {
-                Ok(()) => {
+        let ready =
+            if p.is_linux { core.setup_linux_vcpu(m, slot, scheduled) } else { core.setup_vcpu(m, slot) };
+        match ready {
+            Ok(()) => {
+                if p.lifecycle() == lifecycle::State::Booting {
                     let _ = p.apply(Event::Started);
                 }
-                Err(e) => {
-                    hvlog!(
-                        "partition {}: cannot set up vCPU {vcpu_index} on core {index}: {e}; halted",
-                        p.name
-                    );
+            }
+            Err(e) => {
+                hvlog!("partition {}: cannot set up vCPU {} on core {index}: {e}; halted", p.name, plan.vcpu);
+                if p.lifecycle() != lifecycle::State::Halted {
                     let _ = p.apply(Event::Halt(Cause::Hypervisor));
-                    core.vcpus[slot].stopped = true;
+                }
+                core.vcpus[slot].stopped = true;
+                if let Some(l) = &core.vcpus[slot].linux {
+                    l.stop_partition();
                 }
             }
         }
@@ -227,105 +235,37 @@ pub fn core_main(index: usize) -> ! {
     core.run(m)
 }
 
-/// Sets CR4.VMXE, applies the VMX fixed bits and executes VMXON.
-fn enable_vmx(m: &Machine) -> Result<(), String> {
-    // SAFETY: IA32_FEATURE_CONTROL exists on VMX CPUs.
-    let fc = unsafe { rdmsr(msr::IA32_FEATURE_CONTROL) };
-    if fc & 1 == 0 {
-        // SAFETY: unlocked: enable VMX outside SMX and lock, as firmware normally does.
-        unsafe { cpu::wrmsr(msr::IA32_FEATURE_CONTROL, fc | 5) };
-    } else if fc & 4 == 0 {
-        return Err(String::from("VMX disabled in IA32_FEATURE_CONTROL"));
-    }
-    // OSXSAVE lets the hypervisor execute XSETBV/XSAVE/XRSTOR for its vCPUs.
-    let osxsave = if m.xsave.xsave { control_regs::cr4::OSXSAVE } else { 0 };
-    // SAFETY: setting VMXE, OSXSAVE (when the CPU has XSAVE) and the fixed bits keeps
-    // paging and protection as they are.
-    unsafe {
-        cpu::write_cr4(m.caps.fix_cr4(cpu::read_cr4() | control_regs::cr4::VMXE | osxsave));
-        cpu::write_cr0(m.caps.fix_cr0(cpu::read_cr0()));
-    }
-    let region = new_vmcs_region(m);
-    // SAFETY: VMXE is set, CR0/CR4 are fixed, `region` is this core's VMXON page.
-    unsafe { vmx::vmxon(region) }.map_err(|e| format!("VMXON failed: {e}"))
-}
-
-/// A zeroed page carrying the VMCS revision id.
-fn new_vmcs_region(m: &Machine) -> u64 {
-    let page = memory::alloc_pages(1);
-    // SAFETY: a fresh page owned by this core.
-    unsafe { *(page as *mut u32) = m.caps.revision_id() };
-    page
-}
-
-fn write(field: u32, value: u64) -> Result<(), VmFail> {
-    // SAFETY: every value written is computed by the hypervisor from the partition's own
-    // resources (its EPT, bitmaps, guest state) or the host's state.
-    unsafe { vmx::vmwrite(field, value) }
-}
-
-/// Advances the guest's RIP past the instruction that exited.
-fn skip_instruction() -> Result<(), VmFail> {
-    write(guest::RIP, read(guest::RIP).wrapping_add(read(exit_info::INSTRUCTION_LEN)))
-}
-
-fn read(field: u32) -> u64 {
-    vmx::vmread(field).unwrap_or(0)
-}
-
 impl Core {
     fn scheduled(&self, m: &Machine) -> bool {
         !m.cores[self.index].windows.is_empty()
     }
 
-    /// Writes the vCPU's VMCS from scratch: controls, host state, guest entry state.
+    /// Writes an RT vCPU's control block from scratch: controls, host state, guest entry
+    /// state.
     fn setup_vcpu(&mut self, m: &Machine, slot: usize) -> Result<(), String> {
         let scheduled = self.scheduled(m);
-        let (tables, v) = (self.tables, &mut self.vcpus[slot]);
-        let p = &m.partitions[v.partition];
-        // SAFETY: the VMCS page carries the revision id and belongs to this core.
-        unsafe { vmx::vmclear(v.vmcs).and_then(|_| vmx::vmptrld(v.vmcs)) }.map_err(|e| format!("{e}"))?;
-        self.current_vmcs = v.vmcs;
-        let (mut pin_ctl, mut exit_ctl) = (m.controls.pin, m.controls.exit);
-        if !scheduled {
-            // A dedicated core needs no timer: the goal is zero VM exits.
-            pin_ctl &= !pin::PREEMPTION_TIMER;
-            exit_ctl &= !vmx_exit::SAVE_PREEMPTION_TIMER;
-        }
-        let c = &m.controls;
-        let entry = GuestEntry {
-            rip: p.entry.get(),
-            rsp: stack_top(p.ram_bytes, v.index as u64),
-            cr3: PAGE_TABLES_GPA,
-        };
-        let plan = rt_guest_state(&m.caps, entry);
-        let io = m.io_bitmaps[v.partition];
-        // SAFETY: IA32_EFER exists on every x86-64 CPU.
-        let host_efer = unsafe { rdmsr(msr::IA32_EFER) };
-        let fields: [(u32, u64); 12] = [
-            (control::PIN_BASED, pin_ctl as u64),
-            (control::PRIMARY_PROC_BASED, c.primary as u64),
-            (control::SECONDARY_PROC_BASED, c.secondary as u64),
-            (control::EXIT_CONTROLS, exit_ctl as u64),
-            (control::ENTRY_CONTROLS, c.entry as u64),
-            (control::EXCEPTION_BITMAP, 0),
-            (control::CR3_TARGET_COUNT, 0),
-            (control::IO_BITMAP_A, io),
-            (control::IO_BITMAP_B, io + 4096),
-            (control::MSR_BITMAPS, m.msr_bitmap),
-            (control::EPT_POINTER, p.eptp),
-            (control::VPID, 1 + v.partition as u64),
-        ];
-        let host_state = crate::host::vmcs_host_state(tables, m.host_cr3, host_efer);
-        for (field, value) in fields.into_iter().chain(host_state) {
-            write(field, value).map_err(|e| format!("VMWRITE {field:#x}: {e}"))?;
-        }
-        for w in plan.writes() {
-            write(w.field, w.value).map_err(|e| format!("VMWRITE {:#x}: {e}", w.field))?;
-        }
-        v.regs = GuestRegs::for_entry(BOOT_INFO_GPA, v.index as u64);
+        let v = &mut self.vcpus[slot];
+        self.current_control = v.control;
+        v.regs = crate::vmx::setup::rt_vcpu(m, self.tables, v.control, v.partition, v.index, scheduled)?;
         v.launched = false;
         v.stopped = false;
+        Ok(())
+    }
+
+    /// Prepares a Linux vCPU: its policies and devices, its control block, and for the
+    /// boot vCPU the entry state (the others wait for a SIPI in the loop). Linux runs on
+    /// dedicated cores only.
+    fn setup_linux_vcpu(&mut self, m: &'static Machine, slot: usize, scheduled: bool) -> Result<(), String> {
+        let v = &mut self.vcpus[slot];
+        if scheduled {
+            return Err(String::from("Linux partitions run on dedicated cores only"));
+        }
+        let linux =
+            crate::linux::of(v.partition).ok_or_else(|| String::from("Linux was not prepared at boot"))?;
+        let (lv, regs) = LinuxVcpu::new(m, self.tables, linux, v.index as usize, v.control)?;
+        self.current_control = v.control;
+        v.regs = regs;
+        v.linux = Some(Box::new(lv));
         Ok(())
     }
 
@@ -349,36 +289,7 @@ impl Core {
         };
         loop {
             let Some(s) = schedule else {
-                // Dedicated core: one vCPU, entered until it stops. The core is the
-                // partition's own, so a restart runs to completion at once.
-                self.serve_restart_request(m, 0);
-                if self.vcpus[0].restart.is_some() {
-                    self.continue_restart(m, 0, u64::MAX, u64::MAX);
-                    continue;
-                }
-                if self.vcpus[0].stopped {
-                    idle(m, self.index, Some(&m.partitions[self.vcpus[0].partition]));
-                    continue;
-                }
-                if self.current_vmcs != self.vcpus[0].vmcs {
-                    if let Err(e) = self.load_vmcs(0) {
-                        self.health(m, 0, EventClass::UnknownExit, &format_args!("VMPTRLD: {e}"));
-                        continue;
-                    }
-                }
-                if let Next::Yield { until_ns } = self.enter(m, 0) {
-                    // Asleep until then, unless another partition asks for a restart.
-                    let p = &m.partitions[self.vcpus[0].partition];
-                    // Only a single-vCPU partition as a whole sleeps.
-                    let sleeps = until_ns > m.now_ns() && p.vcpus == 1;
-                    if sleeps {
-                        let _ = p.apply(Event::Sleep);
-                    }
-                    wait_until_or_restart(m, until_ns, Some(p));
-                    if sleeps {
-                        let _ = p.apply(Event::Wake);
-                    }
-                }
+                self.run_dedicated(m);
                 continue;
             };
             let now = m.now_ns();
@@ -426,15 +337,15 @@ impl Core {
                         continue;
                     };
                     let timer = preemption_timer_value(run_ticks, m.caps.preemption_timer_shift());
-                    let armed =
-                        self.load_vmcs(i).and_then(|_| write(guest::PREEMPTION_TIMER_VALUE, timer as u64));
+                    let armed = self.make_current(i).and_then(|_| Hw::arm_timer(timer as u64));
                     if let Err(e) = armed {
-                        self.health(
+                        let next = self.health(
                             m,
                             i,
                             EventClass::UnknownExit,
                             &format_args!("arming the window's timer: {e}"),
                         );
+                        self.after_step(m, i, next);
                         continue;
                     }
                     let next = self.enter(m, i);
@@ -463,48 +374,67 @@ impl Core {
         }
     }
 
-    /// Restarts vCPU `slot`'s partition when another partition asked for it.
-    fn serve_restart_request(&mut self, m: &'static Machine, slot: usize) {
-        let p = &m.partitions[self.vcpus[slot].partition];
-        // A plain load first: the common case costs no locked instruction.
-        if p.restart_requested.load(Ordering::Relaxed) && p.restart_requested.swap(false, Ordering::SeqCst) {
-            let verdict = p.health.lock().decide_requested_restart(m.now_ns());
-            if verdict.allowed {
-                self.begin_restart(
-                    m,
-                    slot,
-                    "restarted at another partition's request",
-                    Cause::OtherPartition,
-                );
-            } else {
-                crate::hvlog_for!(
-                    p,
-                    "partition {}: restart at another partition's request -> {verdict}",
-                    p.name
-                );
-                self.stop(m, slot, Cause::HealthMonitor);
+    /// One turn of a dedicated core: one vCPU, entered until it stops. The core is the
+    /// partition's own, so a restart runs to completion at once.
+    fn run_dedicated(&mut self, m: &'static Machine) {
+        self.serve_restart_request(m, 0);
+        if self.vcpus[0].restart.is_some() {
+            self.continue_restart(m, 0, u64::MAX, u64::MAX);
+            return;
+        }
+        if self.vcpus[0].stopped {
+            let watch =
+                (self.vcpus[0].kind == Kind::RealTime).then(|| &m.partitions[self.vcpus[0].partition]);
+            idle(m, self.index, watch);
+            return;
+        }
+        if let Some(linux) = self.vcpus[0].linux.as_mut().filter(|l| l.awaiting_sipi) {
+            // A secondary Linux vCPU: parked until the boot vCPU's INIT and SIPI.
+            match linux.try_start(m, self.index) {
+                Start::Waiting => cpu::pause(),
+                Start::Started(regs) => self.vcpus[0].regs = regs,
+                Start::Stopped => self.vcpus[0].stopped = true,
+                Start::Failed(e) => {
+                    let next =
+                        self.health(m, 0, EventClass::UnknownExit, &format_args!("starting at SIPI: {e}"));
+                    self.after_step(m, 0, next);
+                }
+            }
+            return;
+        }
+        if self.current_control != self.vcpus[0].control {
+            if let Err(e) = self.make_current(0) {
+                let next =
+                    self.health(m, 0, EventClass::UnknownExit, &format_args!("making the VMCS current: {e}"));
+                self.after_step(m, 0, next);
+                return;
+            }
+        }
+        if let Next::Yield { until_ns } = self.enter(m, 0) {
+            // Asleep until then, unless another partition asks for a restart.
+            let p = &m.partitions[self.vcpus[0].partition];
+            // Only a single-vCPU partition as a whole sleeps.
+            let sleeps = until_ns > m.now_ns() && p.vcpus == 1;
+            if sleeps {
+                let _ = p.apply(Event::Sleep);
+            }
+            wait_until_or_restart(m, until_ns, Some(p));
+            if sleeps {
+                let _ = p.apply(Event::Wake);
             }
         }
     }
 
-    fn load_vmcs(&mut self, slot: usize) -> Result<(), VmFail> {
-        self.current_vmcs = self.vcpus[slot].vmcs;
-        // SAFETY: the VMCS was initialised by `setup_vcpu` on this core.
-        unsafe { vmx::vmptrld(self.vcpus[slot].vmcs) }
+    fn make_current(&mut self, slot: usize) -> Result<(), <Hw as Backend>::Fail> {
+        self.current_control = self.vcpus[slot].control;
+        Hw::make_current(self.vcpus[slot].control)
     }
 
-    /// Enters vCPU `slot` once and handles its exit.
+    /// Enters vCPU `slot` once, handles its exit and performs what follows.
     fn enter(&mut self, m: &'static Machine, slot: usize) -> Next {
         if !self.first_entry_reported {
             self.first_entry_reported = true;
-            let ticks = cpu::rdtsc().wrapping_sub(m.tsc_at_entry);
-            let p = &m.partitions[self.vcpus[slot].partition];
-            hvlog!(
-                "core {}: first entry into partition {} {} TSC ticks after hypervisor entry",
-                self.index,
-                p.name,
-                ticks
-            );
+            self.report_first_entry(m, slot);
         }
         // Part of the window switch: measured with it.
         if let Some(switch) = self.state_owner.enter(slot) {
@@ -516,98 +446,218 @@ impl Core {
         }
         crate::serial::pump();
         let v = &mut self.vcpus[slot];
-        // SAFETY: the current VMCS is this vCPU's, set up by `setup_vcpu`.
-        let entered = unsafe { vmx::enter(&mut v.regs, v.launched) };
+        // SAFETY: the current control block is this vCPU's, set up by `setup_vcpu` or
+        // `setup_linux_vcpu`.
+        let entered = unsafe { Hw::enter(&mut v.regs, v.launched) };
         if self.measure_switches {
             self.exit_tsc = cpu::rdtsc();
         }
-        if let Err(e) = entered {
-            return self.health(m, slot, EventClass::UnknownExit, &format_args!("VM entry failed: {e}"));
-        }
-        self.vcpus[slot].launched = true;
-        m.count_exit(self.index);
-        let next = self.handle_exit(m, slot);
+        let next = match entered {
+            Ok(()) => {
+                self.vcpus[slot].launched = true;
+                m.count_exit(self.index);
+                let exit = Hw::exit(&self.vcpus[slot].regs);
+                self.handle_exit(m, slot, exit)
+            }
+            Err(e) => self.health(m, slot, EventClass::UnknownExit, &format_args!("VM entry failed: {e}")),
+        };
         if self.measure_switches {
             // `exit_tsc` was read right after the exit (scheduled cores only).
             self.vcpus[slot].exit_cost.record(0, cpu::rdtsc().wrapping_sub(self.exit_tsc));
         }
-        if matches!(next, Next::Skip | Next::Yield { .. }) {
-            if let Err(e) = skip_instruction() {
-                return self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE RIP: {e}"));
-            }
-        }
-        next
+        self.after_step(m, slot, next)
     }
 
-    fn handle_exit(&mut self, m: &'static Machine, slot: usize) -> Next {
-        let reason = read(exit_info::EXIT_REASON) as u32;
-        // Fast path: a hypercall needs no other exit field.
-        if reason == EXIT_REASON_VMCALL {
-            return self.hypercall(m, slot);
+    #[inline(never)]
+    fn report_first_entry(&mut self, m: &Machine, slot: usize) {
+        let t = cpu::rdtsc();
+        let v = &self.vcpus[slot];
+        let p = &m.partitions[v.partition];
+        if let Some(l) = &v.linux {
+            l.linux.first_entry_tsc.store(t, Ordering::SeqCst);
         }
-        let info = ExitInfo {
-            reason,
-            qualification: read(exit_info::EXIT_QUALIFICATION),
-            guest_rip: read(guest::RIP),
-            guest_physical: read(exit_info::GUEST_PHYSICAL_ADDRESS),
-            guest_linear: read(exit_info::GUEST_LINEAR_ADDRESS),
-            interruption_info: read(exit_info::INTERRUPTION_INFO) as u32,
-            instruction_len: read(exit_info::INSTRUCTION_LEN) as u32,
-            rcx: self.vcpus[slot].regs.rcx,
+        hvlog!(
+            "core {}: first entry into {}partition {} {} TSC ticks after hypervisor entry",
+            self.index,
+            if v.kind == Kind::Linux { "Linux " } else { "" },
+            p.name,
+            t.wrapping_sub(m.tsc_at_entry)
+        );
+    }
+
+    /// Performs what the handling of an exit left to the vCPU's instruction stream:
+    /// skipping the instruction, continuing after an emulated one, an injection, a
+    /// health event, a power-off. Returns what the schedule still has to act on.
+    fn after_step(&mut self, m: &'static Machine, slot: usize, next: Next) -> Next {
+        let next = match next {
+            Next::Fault(class, what) => self.health(m, slot, class, &what),
+            Next::PowerOff(what) => {
+                self.power_off(m, slot, what);
+                Next::Stop
+            }
+            other => other,
         };
-        match classify(&info) {
-            Disposition::Handle(Handling::Hypercall) => self.hypercall(m, slot),
-            Disposition::Handle(Handling::Cpuid) => {
-                let r = &mut self.vcpus[slot].regs;
-                let (leaf, sub) = (r.rax as u32, r.rcx as u32);
-                let host = cpu::cpuid(leaf, sub);
-                let guest_cr4 = read(control::CR4_READ_SHADOW);
-                let [a, b, c, d] =
-                    cpuid::rt_view(leaf, sub, [host.eax, host.ebx, host.ecx, host.edx], guest_cr4, &m.xstate);
+        let performed = match &next {
+            Next::Skip | Next::Yield { .. } => Hw::skip_instruction(),
+            Next::Emulated { next_rip } => Hw::continue_at(*next_rip),
+            Next::Inject(e) => Hw::inject(*e),
+            _ => Ok(()),
+        };
+        match performed {
+            Ok(()) => next,
+            Err(e) => {
+                let next = self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE: {e}"));
+                if let Next::Skip | Next::Inject(_) | Next::Emulated { .. } = next {
+                    // Stepping over is what failed: the partition cannot go on.
+                    self.stop(m, slot, Cause::Hypervisor);
+                    return Next::Stop;
+                }
+                next
+            }
+        }
+    }
+
+    /// Decides about one exit and performs the step (not yet the RIP update: see
+    /// [`Core::after_step`]).
+    #[inline(always)]
+    fn handle_exit(&mut self, m: &'static Machine, slot: usize, record: ExitRecord) -> Next {
+        let v = &mut self.vcpus[slot];
+        if let Some(l) = v.linux.as_mut() {
+            l.note_exit(record.code, record.rip, &v.regs);
+        }
+        let step = match &v.linux {
+            Some(l) => decide(v.kind, &record.exit, |gpa| l.linux.mmio.claims(gpa)),
+            None => decide(v.kind, &record.exit, |_| false),
+        };
+        match step {
+            Step::Hypercall => self.hypercall(m, slot),
+            Step::WindowEnd => {
+                self.switch_from = self.exit_tsc;
+                Next::Resume
+            }
+            other => self.perform(m, slot, other, &record),
+        }
+    }
+
+    /// Every step but the hot ones.
+    #[inline(never)]
+    fn perform(&mut self, m: &'static Machine, slot: usize, step: Step, record: &ExitRecord) -> Next {
+        let v = &mut self.vcpus[slot];
+        match step {
+            Step::Hypercall | Step::WindowEnd => Next::Resume,
+            Step::Cpuid { leaf, subleaf } => {
+                let host = cpu::cpuid(leaf, subleaf);
+                let host = [host.eax, host.ebx, host.ecx, host.edx];
+                let (_, guest_cr4) = Hw::control(Control::Cr4);
+                let [a, b, c, d] = match &v.linux {
+                    Some(l) => l.cpuid(leaf, subleaf, host, guest_cr4),
+                    None => cpuid::rt_view(leaf, subleaf, host, guest_cr4, &m.xstate),
+                };
+                let r = &mut v.regs;
                 (r.rax, r.rbx, r.rcx, r.rdx) = (a as u64, b as u64, c as u64, d as u64);
                 Next::Skip
             }
             // HLT: no interrupt will ever wake it; treat as giving up the window.
-            Disposition::Handle(Handling::Hlt) => Next::Yield { until_ns: 0 },
-            Disposition::Handle(Handling::WindowEnd) => {
-                self.switch_from = self.exit_tsc;
-                Next::Resume
-            }
-            Disposition::Handle(Handling::ExternalInterrupt) => {
+            Step::GiveUpWindow => Next::Yield { until_ns: 0 },
+            Step::AcknowledgeInterrupt => {
                 // Acknowledged by the exit; nothing in the hypervisor wants it (every
                 // source is masked), so retire it and go on.
                 crate::apic::Apic::new().eoi();
                 Next::Resume
             }
-            Disposition::Handle(Handling::Nmi) => Next::Resume,
-            Disposition::Handle(Handling::CrAccess) => self.cr_access(m, slot, info.qualification),
-            Disposition::Handle(Handling::Xsetbv) => {
-                let r = &self.vcpus[slot].regs;
-                let value = (r.rdx & 0xFFFF_FFFF) << 32 | (r.rax & 0xFFFF_FFFF);
-                match m.xstate.check_xsetbv(r.rcx as u32, value) {
-                    Ok(xcr0) if m.xsave.xsave => {
-                        switched::xsetbv0(xcr0);
-                        Next::Skip
-                    }
-                    Ok(_) => self.health(
-                        m,
-                        slot,
-                        EventClass::ForbiddenInstruction,
-                        &"XSETBV: this CPU has no XSAVE",
-                    ),
-                    Err(why) => self.health(
-                        m,
-                        slot,
-                        EventClass::ForbiddenInstruction,
-                        &format_args!("XSETBV: XCR0 {value:#x}: {why}"),
-                    ),
+            // The kick of another core: a restart request is served at the top of the
+            // loop; a Linux partition another vCPU stopped stops here too.
+            Step::CheckRequests => match &v.linux {
+                Some(l) if l.partition_stopped() => {
+                    v.stopped = true;
+                    crate::linux::vcpu::quiet_core();
+                    Next::Stop
+                }
+                _ => Next::Resume,
+            },
+            Step::Resume => Next::Resume,
+            Step::SkipInstruction => Next::Skip,
+            Step::Inject(e) => Next::Inject(e),
+            Step::WriteControl(request) => match v.kind {
+                Kind::RealTime => self.rt_control_write(m, request, record.rip),
+                Kind::Linux => match v.linux.as_mut() {
+                    Some(l) => l.write_control::<Hw>(m, request),
+                    None => Next::Stop,
+                },
+            },
+            Step::WriteTpr { value } => match control_regs::tpr_write(value) {
+                Ok(tpr) => {
+                    v.saved.regs.virtual_tpr = tpr;
+                    Next::Skip
+                }
+                Err(refused) => fault(
+                    EventClass::ForbiddenInstruction,
+                    format_args!("{refused} at RIP {:#x}", record.rip),
+                ),
+            },
+            Step::ReadTpr { gpr } => {
+                let tpr = v.saved.regs.virtual_tpr;
+                if v.regs.set(gpr, tpr) || Hw::set_rsp(tpr).is_ok() {
+                    Next::Skip
+                } else {
+                    fault(EventClass::UnknownExit, format_args!("writing RSP"))
                 }
             }
-            // RDTSC exiting is off for RT vCPUs: this exit is never asked for.
-            Disposition::Handle(Handling::Rdtsc) => {
-                self.health(m, slot, EventClass::UnknownExit, &info.describe())
+            Step::Xsetbv { xcr, value } => match xsetbv(v.kind, &m.xstate, xcr, value) {
+                XsetbvStep::Set(xcr0) if m.xsave.xsave => {
+                    switched::xsetbv0(xcr0);
+                    Next::Skip
+                }
+                XsetbvStep::Set(_) => {
+                    fault(EventClass::ForbiddenInstruction, format_args!("XSETBV: this CPU has no XSAVE"))
+                }
+                XsetbvStep::Refuse(why) => {
+                    fault(EventClass::ForbiddenInstruction, format_args!("XSETBV: XCR0 {value:#x}: {why}"))
+                }
+                XsetbvStep::GeneralProtection => Next::Inject(Exception::GeneralProtection),
+            },
+            Step::Rdmsr { msr } => match v.linux.as_mut() {
+                Some(l) => l.rdmsr(&mut v.regs, msr),
+                None => fault(EventClass::MsrViolation, format_args!("{}", record.exit.at(record.rip))),
+            },
+            Step::Wrmsr { msr, value } => match v.linux.as_mut() {
+                Some(l) => l.wrmsr::<Hw>(msr, value),
+                None => fault(EventClass::MsrViolation, format_args!("{}", record.exit.at(record.rip))),
+            },
+            Step::Io(access) => match v.linux.as_mut() {
+                Some(l) => l.io(&mut v.regs, access),
+                None => fault(EventClass::IoViolation, format_args!("{}", record.exit.at(record.rip))),
+            },
+            Step::Mmio(page_fault) => match v.linux.as_mut() {
+                Some(l) => l.mmio::<Hw>(&mut v.regs, page_fault, record.rip),
+                None => fault(EventClass::MemoryViolation, format_args!("{}", record.exit.at(record.rip))),
+            },
+            Step::Fault(class) => {
+                let what = describe_fault(&record.exit, record.rip);
+                Next::Fault(class, what)
             }
-            Disposition::Fault(class) => self.health(m, slot, class, &info.describe()),
+        }
+    }
+
+    /// A real-time vCPU's write to CR0/CR4 that changes a bit the hypervisor owns.
+    #[inline(never)]
+    fn rt_control_write(&mut self, m: &Machine, request: CrWriteRequest, rip: u64) -> Next {
+        let which = match request {
+            CrWriteRequest::Mov { cr: 4, .. } => Control::Cr4,
+            _ => Control::Cr0,
+        };
+        let (_, shadow) = Hw::control(which);
+        match cr_write(&m.caps, request, shadow) {
+            CrChange::Apply { cr, guest: value, shadow } => {
+                let which = if cr == 4 { Control::Cr4 } else { Control::Cr0 };
+                match Hw::set_control(which, value, shadow) {
+                    Ok(()) => Next::Skip,
+                    Err(e) => fault(EventClass::UnknownExit, format_args!("VMWRITE CR{cr}: {e}")),
+                }
+            }
+            refused @ CrChange::Forbidden { .. } => {
+                fault(EventClass::ForbiddenInstruction, format_args!("{refused} at RIP {rip:#x}"))
+            }
         }
     }
 
@@ -648,7 +698,7 @@ impl Core {
             }
             Outcome::Fault(class) => {
                 // The call itself completed: skip the VMCALL before acting.
-                if let Err(e) = skip_instruction() {
+                if let Err(e) = Hw::skip_instruction() {
                     return self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE RIP: {e}"));
                 }
                 let message = env.fault_message.unwrap_or_else(Text::new);
@@ -660,7 +710,7 @@ impl Core {
             Outcome::Restart { partition } if partition == part => {
                 // The call completed: skip the VMCALL (a refused restart halts; an allowed
                 // one rewrites the VMCS anyway).
-                if let Err(e) = skip_instruction() {
+                if let Err(e) = Hw::skip_instruction() {
                     return self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE RIP: {e}"));
                 }
                 let p = &m.partitions[part];
@@ -713,7 +763,8 @@ impl Core {
         }
     }
 
-    /// Logs a health event and applies the partition's action for its class.
+    /// Logs a health event and applies the partition's action for its class, as the
+    /// vCPU's kind can carry it out (`hallows_core::vcpu::after_health`).
     #[inline(never)]
     fn health(
         &mut self,
@@ -722,45 +773,91 @@ impl Core {
         class: EventClass,
         what: &dyn fmt::Display,
     ) -> Next {
-        let p = &m.partitions[self.vcpus[slot].partition];
+        let v = &self.vcpus[slot];
+        let p = &m.partitions[v.partition];
         let _ = p.apply(Event::Fault);
         let mut decision = p.health.lock().decide(&p.actions, class, m.now_ns());
-        // A multi-vCPU partition cannot be reloaded under its other running vCPUs.
-        if decision.action == Action::RestartPartition && p.vcpus > 1 {
-            decision.action = Action::HaltPartition;
-        }
+        let (action, followup) = after_health(v.kind, p.vcpus, class, decision.action);
+        decision.action = action;
         crate::console::flush_partition(p);
         crate::hvlog_for!(p, "{}", decision.report(&p.name, what));
-        // Only events that can be stepped over continue under `log`.
-        let continuable = matches!(
-            class,
-            EventClass::IoViolation | EventClass::MsrViolation | EventClass::DeadlineMiss | EventClass::Panic
-        );
-        match decision.action {
-            Action::Log if continuable => {
+        match followup {
+            Followup::Continue => {
                 let _ = p.apply(Event::Resume);
                 Next::Skip
             }
-            Action::Log | Action::HaltPartition => {
+            Followup::ContinueWith(exception) => {
+                let _ = p.apply(Event::Resume);
+                Next::Inject(exception)
+            }
+            Followup::Stop => {
                 self.stop(m, slot, Cause::HealthMonitor);
+                if let Some(l) = &self.vcpus[slot].linux {
+                    l.print_exit_counts(m, "halted");
+                }
                 Next::Stop
             }
-            Action::RestartPartition => {
+            Followup::Restart => {
                 self.begin_restart(m, slot, "restarted with a fresh image", Cause::HealthMonitor);
                 Next::Resume
             }
-            Action::HaltSystem => {
+            Followup::HaltSystem => {
                 hvlog!("system halted by the health monitor (partition {})", p.name);
                 crate::power::power_off_runtime()
             }
         }
     }
 
+    /// Stops vCPU `slot` for good (and, for Linux, the whole partition: every vCPU of it
+    /// leaves the guest).
     #[inline(never)]
     fn stop(&mut self, m: &Machine, slot: usize, cause: Cause) {
         let v = &mut self.vcpus[slot];
         v.stopped = true;
-        let _ = m.partitions[v.partition].apply(Event::Halt(cause));
+        let p = &m.partitions[v.partition];
+        if p.lifecycle() != lifecycle::State::Halted {
+            let _ = p.apply(Event::Halt(cause));
+        }
+        if let Some(l) = &v.linux {
+            l.stop_partition();
+            crate::linux::vcpu::quiet_core();
+        }
+    }
+
+    /// A Linux partition powered itself off (or asked for a reset it cannot get).
+    #[inline(never)]
+    fn power_off(&mut self, m: &Machine, slot: usize, what: &str) {
+        let p = &m.partitions[self.vcpus[slot].partition];
+        crate::console::flush_partition(p);
+        self.stop(m, slot, Cause::Itself);
+        if let Some(l) = &self.vcpus[slot].linux {
+            l.print_exit_counts(m, what);
+        }
+        crate::hvlog_for!(p, "partition {}: {what}", p.name);
+    }
+
+    /// Restarts vCPU `slot`'s partition when another partition asked for it.
+    fn serve_restart_request(&mut self, m: &'static Machine, slot: usize) {
+        let p = &m.partitions[self.vcpus[slot].partition];
+        // A plain load first: the common case costs no locked instruction.
+        if p.restart_requested.load(Ordering::Relaxed) && p.restart_requested.swap(false, Ordering::SeqCst) {
+            let verdict = p.health.lock().decide_requested_restart(m.now_ns());
+            if verdict.allowed {
+                self.begin_restart(
+                    m,
+                    slot,
+                    "restarted at another partition's request",
+                    Cause::OtherPartition,
+                );
+            } else {
+                crate::hvlog_for!(
+                    p,
+                    "partition {}: restart at another partition's request -> {verdict}",
+                    p.name
+                );
+                self.stop(m, slot, Cause::HealthMonitor);
+            }
+        }
     }
 
     /// Starts restarting vCPU `slot`'s partition: the vCPU is not entered again until
@@ -856,35 +953,6 @@ impl Core {
         true
     }
 
-    /// MOV to or from CR8: the vCPU's virtual task-priority register.
-    #[inline(never)]
-    fn tpr_access(&mut self, m: &'static Machine, slot: usize, q: CrAccessQualification) -> Next {
-        let v = &mut self.vcpus[slot];
-        match q.access_type {
-            0 => match control_regs::tpr_write(v.regs.get(q.gpr, read(guest::RSP))) {
-                Ok(tpr) => {
-                    v.saved.regs.virtual_tpr = tpr;
-                    Next::Skip
-                }
-                Err(refused) => self.health(
-                    m,
-                    slot,
-                    EventClass::ForbiddenInstruction,
-                    &format_args!("{refused} at RIP {:#x}", read(guest::RIP)),
-                ),
-            },
-            1 => {
-                let tpr = v.saved.regs.virtual_tpr;
-                if v.regs.set(q.gpr, tpr) || write(guest::RSP, tpr).is_ok() {
-                    Next::Skip
-                } else {
-                    self.health(m, slot, EventClass::UnknownExit, &"VMWRITE RSP")
-                }
-            }
-            _ => self.health(m, slot, EventClass::UnknownExit, &"CR8 access of an unknown kind"),
-        }
-    }
-
     /// The per-switch hook: runs before a VM entry whenever this core enters a different
     /// vCPU than the last one it ran (a window switch on a scheduled core, the first entry
     /// or a restart on any core). Today it saves the leaving vCPU's non-VMCS registers
@@ -897,44 +965,20 @@ impl Core {
         }
         switched::load(&self.vcpus[switch.load].saved, &m.xsave);
     }
+}
 
-    /// A guest write to CR0/CR4 that changes a bit the hypervisor owns.
-    #[inline(never)]
-    fn cr_access(&mut self, m: &'static Machine, slot: usize, qualification: u64) -> Next {
-        let q = CrAccessQualification::decode(qualification);
-        if q.cr == 8 {
-            return self.tpr_access(m, slot, q);
-        }
-        let request = match q.access_type {
-            0 => CrWriteRequest::Mov { cr: q.cr, value: self.vcpus[slot].regs.get(q.gpr, read(guest::RSP)) },
-            2 => CrWriteRequest::Clts,
-            3 => CrWriteRequest::Lmsw { source: (qualification >> 16) as u16 },
-            // MOV from CR: CR3/CR8 exiting is off, CR0/CR4 reads never exit.
-            _ => return self.health(m, slot, EventClass::UnknownExit, &"MOV from a control register"),
-        };
-        let shadow_field = if q.cr == 4 { control::CR4_READ_SHADOW } else { control::CR0_READ_SHADOW };
-        match cr_write(&m.caps, request, read(shadow_field)) {
-            CrChange::Apply { cr, guest: value, shadow } => {
-                let (real, shadow_field) = if cr == 4 {
-                    (guest::CR4, control::CR4_READ_SHADOW)
-                } else {
-                    (guest::CR0, control::CR0_READ_SHADOW)
-                };
-                match write(real, value).and_then(|_| write(shadow_field, shadow)) {
-                    Ok(()) => Next::Skip,
-                    Err(e) => {
-                        self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE CR{cr}: {e}"))
-                    }
-                }
-            }
-            refused @ CrChange::Forbidden { .. } => self.health(
-                m,
-                slot,
-                EventClass::ForbiddenInstruction,
-                &format_args!("{refused} at RIP {:#x}", read(guest::RIP)),
-            ),
-        }
-    }
+/// A health event with its text (built without the heap).
+fn fault(class: EventClass, what: fmt::Arguments<'_>) -> Next {
+    let mut text = Text::new();
+    let _ = text.write_fmt(what);
+    Next::Fault(class, text)
+}
+
+/// The console text of a faulting exit.
+fn describe_fault(exit: &Exit, rip: u64) -> Text<160> {
+    let mut text = Text::new();
+    let _ = write!(text, "{}", exit.at(rip));
+    text
 }
 
 /// Whether some idle core already prints the exit statistics.

@@ -36,6 +36,7 @@
 
 use crate::bitmaps::{fill_io_bitmaps, BadPortRange};
 use crate::exit::{IoDirection, IoQualification};
+use crate::vcpu::IoAccess;
 
 /// The console UART's first port (COM1).
 pub const COM1: u16 = 0x3F8;
@@ -123,7 +124,8 @@ impl LinuxIoPolicy {
 
     /// Classifies a trapped access. `value` is the guest's RAX for OUT (the low `size`
     /// bytes are written); ignored for IN and string I/O.
-    pub fn classify(&self, q: &IoQualification, value: u64) -> IoAction {
+    pub fn classify(&self, q: impl Into<IoAccess>, value: u64) -> IoAction {
+        let q: IoAccess = q.into();
         let port = q.port;
         let plain_out = q.direction == IoDirection::Out && !q.string;
         let value = value as u32 & width_mask(q.size);

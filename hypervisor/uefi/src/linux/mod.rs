@@ -18,7 +18,7 @@
 mod devices;
 mod esp;
 mod stats;
-mod vcpu;
+pub mod vcpu;
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -37,8 +37,6 @@ use spin::Mutex;
 
 use crate::hvlog;
 use crate::partition::Partition;
-
-pub use vcpu::run_core;
 
 /// Most guest-physical ranges of emulated MMIO devices per Linux partition.
 pub const MMIO_RANGES: usize = 8;

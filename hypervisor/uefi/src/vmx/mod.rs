@@ -7,6 +7,9 @@ use hallows_core::vmcs;
 
 pub use hallows_core::hypercall::GuestRegs;
 
+pub mod backend;
+pub mod setup;
+
 /// A failed VMX instruction: its VM-instruction error number (0 when the VMCS pointer
 /// itself was invalid, VMfailInvalid).
 #[derive(Clone, Copy, Debug)]

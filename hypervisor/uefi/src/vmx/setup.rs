@@ -1,0 +1,216 @@
+//! VMX set-up: VMXON on a core, and a VMCS for each kind of vCPU (controls, bitmaps, host
+//! state, the guest's entry state). The values come from hallows-core's plans
+//! (`vmx_caps`, `guest_state`, `linux_vcpu::ap_start`); this only writes them.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use hallows_abi::layout::{stack_top, BOOT_INFO_GPA, PAGE_TABLES_GPA};
+use hallows_core::control_regs;
+use hallows_core::guest_state::{rt_guest_state, GuestEntry, DEFAULT_PAT};
+use hallows_core::linux_vcpu::ap_start::{linux_cr_masks, sipi_start_state};
+use hallows_core::vcpu::modes::{CR0_PG, EFER_LMA};
+use hallows_core::vmcs::{control, guest, host};
+use hallows_core::vmx_caps::{entry as entry_ctl, exit as vmx_exit, msr, pin, VmxControls};
+use legacy_linux::setup::EntryState;
+
+use super::{GuestRegs, VmFail};
+use crate::cpu::{self, rdmsr};
+use crate::host::CoreTables;
+use crate::machine::Machine;
+use crate::memory;
+
+/// The page-attribute table MSR.
+const IA32_PAT: u32 = 0x277;
+
+fn write(field: u32, value: u64) -> Result<(), String> {
+    // SAFETY: every value is computed by the hypervisor from the partition's own resources
+    // (EPT, bitmaps, boot plan) or the host's state.
+    unsafe { super::vmwrite(field, value) }.map_err(|e: VmFail| format!("VMWRITE {field:#x}: {e}"))
+}
+
+fn write_all(fields: impl IntoIterator<Item = (u32, u64)>) -> Result<(), String> {
+    fields.into_iter().try_for_each(|(field, value)| write(field, value))
+}
+
+/// Sets CR4.VMXE, applies the VMX fixed bits and executes VMXON.
+pub fn enable(m: &Machine) -> Result<(), String> {
+    // SAFETY: IA32_FEATURE_CONTROL exists on VMX CPUs.
+    let fc = unsafe { rdmsr(msr::IA32_FEATURE_CONTROL) };
+    if fc & 1 == 0 {
+        // SAFETY: unlocked: enable VMX outside SMX and lock, as firmware normally does.
+        unsafe { cpu::wrmsr(msr::IA32_FEATURE_CONTROL, fc | 5) };
+    } else if fc & 4 == 0 {
+        return Err(String::from("VMX disabled in IA32_FEATURE_CONTROL"));
+    }
+    // OSXSAVE lets the hypervisor execute XSETBV/XSAVE/XRSTOR for its vCPUs.
+    let osxsave = if m.xsave.xsave { control_regs::cr4::OSXSAVE } else { 0 };
+    // SAFETY: setting VMXE, OSXSAVE (when the CPU has XSAVE) and the fixed bits keeps
+    // paging and protection as they are.
+    unsafe {
+        cpu::write_cr4(m.caps.fix_cr4(cpu::read_cr4() | control_regs::cr4::VMXE | osxsave));
+        cpu::write_cr0(m.caps.fix_cr0(cpu::read_cr0()));
+    }
+    let region = new_control_block(m);
+    // SAFETY: VMXE is set, CR0/CR4 are fixed, `region` is this core's VMXON page.
+    unsafe { super::vmxon(region) }.map_err(|e| format!("VMXON failed: {e}"))
+}
+
+/// A zeroed page carrying the VMCS revision id.
+pub fn new_control_block(m: &Machine) -> u64 {
+    let page = memory::alloc_pages(1);
+    // SAFETY: a fresh page owned by this core.
+    unsafe { *(page as *mut u32) = m.caps.revision_id() };
+    page
+}
+
+/// Clears the VMCS at `vmcs` and makes it current.
+fn fresh(vmcs: u64) -> Result<(), String> {
+    // SAFETY: the VMCS page carries the revision id and belongs to this core.
+    unsafe { super::vmclear(vmcs).and_then(|_| super::vmptrld(vmcs)) }.map_err(|e| format!("{e}"))
+}
+
+/// Writes an RT vCPU's VMCS from scratch (controls, host state, guest entry state) and
+/// returns its registers at the first instruction. `scheduled`: the core runs a cyclic
+/// schedule (the VMX-preemption timer ends windows); a dedicated core needs no timer.
+pub fn rt_vcpu(
+    m: &Machine,
+    tables: &CoreTables,
+    vmcs: u64,
+    partition: usize,
+    vcpu: u32,
+    scheduled: bool,
+) -> Result<GuestRegs, String> {
+    let p = &m.partitions[partition];
+    fresh(vmcs)?;
+    let (mut pin_ctl, mut exit_ctl) = (m.controls.pin, m.controls.exit);
+    if !scheduled {
+        // A dedicated core needs no timer: the goal is zero VM exits.
+        pin_ctl &= !pin::PREEMPTION_TIMER;
+        exit_ctl &= !vmx_exit::SAVE_PREEMPTION_TIMER;
+    }
+    let c = &m.controls;
+    let entry =
+        GuestEntry { rip: p.entry.get(), rsp: stack_top(p.ram_bytes, vcpu as u64), cr3: PAGE_TABLES_GPA };
+    let plan = rt_guest_state(&m.caps, entry);
+    let io = m.io_bitmaps[partition];
+    // SAFETY: IA32_EFER exists on every x86-64 CPU.
+    let host_efer = unsafe { rdmsr(msr::IA32_EFER) };
+    let fields: [(u32, u64); 12] = [
+        (control::PIN_BASED, pin_ctl as u64),
+        (control::PRIMARY_PROC_BASED, c.primary as u64),
+        (control::SECONDARY_PROC_BASED, c.secondary as u64),
+        (control::EXIT_CONTROLS, exit_ctl as u64),
+        (control::ENTRY_CONTROLS, c.entry as u64),
+        (control::EXCEPTION_BITMAP, 0),
+        (control::CR3_TARGET_COUNT, 0),
+        (control::IO_BITMAP_A, io),
+        (control::IO_BITMAP_B, io + 4096),
+        (control::MSR_BITMAPS, m.msr_bitmap),
+        (control::EPT_POINTER, p.eptp),
+        (control::VPID, 1 + partition as u64),
+    ];
+    write_all(fields.into_iter().chain(crate::host::vmcs_host_state(tables, m.host_cr3, host_efer)))?;
+    write_all(plan.writes().iter().map(|w| (w.field, w.value)))?;
+    Ok(GuestRegs::for_entry(BOOT_INFO_GPA, vcpu as u64))
+}
+
+/// Writes a Linux vCPU's controls, bitmaps and host state into a fresh VMCS at `vmcs`
+/// (made current). `msr_bitmap` is the vCPU's own page, filled by the caller's policy.
+pub fn linux_vcpu(
+    m: &Machine,
+    tables: &CoreTables,
+    vmcs: u64,
+    partition: usize,
+    controls: &VmxControls,
+    msr_bitmap: u64,
+) -> Result<(), String> {
+    fresh(vmcs)?;
+    // The guest's XSETBV is executed here on its behalf: the host needs OSXSAVE.
+    if cpu::cpuid(1, 0).ecx & (1 << 26) != 0 {
+        // SAFETY: the CPU supports XSAVE, so CR4.OSXSAVE may be set.
+        unsafe { cpu::write_cr4(cpu::read_cr4() | control_regs::cr4::OSXSAVE) };
+    }
+    let p = &m.partitions[partition];
+    let io = m.io_bitmaps[partition];
+    let c = controls;
+    let (cr0_mask, cr4_mask) = linux_cr_masks(&m.caps);
+    // SAFETY: IA32_EFER and IA32_PAT exist on every x86-64 CPU with VMX.
+    let (host_efer, host_pat) = unsafe { (rdmsr(msr::IA32_EFER), rdmsr(IA32_PAT)) };
+    let fields: [(u32, u64); 16] = [
+        (control::PIN_BASED, c.pin as u64),
+        (control::PRIMARY_PROC_BASED, c.primary as u64),
+        (control::SECONDARY_PROC_BASED, c.secondary as u64),
+        (control::EXIT_CONTROLS, c.exit as u64),
+        (control::ENTRY_CONTROLS, c.entry as u64),
+        (control::EXCEPTION_BITMAP, 0),
+        (control::CR3_TARGET_COUNT, 0),
+        (control::CR0_GUEST_HOST_MASK, cr0_mask),
+        (control::CR4_GUEST_HOST_MASK, cr4_mask),
+        (control::IO_BITMAP_A, io),
+        (control::IO_BITMAP_B, io + 4096),
+        (control::MSR_BITMAPS, msr_bitmap),
+        (control::EPT_POINTER, p.eptp),
+        (control::VPID, 1 + partition as u64),
+        (host::IA32_PAT, host_pat),
+        (guest::IA32_PAT, DEFAULT_PAT),
+    ];
+    write_all(fields.into_iter().chain(crate::host::vmcs_host_state(tables, m.host_cr3, host_efer)))
+}
+
+/// The Linux boot vCPU's entry state: the reset-like state of a SIPI, overridden by the
+/// boot plan's 64-bit entry state. Returns its registers.
+pub fn linux_boot_entry(m: &Machine, controls: &VmxControls, e: &EntryState) -> Result<GuestRegs, String> {
+    let caps = &m.caps;
+    write_all(sipi_start_state(caps, controls.entry, 0).writes().iter().map(|w| (w.field, w.value)))?;
+    let cr0_forced = caps.cr0_fixed0 & !(1 | CR0_PG);
+    let entry_controls = if e.efer & EFER_LMA != 0 {
+        controls.entry | entry_ctl::IA32E_MODE_GUEST
+    } else {
+        controls.entry & !entry_ctl::IA32E_MODE_GUEST
+    };
+    let mut fields: Vec<(u32, u64)> = alloc::vec![
+        (control::ENTRY_CONTROLS, entry_controls as u64),
+        (guest::CR0, (e.cr0 | cr0_forced) & caps.cr0_fixed1),
+        (control::CR0_READ_SHADOW, e.cr0),
+        (guest::CR3, e.cr3),
+        (guest::CR4, caps.fix_cr4(e.cr4)),
+        (control::CR4_READ_SHADOW, e.cr4),
+        (guest::IA32_EFER, e.efer),
+        (guest::RIP, e.rip),
+        (guest::RSP, e.rsp),
+        (guest::RFLAGS, e.rflags | 2),
+        (guest::GDTR_BASE, e.gdtr_base),
+        (guest::GDTR_LIMIT, e.gdtr_limit as u64),
+        (guest::IDTR_BASE, e.idtr_base),
+        (guest::IDTR_LIMIT, e.idtr_limit as u64),
+    ];
+    let segments = [
+        (guest::CS_SELECTOR, guest::CS_BASE, guest::CS_LIMIT, guest::CS_ACCESS_RIGHTS, e.cs),
+        (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS, e.data),
+        (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS, e.data),
+        (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS, e.data),
+        (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS, e.data),
+        (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS, e.data),
+        (guest::TR_SELECTOR, guest::TR_BASE, guest::TR_LIMIT, guest::TR_ACCESS_RIGHTS, e.tr),
+        (guest::LDTR_SELECTOR, guest::LDTR_BASE, guest::LDTR_LIMIT, guest::LDTR_ACCESS_RIGHTS, e.ldtr),
+    ];
+    for (sel, base, limit, ar, s) in segments {
+        fields.extend([
+            (sel, s.selector as u64),
+            (base, s.base),
+            (limit, s.limit as u64),
+            (ar, s.access_rights as u64),
+        ]);
+    }
+    write_all(fields)?;
+    Ok(GuestRegs { rsi: e.rsi, rbx: e.rbx, ..GuestRegs::default() })
+}
+
+/// A secondary Linux vCPU started by a SIPI with `vector`: real mode at vector * 4 KiB
+/// (unrestricted guest). Returns its registers.
+pub fn linux_sipi_entry(m: &Machine, controls: &VmxControls, vector: u8) -> Result<GuestRegs, String> {
+    write_all(sipi_start_state(&m.caps, controls.entry, vector).writes().iter().map(|w| (w.field, w.value)))?;
+    Ok(GuestRegs::default())
+}
