@@ -50,6 +50,8 @@ pub struct Platform {
     pub cat_min_ways: Option<Spanned<Auto<u64>>>,
     pub console: Option<Spanned<u64>>,
     pub require_cat: Option<Span>,
+    /// `cdp`: use L3 code and data prioritisation (partitions may give `llc_code_ways`).
+    pub cdp: Option<Span>,
 }
 
 /// `hypervisor { ... }`: what the hypervisor keeps for itself.
@@ -59,6 +61,9 @@ pub struct Hypervisor {
     pub reserve: Option<Spanned<u64>>,
     /// One of `hallows_abi::table::LOG_*`.
     pub log_level: Option<Spanned<u8>>,
+    /// `llc_ways FIRST-LAST`: the ways of class of service 0 (the hypervisor and every
+    /// partition without ways); absent: the ways no partition uses, chosen at boot.
+    pub llc_ways: Option<Spanned<IndexList>>,
 }
 
 /// Kind of partition.
@@ -112,6 +117,10 @@ pub struct Partition {
     /// `memory SIZE at BASE`: the pinned host-physical base.
     pub pinned: Option<Spanned<u64>>,
     pub llc_ways: Option<Spanned<IndexList>>,
+    /// `llc_code_ways FIRST-LAST` (with the platform's `cdp`): ways for instruction fetches.
+    pub llc_code_ways: Option<Spanned<IndexList>>,
+    /// `memory_bandwidth N percent` (MBA).
+    pub memory_bandwidth: Option<Spanned<u64>>,
     /// Inclusive port ranges.
     pub io: Vec<Spanned<(u64, u64)>>,
     pub mmio: Vec<Mmio>,

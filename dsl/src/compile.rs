@@ -17,6 +17,7 @@ pub fn to_model(file: &File) -> TableModel {
     let mut ignored = Vec::new();
     let sys = System::new(file, &mut ignored);
     let f = &sys.platform;
+    let hv_ways = f.hv_llc_ways.as_ref().and_then(|w| crate::check::way_block(&w.value)).unwrap_or((0, 0));
     let platform = Platform {
         cores: U32::new(f.cores.unwrap_or(0)),
         console_port: U16::new(f.console),
@@ -25,8 +26,10 @@ pub fn to_model(file: &File) -> TableModel {
         ram_bytes: U64::new(f.ram.unwrap_or(0)),
         hv_reserved_bytes: U64::new(f.reserve),
         log_level: f.log_level,
-        flags: if f.require_cat { PLATFORM_REQUIRE_CAT } else { 0 },
-        _reserved: [0; 6],
+        flags: if f.require_cat { PLATFORM_REQUIRE_CAT } else { 0 } | if f.cdp { PLATFORM_CDP } else { 0 },
+        hv_llc_first_way: hv_ways.0,
+        hv_llc_way_count: hv_ways.1,
+        _reserved: [0; 4],
     };
     let text =
         |s: &Option<crate::span::Spanned<String>>| s.as_ref().map_or(String::new(), |s| s.value.clone());
@@ -56,6 +59,8 @@ pub fn to_model(file: &File) -> TableModel {
                     .restarts
                     .as_ref()
                     .map_or(0, |r| (r.value.window_ns.value / NANOS_PER_MILLI) as u32),
+                llc_code_ways: p.llc_code_ways.as_ref().and_then(|w| crate::check::way_block(&w.value)),
+                mba_percent: p.memory_bandwidth.as_ref().map_or(0, |m| m.value.min(u8::MAX as u64) as u8),
             }
         })
         .collect();

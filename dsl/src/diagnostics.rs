@@ -95,6 +95,8 @@ codes! {
     WaysTooNarrow = "PT0502", Error, "fewer cache ways than the platform's minimum CAT mask";
     WaysOverlap = "PT0503", Error, "cache ways shared by partitions that can run at the same time";
     WaysNotContiguous = "PT0504", Error, "cache ways that are not one contiguous block (CAT masks must be)";
+    CodeWaysWithoutCdp = "PT0505", Error, "`llc_code_ways` without the platform's `cdp`, or without `llc_ways` for the data";
+    BandwidthOutOfRange = "PT0506", Error, "a memory bandwidth share outside 1-100 percent";
     // Devices.
     IoOverlap = "PT0601", Error, "an I/O port range given twice";
     MmioOverlap = "PT0602", Error, "an MMIO range given twice";
@@ -113,8 +115,9 @@ codes! {
     ChannelSelfLoop = "PT0703", Error, "a channel from a partition to itself";
     ChannelLinuxView = "PT0704", Error, "a `linux` view on a channel without a Linux endpoint";
     ChannelWindowFull = "PT0705", Error, "channels that need more than the 256 MiB channel window";
-    ChannelLinuxUnsupported = "PT0706", Error, "a channel with a Linux endpoint (not supported by this hypervisor version)";
+    LinuxBridgeUnmappable = "PT0706", Error, "a Linux partition whose channels it cannot see: its RAM reaches its bridge window (above 3.5 GiB), or their PCI BARs do not fit that 256 MiB window";
     TooManyChannels = "PT0707", Error, "a partition with more than 16 channels (its boot info describes 16)";
+    ChannelLinuxTty = "PT0708", Error, "a `linux tty` channel view (removed from the language: use `linux shm` and rhlink)";
     // Partition kinds.
     LinuxNoKernel = "PT0801", Error, "a Linux partition without a kernel";
     LinuxTooLittleRam = "PT0802", Error, "a Linux partition with less than 64 MiB";

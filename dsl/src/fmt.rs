@@ -119,6 +119,9 @@ fn item_lines(item: &Item, lines: &mut Vec<Line>) {
             if let Some(span) = p.require_cat {
                 push(lines, 1, span.start, "require_cat".into());
             }
+            if let Some(span) = p.cdp {
+                push(lines, 1, span.start, "cdp".into());
+            }
         }
         Item::Hypervisor(h) => {
             push(lines, 0, h.span.start, "hypervisor {".into());
@@ -135,6 +138,9 @@ fn item_lines(item: &Item, lines: &mut Vec<Line>) {
                     _ => "info",
                 };
                 push(lines, 1, v.span.start, format!("log_level {word}"));
+            }
+            if let Some(v) = &h.llc_ways {
+                push(lines, 1, v.span.start, format!("llc_ways {}", index_list(&v.value)));
             }
         }
         Item::Partition(p) => partition_lines(p, lines),
@@ -204,6 +210,12 @@ fn partition_lines(p: &Partition, lines: &mut Vec<Line>) {
     }
     if let Some(v) = &p.llc_ways {
         push(lines, 1, v.span.start, format!("llc_ways {}", index_list(&v.value)));
+    }
+    if let Some(v) = &p.llc_code_ways {
+        push(lines, 1, v.span.start, format!("llc_code_ways {}", index_list(&v.value)));
+    }
+    if let Some(v) = &p.memory_bandwidth {
+        push(lines, 1, v.span.start, format!("memory_bandwidth {} percent", v.value));
     }
     for r in &p.io {
         let text = if r.value.0 == r.value.1 {

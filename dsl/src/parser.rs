@@ -37,9 +37,9 @@ pub fn parse(source: &str) -> Parsed {
 pub const ITEM_KEYWORDS: &[&str] = &["platform", "hypervisor", "partition", "channel", "schedule"];
 /// Settings of `platform`.
 pub const PLATFORM_SETTINGS: &[&str] =
-    &["cores", "ram", "llc_ways", "cat_min_ways", "console", "require_cat"];
+    &["cores", "ram", "llc_ways", "cat_min_ways", "console", "require_cat", "cdp"];
 /// Settings of `hypervisor`.
-pub const HYPERVISOR_SETTINGS: &[&str] = &["reserve", "log_level"];
+pub const HYPERVISOR_SETTINGS: &[&str] = &["reserve", "log_level", "llc_ways"];
 /// Settings of `partition`.
 pub const PARTITION_SETTINGS: &[&str] = &[
     "kind",
@@ -50,6 +50,8 @@ pub const PARTITION_SETTINGS: &[&str] = &[
     "cores",
     "memory",
     "llc_ways",
+    "llc_code_ways",
+    "memory_bandwidth",
     "io",
     "mmio",
     "pci",
@@ -99,8 +101,10 @@ pub const STATEMENT_SYNTAX: &[(&str, &str, &str, &str)] = &[
     ("platform", "cat_min_ways", "cat_min_ways COUNT | auto", "cat_min_ways 2"),
     ("platform", "console", "console PORT", "console 0x3f8"),
     ("platform", "require_cat", "require_cat", "require_cat"),
+    ("platform", "cdp", "cdp", "cdp"),
     ("hypervisor", "reserve", "reserve SIZE", "reserve 32 MiB"),
     ("hypervisor", "log_level", "log_level error | warn | info | debug | trace", "log_level info"),
+    ("hypervisor", "llc_ways", "llc_ways FIRST-LAST", "llc_ways 10-11"),
     ("partition", "kind", "kind rt | linux", "kind rt"),
     ("partition", "image", "image \"FILE\"", "image \"hello.elf\""),
     ("partition", "kernel", "kernel \"FILE\"", "kernel \"vmlinux\""),
@@ -109,6 +113,8 @@ pub const STATEMENT_SYNTAX: &[(&str, &str, &str, &str)] = &[
     ("partition", "cores", "cores LIST", "cores 0, 2-3"),
     ("partition", "memory", "memory SIZE [at ADDRESS]", "memory 64 MiB"),
     ("partition", "llc_ways", "llc_ways FIRST-LAST", "llc_ways 0-3"),
+    ("partition", "llc_code_ways", "llc_code_ways FIRST-LAST", "llc_code_ways 4-5"),
+    ("partition", "memory_bandwidth", "memory_bandwidth PERCENT percent", "memory_bandwidth 50 percent"),
     ("partition", "io", "io PORTS", "io 0x2f8-0x2ff"),
     ("partition", "mmio", "mmio ADDRESS size SIZE", "mmio 0xfe000000 size 4 KiB"),
     ("partition", "pci", "pci \"[SEGMENT:]BUS:DEVICE.FUNCTION\", ...", "pci \"0000:3b:00.0\""),
@@ -120,7 +126,7 @@ pub const STATEMENT_SYNTAX: &[(&str, &str, &str, &str)] = &[
     ("channel", "to", "to PARTITION", "to logger"),
     ("channel", "message", "message SIZE", "message 64 B"),
     ("channel", "depth", "depth COUNT", "depth 16"),
-    ("channel", "linux", "linux shm | tty", "linux tty"),
+    ("channel", "linux", "linux shm", "linux shm"),
     ("schedule", "major_frame", "major_frame DURATION", "major_frame 10 ms"),
     ("schedule", "window", "window PARTITION START..END UNIT", "window sensor 0..4 ms"),
 ];
@@ -675,9 +681,10 @@ impl Parser<'_> {
                     set(&mut s.diags, &mut p.console, v, &kw);
                 }
                 _ => {
-                    let mut slot = p.require_cat.map(|span| Spanned::new((), span));
+                    let flag = if kw.value == "cdp" { &mut p.cdp } else { &mut p.require_cat };
+                    let mut slot = flag.map(|span| Spanned::new((), span));
                     set(&mut s.diags, &mut slot, Spanned::new((), kw.span), &kw);
-                    p.require_cat = slot.map(|flag| flag.span);
+                    *flag = slot.map(|flag| flag.span);
                 }
             }
             Ok(())
@@ -691,6 +698,9 @@ impl Parser<'_> {
             if kw.value == "reserve" {
                 let v = s.size()?;
                 set(&mut s.diags, &mut h.reserve, v, &kw);
+            } else if kw.value == "llc_ways" {
+                let v = s.index_list("a cache way or range, e.g. `10-11`")?;
+                set(&mut s.diags, &mut h.llc_ways, v, &kw);
             } else {
                 let v = s.choice("log level", LOG_LEVELS)?;
                 set(&mut s.diags, &mut h.log_level, v, &kw);
@@ -714,6 +724,8 @@ impl Parser<'_> {
             memory: None,
             pinned: None,
             llc_ways: None,
+            llc_code_ways: None,
+            memory_bandwidth: None,
             io: Vec::new(),
             mmio: Vec::new(),
             pci: Vec::new(),
@@ -760,6 +772,19 @@ impl Parser<'_> {
                 "llc_ways" => {
                     let v = s.index_list("a cache way or range, e.g. `0-3`")?;
                     set(&mut s.diags, &mut p.llc_ways, v, &kw);
+                }
+                "llc_code_ways" => {
+                    let v = s.index_list("a cache way or range for code, e.g. `4-5`")?;
+                    set(&mut s.diags, &mut p.llc_code_ways, v, &kw);
+                }
+                "memory_bandwidth" => {
+                    let v = s.int("the share of the memory bandwidth in percent, e.g. `50 percent`")?;
+                    if !s.at_ident("percent") {
+                        return s.unexpected("`percent` after the share, e.g. `memory_bandwidth 50 percent`");
+                    }
+                    let unit = s.bump().span;
+                    let v = Spanned::new(v.value, v.span.to(unit));
+                    set(&mut s.diags, &mut p.memory_bandwidth, v, &kw);
                 }
                 "io" => {
                     let v = s.index_list("an I/O port or inclusive range, e.g. `0x2f8-0x2ff`")?;

@@ -105,14 +105,28 @@ pub fn render(m: &TableModel) -> String {
         auto(p.ram_bytes.get(), size),
         auto(p.llc_ways as u64, |v| v.to_string()),
         auto(p.cat_min_ways as u64, |v| v.to_string()),
-        if p.flags & PLATFORM_REQUIRE_CAT != 0 { ", required" } else { "" },
+        match (p.flags & PLATFORM_REQUIRE_CAT != 0, p.flags & PLATFORM_CDP != 0) {
+            (false, false) => "",
+            (true, false) => ", required",
+            (false, true) => ", CDP",
+            (true, true) => ", required, CDP",
+        },
         p.console_port.get()
     );
     let _ = writeln!(
         out,
-        "hypervisor: reserves {}, log level {}",
+        "hypervisor: reserves {}, log level {}{}",
         size(p.hv_reserved_bytes.get()),
-        log_level(p.log_level)
+        log_level(p.log_level),
+        if p.hv_llc_way_count == 0 {
+            String::new()
+        } else {
+            format!(
+                ", LLC ways {}-{} (class 0)",
+                p.hv_llc_first_way,
+                p.hv_llc_first_way as u32 + p.hv_llc_way_count as u32 - 1
+            )
+        }
     );
     render_cores(m, &mut out);
     render_partitions(m, &mut out);
@@ -252,6 +266,12 @@ fn render_partitions(m: &TableModel, out: &mut String) {
         if !health.is_empty() {
             extras.push(format!("health {}", health.join(", ")));
         }
+        if let Some((f, c)) = p.llc_code_ways {
+            extras.push(format!("llc code ways {f}-{}", f as u32 + c as u32 - 1));
+        }
+        if p.mba_percent != 0 {
+            extras.push(format!("memory bandwidth {}%", p.mba_percent));
+        }
         if p.restart_limit != 0 || p.restart_window_ms != 0 {
             let budget = RestartBudget { limit: p.restart_limit, window_ms: p.restart_window_ms };
             let window_ns = u64::from(budget.effective_window_ms()) * 1_000_000;
@@ -288,17 +308,46 @@ fn render_partitions(m: &TableModel, out: &mut String) {
     }
 }
 
+/// The PCI device number, BAR2 address and BAR2 size of channel `ci` in the Linux
+/// partition at one of its ends, placed as the hypervisor places them
+/// (`hallows_core::bridge::linux_channels`: table order, `limits::place_linux_bars`).
+fn linux_function(m: &TableModel, ci: usize) -> Option<(u8, u64, u64)> {
+    let c = m.channels.get(ci)?;
+    let linux = [c.source, c.destination]
+        .into_iter()
+        .find(|&p| m.partitions.get(p as usize).is_some_and(|p| p.kind == hallows_abi::table::KIND_LINUX))?;
+    let mine: Vec<usize> = (0..m.channels.len())
+        .filter(|&i| m.channels[i].source == linux || m.channels[i].destination == linux)
+        .collect();
+    let n = mine.iter().position(|&i| i == ci)?;
+    let mut placed = None;
+    hallows_abi::limits::place_linux_bars(mine.iter().map(|&i| m.channels[i].bytes), |i, offset, bytes| {
+        if i == n {
+            placed = Some((offset, bytes));
+        }
+    })
+    .ok()?;
+    let (offset, bytes) = placed?;
+    let device = hallows_abi::limits::LINUX_BRIDGE_FIRST_DEVICE.checked_add(u8::try_from(n).ok()?)?;
+    Some((device, hallows_abi::limits::LINUX_BRIDGE_BARS_GPA + offset, bytes))
+}
+
 fn render_channels(m: &TableModel, out: &mut String) {
     let _ = writeln!(out, "\nchannels:");
     if m.channels.is_empty() {
         let _ = writeln!(out, "  (none)");
     }
-    for c in &m.channels {
+    for (ci, c) in m.channels.iter().enumerate() {
         let kind = if c.kind == CHANNEL_QUEUING { "queuing" } else { "sampling" };
         let view = match c.linux_view {
-            LINUX_VIEW_SHM => ", Linux sees shared memory",
-            LINUX_VIEW_TTY => ", Linux sees a serial port",
-            _ => "",
+            LINUX_VIEW_SHM => linux_function(m, ci).map_or_else(
+                || ", Linux sees it as a PCI function (which does not fit its bridge window)".to_string(),
+                |(device, bar2, bytes)| {
+                    format!(", Linux sees PCI 00:{device:02x}.0 with BAR2 at {bar2:#x} ({})", size(bytes))
+                },
+            ),
+            LINUX_VIEW_TTY => ", Linux tty (removed from the language)".to_string(),
+            _ => String::new(),
         };
         let _ = writeln!(
             out,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use hallows_abi::table::TableModel;
+use hallows_abi::table::{TableModel, PLATFORM_CDP};
 
 use crate::show::{approx_size, core_count, duration};
 
@@ -139,33 +139,139 @@ pub fn render(m: &TableModel) -> String {
     )
 }
 
+/// `first-last` (or `first`) of a way block.
+fn way_text(first: u8, count: u8) -> String {
+    if count == 1 {
+        first.to_string()
+    } else {
+        format!("{first}-{}", first as u32 + count as u32 - 1)
+    }
+}
+
+/// One row per partition with ways (its class of service; under CDP a second bar for its
+/// code ways) and one for class 0, which the hypervisor shares with the partitions
+/// without ways.
 fn draw_ways(m: &TableModel, c: &mut Canvas) {
-    let used =
-        m.partitions.iter().filter_map(|p| p.llc_ways).map(|(f, n)| f as u32 + n as u32).max().unwrap_or(0);
+    let hv = (m.platform.hv_llc_way_count != 0)
+        .then_some((m.platform.hv_llc_first_way, m.platform.hv_llc_way_count));
+    let blocks = m.partitions.iter().flat_map(|p| [p.llc_ways, p.llc_code_ways]).chain([hv]).flatten();
+    let used = blocks.map(|(f, n)| f as u32 + n as u32).max().unwrap_or(0);
     let ways = used.max(m.platform.llc_ways as u32);
-    c.heading("LLC ways (CAT)");
-    if ways == 0 {
+    let cdp = m.platform.flags & PLATFORM_CDP != 0;
+    c.heading(if cdp { "LLC ways (CAT, with code/data prioritisation)" } else { "LLC ways (CAT)" });
+    if ways == 0 || m.partitions.iter().all(|p| p.llc_ways.is_none()) && hv.is_none() {
         c.label("cache ways are not partitioned in this table");
         c.y += ROW;
         return;
     }
+    let x_of = |first: u8| LEFT + BAR * first as f64 / ways as f64;
+    let w_of = |count: u8| BAR * count as f64 / ways as f64;
+    let mut class = 0;
     for (i, p) in m.partitions.iter().enumerate() {
         let Some((first, count)) = p.llc_ways else { continue };
-        c.label(&p.name);
-        let x = LEFT + BAR * first as f64 / ways as f64;
-        let w = BAR * count as f64 / ways as f64;
-        let title = format!("{}: ways {}-{} of {ways}", p.name, first, first as u32 + count as u32 - 1);
+        class += 1;
+        c.label(&format!("{} (COS {class})", p.name));
+        let code = p.llc_code_ways.filter(|_| cdp);
+        let mba =
+            if p.mba_percent != 0 { format!(", {}% memory bandwidth", p.mba_percent) } else { String::new() };
+        let (data_word, data_label) = if code.is_some() { ("data ways", "data ") } else { ("ways", "") };
+        let title = format!(
+            "{}: class of service {class}, {data_word} {} of {ways}{mba}",
+            p.name,
+            way_text(first, count)
+        );
+        let data = format!(r#" data-partition="{}" data-class="{class}""#, escape(&p.name));
         c.rect(
             "ways",
-            x,
-            w,
+            x_of(first),
+            w_of(count),
             color(i as u32),
-            &format!("{first}-{}", first as u32 + count as u32 - 1),
+            &format!("{data_label}{}", way_text(first, count)),
             &title,
-            "",
+            &data,
         );
+        if let Some((cf, cc)) = code {
+            c.y += ROW;
+            c.label(&format!("{} code", p.name));
+            let title =
+                format!("{}: class of service {class}, code ways {} of {ways}", p.name, way_text(cf, cc));
+            c.rect(
+                "ways code",
+                x_of(cf),
+                w_of(cc),
+                color(i as u32),
+                &format!("code {}", way_text(cf, cc)),
+                &title,
+                &data,
+            );
+        }
         c.y += ROW;
     }
+    let sharers: Vec<&str> =
+        m.partitions.iter().filter(|p| p.llc_ways.is_none()).map(|p| p.name.as_str()).collect();
+    let users = if sharers.is_empty() {
+        "the hypervisor".to_string()
+    } else {
+        format!("the hypervisor, {}", sharers.join(", "))
+    };
+    c.label("hypervisor (COS 0)");
+    match hv {
+        Some((first, count)) => {
+            let title = format!("class of service 0 ({users}): ways {} of {ways}", way_text(first, count));
+            c.rect(
+                "ways",
+                x_of(first),
+                w_of(count),
+                "#333333",
+                &way_text(first, count),
+                &title,
+                r#" data-class="0""#,
+            );
+        }
+        None => {
+            // The hypervisor's rule at boot: the widest run of ways no partition uses.
+            let mut free = vec![true; ways as usize];
+            for (f, n) in
+                m.partitions.iter().flat_map(|p| [p.llc_ways, p.llc_code_ways.filter(|_| cdp)]).flatten()
+            {
+                for w in free.iter_mut().skip(f as usize).take(n as usize) {
+                    *w = false;
+                }
+            }
+            let (mut best, mut run) = ((0usize, 0usize), (0usize, 0usize));
+            for (w, is_free) in free.iter().enumerate() {
+                run = if *is_free { (if run.1 == 0 { w } else { run.0 }, run.1 + 1) } else { (0, 0) };
+                if run.1 > best.1 {
+                    best = run;
+                }
+            }
+            let auto = if m.platform.llc_ways == 0 {
+                " (LLC ways auto: a CPU with more ways gives it more)"
+            } else {
+                ""
+            };
+            if best.1 == 0 {
+                let title = format!("class of service 0 ({users}): no way is left, so every way{auto}");
+                c.rect("ways", LEFT, BAR, "#999999", "all ways (none left)", &title, r#" data-class="0""#);
+            } else {
+                let (first, count) = (best.0 as u8, best.1 as u8);
+                let title = format!(
+                    "class of service 0 ({users}): ways {} of {ways}, the widest run no partition uses{auto}",
+                    way_text(first, count)
+                );
+                c.rect(
+                    "ways",
+                    x_of(first),
+                    w_of(count),
+                    "#333333",
+                    &way_text(first, count),
+                    &title,
+                    r#" data-class="0""#,
+                );
+            }
+        }
+    }
+    c.y += ROW;
 }
 
 fn draw_memory(m: &TableModel, c: &mut Canvas) {

@@ -84,6 +84,19 @@ fn boot(bytes: &[u8]) -> Result<(), String> {
     let mut frames = Frames::default();
     plan(&table, &machine, &mut frames).map_err(|e| format!("boot plan: {e}"))?;
     for (i, p) in table.partitions.iter().enumerate().filter(|(_, p)| p.kind == KIND_LINUX) {
+        // Its channel functions' BARs lie above its RAM (so its e820 map, which lists only
+        // its RAM, never claims them), below 4 GiB and clear of the hypervisor's MMIO.
+        let bars = hallows_core::bridge::linux_channels(&table, i).map_err(|e| format!("bridge: {e}"))?;
+        for b in &bars {
+            for (base, bytes) in [(b.shared_gpa, b.shared_bar_bytes), (b.registers_gpa, 0x1000)] {
+                if base < p.ram_bytes.get()
+                    || base + bytes > 1 << 32
+                    || limits::reserved_mmio_conflict(base, bytes).is_some()
+                {
+                    return Err(format!("partition {i}: BAR {base:#x}+{bytes:#x} misplaced"));
+                }
+            }
+        }
         let cmdline = hallows_core::boot_plan::linux_cmdline(&table, i).map_err(|e| e.to_string())?.concat();
         let mut page = vec![0u8; 0x1000];
         let kernel_max = legacy_linux::setup::VMLINUX_CMDLINE_SIZE.min(legacy_linux::setup::CMDLINE_MAX);
@@ -151,6 +164,11 @@ fn what_the_boot_path_refuses_the_checker_refused_first() {
     }
     assert!(refused_at_boot >= 40, "{refused_at_boot}");
 }
+
+/// Sampling channels of 16 MiB messages: four slots make a region just over 64 MiB, so a
+/// 128 MiB BAR in the Linux partition's 256 MiB bridge window.
+const BIG_TO_LINUX: &str = "channel c0 { kind sampling; from a; to l; message 16 MiB }\n";
+const BIG_FROM_LINUX: &str = "channel c1 { kind sampling; from l; to a; message 16 MiB }\n";
 
 /// Tables at the edges of every limit the issue lists: the checker's verdict and the
 /// boot path's agree on each.
@@ -226,15 +244,31 @@ fn edge_cases_are_refused_by_the_checker_or_boot() {
         rt("llc_ways 0-255"),
         rt("llc_ways 200-255"),
         rt("llc_ways 255"),
-        // Linux channel views and PCI functions: nothing implements them.
-        format!("{}{}channel c {{ kind sampling; from l; to a; message 8 B }}\n", rt(""), linux("")),
+        // `linux tty` (removed) and PCI functions (nothing implements them).
         format!("{}{}channel c {{ kind sampling; from a; to l; message 8 B; linux tty }}\n", rt(""), linux("")),
         rt("pci \"00:03.0\""),
-        // A Linux partition over 3 GiB with a channel (the window would overlap its RAM).
+        // A Linux partition whose RAM reaches its bridge window (3.5 GiB) with a channel.
         format!(
             "{}{}channel c {{ kind sampling; from a; to l; message 8 B }}\n",
             rt(""),
             linux("").replace("128 MiB", "4 GiB")
+        ),
+        format!(
+            "{}{}channel c {{ kind sampling; from l; to a; message 8 B }}\n",
+            rt(""),
+            linux("").replace("128 MiB", "3586 MiB")
+        ),
+        // Linux channels whose BARs (64 MiB + a page -> 128 MiB BARs) overflow the window.
+        format!(
+            "{}{}{BIG_TO_LINUX}{BIG_FROM_LINUX}channel c2 {{ kind queuing; depth 4; from a; to l; message 16 MiB }}\n",
+            rt(""),
+            linux("")
+        ),
+        // MMIO of a Linux partition with channels inside its bridge window.
+        format!(
+            "{}{}channel c {{ kind sampling; from a; to l; message 8 B }}\n",
+            rt(""),
+            linux("mmio 0xf0000000 size 4 KiB")
         ),
     ];
     for source in &refused {
@@ -271,6 +305,23 @@ fn edge_cases_are_refused_by_the_checker_or_boot() {
         rt("llc_ways 0-254"),
         rt("llc_ways 254"),
         format!("{}{}", rt(""), linux("").replace("128 MiB", "4 GiB")),
+        // Linux at either end, sampling and queuing, several channels.
+        format!(
+            "{}{}channel up {{ kind sampling; from a; to l; message 8 B }}\nchannel down {{ kind queuing; from l; to a; message 64 B; depth 16; linux shm }}\nchannel big {{ kind queuing; from a; to l; message 1 KiB; depth 256 }}\n",
+            rt(""),
+            linux("")
+        ),
+        format!(
+            "{}{}channel c {{ kind sampling; from l; to a; message 8 B }}\n",
+            rt(""),
+            linux("").replace("128 MiB", "3584 MiB")
+        ),
+        format!("{}{}{}{}", rt(""), linux(""), BIG_TO_LINUX, BIG_FROM_LINUX),
+        format!(
+            "{}{}channel c {{ kind sampling; from a; to l; message 8 B }}\n",
+            rt(""),
+            linux("mmio 0xf0010000 size 4 KiB")
+        ),
     ];
     for source in &accepted {
         assert_eq!(judge(source), Ok(true), "refused:\n{source}\n{:?}", compile_source(source).diagnostics);
@@ -336,7 +387,7 @@ fn edge_table() -> impl Strategy<Value = String> {
     let rt_partition = (name_len.clone(), image, vcpus, memory, io, mmio, ways, pinned, pci);
     let linux_partition = proptest::option::of((
         usually(false, vec![true]),
-        usually(128u64, vec![64, 3072, 4096]),
+        usually(128u64, vec![64, 3072, 3584, 3586, 4096]),
         usually(0usize, vec![40, limits::LINUX_CMDLINE_BUDGET, limits::LINUX_CMDLINE_BUDGET + 1]),
         usually(false, vec![true]),
     ));
@@ -347,6 +398,9 @@ fn edge_table() -> impl Strategy<Value = String> {
         1u64..20,
         name_len,
         usually(0u8, vec![1, 2]),
+        // Linux writes (when Linux is an end), sampling.
+        usually(false, vec![true]),
+        usually(false, vec![true]),
     );
     let channels = usually(3usize, vec![0, 16, 17, 20])
         .prop_flat_map(move |n| proptest::collection::vec(channel.clone(), n));
@@ -403,17 +457,22 @@ fn edge_table() -> impl Strategy<Value = String> {
                 s.push_str("}\n");
                 names.push("linux".to_string());
             }
-            for (i, (from, to, msg, depth, len, view)) in channels.iter().enumerate() {
-                // Mostly between real-time partitions; `to` 3 picks Linux when there is one.
-                let f = &names[*from % rt_count];
-                let t = &names[(*from + 1 + *to) % names.len()];
+            for (i, (from, to, msg, depth, len, view, linux_writes, sampling)) in channels.iter().enumerate() {
+                // Mostly between real-time partitions; `to` 3 picks Linux when there is one,
+                // at either end.
+                let mut f = &names[*from % rt_count];
+                let mut t = &names[(*from + 1 + *to) % names.len()];
                 if f == t {
                     continue;
                 }
+                if *linux_writes && t == "linux" {
+                    (f, t) = (t, f);
+                }
                 let name = format!("c{i}{}", "x".repeat(len.saturating_sub(2)));
                 let view = ["", " linux shm\n", " linux tty\n"][*view as usize];
+                let kind = if *sampling { "kind sampling".to_string() } else { format!("kind queuing\n depth {depth}") };
                 s.push_str(&format!(
-                    "channel {name} {{\n kind queuing\n from {f}\n to {t}\n message {msg} B\n depth {depth}\n{view}}}\n"
+                    "channel {name} {{\n {kind}\n from {f}\n to {t}\n message {msg} B\n{view}}}\n"
                 ));
             }
             if scheduled {

@@ -48,7 +48,8 @@ fn demo_has_what_the_other_engineers_rely_on() {
     let linux = t.partitions.get(3).unwrap();
     assert_eq!(t.text(linux.image), "vmlinux");
     assert_eq!(t.text(linux.initramfs), "initramfs.cpio");
-    assert_eq!(t.text(linux.cmdline), "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1");
+    // `rhtest=demo`: the initramfs's /init runs tests-initramfs/demo.sh (rhlink at work).
+    assert_eq!(t.text(linux.cmdline), "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 rhtest=demo");
     assert_eq!(linux.cores.iter().collect::<Vec<_>>(), [2, 3]);
     assert_eq!(linux.ram_bytes.get(), 256 << 20);
     let s = t.schedules.get(0).unwrap();
@@ -62,6 +63,23 @@ fn demo_has_what_the_other_engineers_rely_on() {
         ("readings", 1, 2, 64, 16)
     );
     assert_eq!(c.bytes.get(), hallows_abi::channel::region_bytes(true, 64, 16));
+    // The hybrid bridge: the sensor's readings also go to Linux, and Linux's commands to
+    // hello, which answers them (names as the demo's Linux script uses them).
+    let bridge: Vec<_> = t
+        .channels
+        .iter()
+        .skip(1)
+        .map(|c| (t.text(c.name), c.kind, c.source.get(), c.destination.get()))
+        .collect();
+    use hallows_abi::table::{CHANNEL_QUEUING, CHANNEL_SAMPLING};
+    assert_eq!(
+        bridge,
+        [
+            ("sensor_feed", CHANNEL_SAMPLING, 1, 3),
+            ("commands", CHANNEL_QUEUING, 3, 0),
+            ("answers", CHANNEL_SAMPLING, 0, 3)
+        ]
+    );
     let bochs = MachineFacts { cores: 4, ram_bytes: 1 << 30, cat: None };
     assert_eq!(t.validate_against(&bochs), Ok(()));
 }

@@ -43,9 +43,12 @@ CLASSES = ["memory_violation", "io_violation", "msr_violation", "forbidden_instr
 
 
 def region_bytes(queuing, msg, depth):
-    slot = 16 + (msg + 7) // 8 * 8
-    writer = (0x40 + (depth if queuing else 1) * slot + PAGE - 1) // PAGE * PAGE
-    return writer + (PAGE if queuing else 0)
+    """hallows_abi::channel::region_bytes: 64-byte header, slots of 16 bytes of metadata
+    plus the message rounded up to 64 bytes (depth of them, or 4 for sampling), whole
+    pages, then the reader page."""
+    slot = (16 + msg + 63) // 64 * 64
+    writer = (0x40 + (depth if queuing else 4) * slot + PAGE - 1) // PAGE * PAGE
+    return writer + PAGE
 
 
 def name_field(name):

@@ -14,6 +14,8 @@
 //! - [`uart16550`]: the virtual 16550A UART behind a Linux partition's `ttyS0`.
 //! - [`pci_config`]: PCI configuration-space filtering (ports 0xCF8/0xCFC) so a guest sees
 //!   only the functions passed through to it.
+//! - [`channel_pci`]: the hybrid bridge's channel functions (their configuration space
+//!   behind the filter, their register blocks on the MMIO bus).
 //!
 //! The vCPU policies that decide *whether* an exit is a device access (the I/O policy, the
 //! IPI filter, MSRs, CPUID) live in `hallows_core::linux_vcpu`.
@@ -22,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod channel_pci;
 pub mod guest_memory;
 pub mod mmio_bus;
 pub mod mmio_decode;

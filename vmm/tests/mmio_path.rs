@@ -263,3 +263,56 @@ proptest! {
         }
     }
 }
+
+/// A channel's register block (the hybrid bridge's BAR0) read by the instructions Linux
+/// uses on an `ioremap`ped or `mmap`ped BAR: the layout at every width, the peer's state
+/// live, writes ignored.
+#[test]
+fn a_channel_register_block_answers_through_the_mmio_path() {
+    use hallows_abi::bridge::{REGISTER_BLOCK_BYTES, REGISTER_MAGIC, REG_NAME, REG_PEER_STATE};
+    use hallows_vmm::channel_pci::{ChannelDescription, ChannelRegisters};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let peer = AtomicU32::new(3);
+    let description = ChannelDescription {
+        magic: REGISTER_MAGIC,
+        version: 1,
+        kind: 2,
+        direction: 1,
+        msg_size: 16,
+        depth: 64,
+        region_bytes: 0x3000,
+        writer_bytes: 0x2000,
+        channel_index: 0,
+        name: ChannelDescription::name_field("readings"),
+    };
+    let block = ChannelRegisters::new(description, || peer.load(Ordering::SeqCst));
+    let mut bus = MmioBus::<4>::new();
+    bus.register(DEVICE_GPA, REGISTER_BLOCK_BYTES, &block).unwrap();
+    let (mut ram, paging) = guest();
+    let mut gprs = [0u64; 16];
+    gprs[RDI] = DEVICE_GPA;
+
+    // mov eax, [rdi] (magic)
+    let rip = place(&mut ram, 0x100, &[0x8B, 0x07]);
+    emulate(&bus, &exit_at(rip, DEVICE_GPA, EptAccess::Read, paging), &ram, &mut gprs).unwrap();
+    assert_eq!(gprs[RAX], u64::from(REGISTER_MAGIC));
+    // mov r9, [rdi+0x40] (the name's first 8 bytes)
+    let rip = place(&mut ram, 0x200, &[0x4C, 0x8B, 0x4F, 0x40]);
+    emulate(&bus, &exit_at(rip, DEVICE_GPA + REG_NAME, EptAccess::Read, paging), &ram, &mut gprs).unwrap();
+    assert_eq!(gprs[R9].to_le_bytes(), *b"readings");
+    // mov ecx, [rdi+0x28] (peer state), before and after the peer starts running
+    let rip = place(&mut ram, 0x300, &[0x8B, 0x4F, 0x28]);
+    let exit = exit_at(rip, DEVICE_GPA + REG_PEER_STATE, EptAccess::Read, paging);
+    emulate(&bus, &exit, &ram, &mut gprs).unwrap();
+    assert_eq!(gprs[RCX], 3);
+    peer.store(0, Ordering::SeqCst);
+    emulate(&bus, &exit, &ram, &mut gprs).unwrap();
+    assert_eq!(gprs[RCX], 0);
+    // mov [rdi], eax: completes (the guest moves on) and changes nothing.
+    let rip = place(&mut ram, 0x400, &[0x89, 0x07]);
+    gprs[RAX] = 0xDEAD_BEEF;
+    let done = emulate(&bus, &exit_at(rip, DEVICE_GPA, EptAccess::Write, paging), &ram, &mut gprs).unwrap();
+    assert_eq!(done.next_rip, rip + 2);
+    assert_eq!(block.read(0, 4), u64::from(REGISTER_MAGIC));
+}

@@ -1,9 +1,10 @@
-//! Channels: endpoints, sizes, Linux views and the channel window.
+//! Channels: endpoints, sizes, Linux views, the channel window and a Linux partition's
+//! bridge window.
 
 use std::collections::HashMap;
 
 use hallows_abi::layout::CHANNEL_WINDOW_BYTES;
-use hallows_abi::limits::MAX_CHANNELS_PER_PARTITION;
+use hallows_abi::limits::{self, MAX_CHANNELS_PER_PARTITION};
 
 use super::System;
 use crate::ast::*;
@@ -15,15 +16,13 @@ pub fn region_bytes(c: &Channel) -> Option<u64> {
     let queuing = c.kind.as_ref()?.value == ChannelKind::Queuing;
     let msg = u32::try_from(c.message.as_ref()?.value).ok().filter(|m| *m > 0)?;
     let depth = if queuing { u32::try_from(c.depth.as_ref()?.value).ok().filter(|d| *d > 0)? } else { 1 };
-    fits_window(msg, depth).then(|| hallows_abi::channel::region_bytes(queuing, msg, depth))
+    fits_window(queuing, msg, depth).then(|| hallows_abi::channel::region_bytes(queuing, msg, depth))
 }
 
 /// Whether the slots of a channel fit the channel window (bounding the sizes before
 /// `region_bytes` multiplies them, which could overflow).
-fn fits_window(msg: u32, depth: u32) -> bool {
-    (depth as u64)
-        .checked_mul(hallows_abi::channel::slot_bytes(msg))
-        .is_some_and(|b| b <= CHANNEL_WINDOW_BYTES)
+fn fits_window(queuing: bool, msg: u32, depth: u32) -> bool {
+    hallows_abi::channel::slots_bytes(queuing, msg, depth).is_some_and(|b| b <= CHANNEL_WINDOW_BYTES)
 }
 
 fn missing(diags: &mut Vec<Diagnostic>, c: &Channel, setting: &str, example: &str) {
@@ -68,6 +67,7 @@ fn endpoint(
 
 pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
     check_counts(sys, diags);
+    check_linux_bridge(sys, diags);
     let mut names: HashMap<&str, Span> = HashMap::new();
     let mut pairs: HashMap<(usize, usize, bool), &str> = HashMap::new();
     let mut window_used = 0u64;
@@ -110,21 +110,18 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
             .into_iter()
             .flatten()
             .any(|i| sys.partitions[i].kind.as_ref().is_some_and(|k| k.value == Kind::Linux));
-        if linux_end {
-            // The syntax (`linux shm`/`linux tty`) parses and is checked, but no code in
-            // this hypervisor version maps a channel into a Linux partition.
-            let span = c.linux.as_ref().map_or(c.name.span, |v| v.span);
+        if let Some(view) = c.linux.as_ref().filter(|v| v.value == LinuxView::Tty) {
             diags.push(
                 Diagnostic::new(
-                    Code::ChannelLinuxUnsupported,
-                    span,
-                    format!("channel `{}` has a Linux endpoint, which this hypervisor version does not support", c.name.value),
+                    Code::ChannelLinuxTty,
+                    view.span,
+                    format!("channel `{}` asks for `linux tty`, which the language no longer has", c.name.value),
                 )
-                .label("Linux channel views are not implemented yet")
-                .hint("connect real-time partitions only; a Linux partition talks to the others through its console for now"),
+                .label("no such view")
+                .hint("write `linux shm` (or nothing): Linux sees the channel as a PCI function, and `rhlink send`/`rhlink recv` turn its messages into lines on stdin/stdout"),
             );
         }
-        if let Some(view) = &c.linux {
+        if let Some(view) = c.linux.as_ref().filter(|v| v.value != LinuxView::Tty) {
             if !linux_end && from.is_some() && to.is_some() {
                 diags.push(
                     Diagnostic::new(
@@ -141,7 +138,7 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
             (c.message.as_ref().map(|m| m.value), c.depth.as_ref().map_or(Some(1), |d| Some(d.value)));
         if let (Some(msg @ 1..=0xffff_ffff), Some(depth @ 1..=0xffff_ffff)) = sizes {
             let queuing = c.kind.as_ref().is_some_and(|k| k.value == ChannelKind::Queuing);
-            if !fits_window(msg as u32, if queuing { depth as u32 } else { 1 }) {
+            if !fits_window(queuing, msg as u32, depth as u32) {
                 diags.push(
                     Diagnostic::new(
                         Code::ChannelWindowFull,
@@ -184,6 +181,67 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
                     pairs.insert(key, &c.name.value);
                 }
             }
+        }
+    }
+}
+
+/// A Linux partition sees each of its channels as a PCI function whose BAR2 lies in its
+/// bridge window (`hallows_abi::limits::LINUX_BRIDGE_BARS_GPA`): its RAM must end below
+/// the window, and the BARs (powers of two, naturally aligned, placed in channel order
+/// exactly as the hypervisor places them) must fit it.
+fn check_linux_bridge(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
+    for (pi, p) in sys.partitions.iter().enumerate() {
+        if p.kind.as_ref().is_none_or(|k| k.value != Kind::Linux) {
+            continue;
+        }
+        let mine: Vec<&Channel> = sys
+            .channels
+            .iter()
+            .copied()
+            .filter(|c| {
+                [&c.from, &c.to]
+                    .into_iter()
+                    .flatten()
+                    .any(|end| sys.index.get(end.value.as_str()) == Some(&pi))
+            })
+            .collect();
+        let Some(first) = mine.first() else { continue };
+        if let Some(memory) = p.memory.as_ref().filter(|m| !limits::linux_ram_fits_bridge(m.value)) {
+            diags.push(
+                Diagnostic::new(
+                    Code::LinuxBridgeUnmappable,
+                    memory.span,
+                    format!(
+                        "`{}` has channels, so its RAM must end below its bridge window at {} MiB",
+                        p.name.value,
+                        limits::LINUX_BRIDGE_BARS_GPA >> 20
+                    ),
+                )
+                .label(format!("more than {} MiB", limits::LINUX_MAX_RAM_WITH_CHANNELS >> 20))
+                .related(first.name.span, "a channel of this partition")
+                .hint(format!(
+                    "give it at most {} MiB, or connect its services another way",
+                    limits::LINUX_MAX_RAM_WITH_CHANNELS >> 20
+                )),
+            );
+        }
+        // Channels with invalid sizes are reported elsewhere; they take no room here.
+        let sized: Vec<(&Channel, u64)> = mine.iter().filter_map(|c| Some((*c, region_bytes(c)?))).collect();
+        if let Err(full) = limits::place_linux_bars(sized.iter().map(|(_, b)| *b), |_, _, _| {}) {
+            let c = sized[full.channel].0;
+            diags.push(
+                Diagnostic::new(
+                    Code::LinuxBridgeUnmappable,
+                    c.name.span,
+                    format!(
+                        "the PCI BARs of `{}`'s channels no longer fit its {} MiB bridge window",
+                        p.name.value,
+                        limits::LINUX_BRIDGE_BARS_BYTES >> 20
+                    ),
+                )
+                .label(format!("this channel's BAR would end at {} MiB into it", full.needed.div_ceil(1 << 20)))
+                .hint("each channel's BAR is its shared region rounded up to a power of two and aligned to it: use smaller or fewer channels, or list the largest first"),
+            );
         }
     }
 }

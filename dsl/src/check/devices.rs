@@ -6,6 +6,7 @@ use hallows_abi::layout::PAGE_SIZE;
 use hallows_abi::limits;
 
 use super::System;
+use crate::ast::Kind;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::span::Span;
 
@@ -100,11 +101,21 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
                 );
             }
             let ram = p.memory.as_ref().map_or(0, |m| m.value);
-            if let Some(conflict) = limits::mmio_conflict(base, size, ram, channels[pi] > 0) {
+            let linux = p.kind.as_ref().is_some_and(|k| k.value == Kind::Linux);
+            if let Some(conflict) = limits::mmio_conflict(base, size, ram, channels[pi] > 0, linux) {
                 let (message, hint) = match conflict {
                     limits::MmioConflict::InsideRam => (
                         format!("this MMIO range lies inside `{}`'s own RAM (guest-physical 0-{ram:#x})", p.name.value),
                         "MMIO is mapped at its host-physical address: device registers must lie above the partition's RAM",
+                    ),
+                    limits::MmioConflict::InsideChannelWindow if linux => (
+                        format!(
+                            "this MMIO range overlaps the bridge window (guest-physical {:#x}-{:#x}) where `{}` sees its channels",
+                            limits::LINUX_BRIDGE_BARS_GPA,
+                            limits::LINUX_BRIDGE_WINDOW_END - 1,
+                            p.name.value
+                        ),
+                        "a Linux partition with channels sees their PCI BARs there: pass registers outside that window",
                     ),
                     limits::MmioConflict::InsideChannelWindow => (
                         "this MMIO range overlaps the channel window (guest-physical 0xc0000000-0xcfffffff)".to_string(),

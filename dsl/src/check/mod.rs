@@ -172,6 +172,9 @@ pub fn check(file: &File) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let system = System::new(file, &mut diags);
     partitions::check(&system, &mut diags);
+    if let Some(ways) = &system.platform.hv_llc_ways {
+        partitions::check_ways(&system, ways, &mut diags);
+    }
     let schedule_of_core = cores::check(&system, &mut diags);
     memory::check(&system, &mut diags);
     cache::check(&system, &schedule_of_core, &mut diags);

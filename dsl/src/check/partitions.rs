@@ -266,6 +266,52 @@ fn check_one(sys: &System<'_>, p: &Partition, diags: &mut Vec<Diagnostic>) {
     if let Some(ways) = &p.llc_ways {
         check_ways(sys, ways, diags);
     }
+    if let Some(code) = &p.llc_code_ways {
+        check_code_ways(sys, p, code, diags);
+    }
+    if let Some(share) = &p.memory_bandwidth {
+        if !(1..=hallows_abi::table::MAX_MBA_PERCENT as u64).contains(&share.value) {
+            diags.push(
+                Diagnostic::new(
+                    Code::BandwidthOutOfRange,
+                    share.span,
+                    format!("a memory bandwidth share of {} percent", share.value),
+                )
+                .label("must be 1 to 100 percent")
+                .hint("give the share of the memory bandwidth the partition may use, e.g. `memory_bandwidth 50 percent`; leave it out for no limit"),
+            );
+        }
+    }
+}
+
+/// Code ways need the platform's `cdp` and data ways beside them; then they follow the
+/// same rules as data ways.
+fn check_code_ways(sys: &System<'_>, p: &Partition, code: &Spanned<IndexList>, diags: &mut Vec<Diagnostic>) {
+    if !sys.platform.cdp {
+        diags.push(
+            Diagnostic::new(
+                Code::CodeWaysWithoutCdp,
+                code.span,
+                format!("`llc_code_ways` on `{}` but the platform does not ask for CDP", p.name.value),
+            )
+            .label("code ways need code and data prioritisation")
+            .hint("add `cdp` to the platform block, or remove `llc_code_ways` (code then shares `llc_ways`)"),
+        );
+        return;
+    }
+    if p.llc_ways.is_none() {
+        diags.push(
+            Diagnostic::new(
+                Code::CodeWaysWithoutCdp,
+                code.span,
+                format!("`llc_code_ways` on `{}` without `llc_ways`", p.name.value),
+            )
+            .label("code ways without data ways")
+            .hint("give the partition's data ways too, e.g. `llc_ways 0-1`"),
+        );
+        return;
+    }
+    check_ways(sys, code, diags);
 }
 
 /// Cores must exist on the platform (or fit the table format when the platform says `auto`).
@@ -354,7 +400,7 @@ fn check_memory(p: &Partition, kind: Option<Kind>, m: &Spanned<u64>, diags: &mut
     }
 }
 
-fn check_ways(sys: &System<'_>, ways: &Spanned<IndexList>, diags: &mut Vec<Diagnostic>) {
+pub fn check_ways(sys: &System<'_>, ways: &Spanned<IndexList>, diags: &mut Vec<Diagnostic>) {
     let mut sorted: Vec<(u64, u64)> = ways.value.iter().map(|w| w.value).collect();
     sorted.sort_unstable();
     let contiguous = sorted.windows(2).all(|w| w[1].0 <= w[0].1.saturating_add(1));

@@ -4,7 +4,7 @@ use hallows_abi::table::{LOG_INFO, MAX_CORES};
 
 use crate::ast::*;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::span::Span;
+use crate::span::{Span, Spanned};
 
 /// Default hypervisor reservation when the file gives none.
 pub const DEFAULT_RESERVE: u64 = 32 << 20;
@@ -23,6 +23,10 @@ pub struct PlatformFacts {
     pub cat_min_ways: Option<u8>,
     pub console: u16,
     pub require_cat: bool,
+    /// `cdp`: L3 code and data prioritisation (separate code ways).
+    pub cdp: bool,
+    /// The hypervisor block's `llc_ways`: class of service 0's ways.
+    pub hv_llc_ways: Option<Spanned<IndexList>>,
     pub reserve: u64,
     pub log_level: u8,
 }
@@ -89,6 +93,7 @@ impl PlatformFacts {
             if let Some(l) = &h.log_level {
                 facts.log_level = l.value;
             }
+            facts.hv_llc_ways = h.llc_ways.clone();
         }
         facts
     }
@@ -172,5 +177,6 @@ impl PlatformFacts {
             }
         }
         self.require_cat = p.require_cat.is_some();
+        self.cdp = p.cdp.is_some();
     }
 }

@@ -1,5 +1,6 @@
 //! `periodic` (the demo's `sensor` partition): a periodic task that measures its release
-//! jitter and, when the partition writes a channel, publishes a reading every period.
+//! jitter and, on every channel the partition writes (up to [`MAX_OUTPUTS`]; in the demo
+//! the logger's and Linux's), publishes a reading every period.
 //!
 //! A reading is 16 bytes: the activation number and the TSC at release, both u64
 //! little-endian (cut to the channel's message size if that is smaller).
@@ -28,10 +29,17 @@ enum Output {
     Sample(SamplingWriter),
 }
 
+/// Channels a reading is published on at most.
+const MAX_OUTPUTS: usize = 4;
+
 impl Output {
-    fn open(bi: &BootInfo) -> Self {
-        let Some(ci) = bi.channels().iter().find(|c| c.is_writer != 0) else { return Self::None };
-        let name = ci.name();
+    /// Every channel this partition writes, in boot-info order.
+    fn open_all(bi: &BootInfo) -> [Self; MAX_OUTPUTS] {
+        let mut writers = bi.channels().iter().filter(|c| c.is_writer != 0);
+        core::array::from_fn(|_| writers.next().map_or(Self::None, |ci| Self::open(bi, ci.name())))
+    }
+
+    fn open(bi: &BootInfo, name: &str) -> Self {
         if let Ok(w) = QueuingWriter::open(bi, name) {
             println!("periodic: writing readings to queuing channel {name}");
             return Self::Queue(w);
@@ -73,7 +81,7 @@ fn main(bi: &'static BootInfo) -> ! {
         DEADLINE_NS / 1000,
         bi.tsc_hz
     );
-    let mut output = Output::open(bi);
+    let mut outputs = Output::open_all(bi);
     let mut dropped: u64 = 0;
     // On a time-partitioned core, start counting periods at the beginning of this
     // partition's own window, so every release falls inside it: give up the rest of the
@@ -85,8 +93,10 @@ fn main(bi: &'static BootInfo) -> ! {
         let mut reading = [0u8; 16];
         reading[..8].copy_from_slice(&activation.index.to_le_bytes());
         reading[8..].copy_from_slice(&time::rdtsc().to_le_bytes());
-        if !output.send(&reading) {
-            dropped += 1;
+        for output in outputs.iter_mut() {
+            if !output.send(&reading) {
+                dropped += 1;
+            }
         }
         if activation.index.is_multiple_of(PRINT_EVERY) {
             let stats = task.stats();

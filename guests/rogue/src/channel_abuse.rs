@@ -4,7 +4,7 @@
 
 use core::ptr::write_volatile;
 use rt_partition::hallows_abi::channel::{
-    slot_bytes, HEADER_BYTES, HEADER_WRITE_SEQ_OFFSET, SLOT_DATA_OFFSET, SLOT_LEN_OFFSET, SLOT_SEQ_OFFSET,
+    slot_offset, HEADER_WRITE_SEQ_OFFSET, SLOT_DATA_OFFSET, SLOT_LEN_OFFSET, SLOT_SEQ_OFFSET,
 };
 use rt_partition::hallows_abi::table::CHANNEL_QUEUING;
 use rt_partition::{println, time, BootInfo, ChannelInfo};
@@ -20,25 +20,29 @@ const STEP_NS: u64 = 300_000_000;
 struct Step {
     what: &'static str,
     write_seq: u64,
-    /// The slot written before `write_seq` is published: (sequence, sequence number, length,
+    /// The slot written before `write_seq` is published: (message number `n`, which picks
+    /// the slot `n % depth`; the slot's `seq`, `n + 1` for a well-formed message; length;
     /// reading number).
     slot: Option<(u64, u64, u32, u64)>,
 }
 
-/// The cycle (the reader's position after each step, as the SDK handles it, is noted):
+/// The cycle (the reader's position after each step, as the SDK handles it, is noted).
+/// A counter up to `depth` behind the reader is "nothing new" to it (an honest counter
+/// may trail the slots), so every jump here is far: 2^63 or across the wrap.
 const STEPS: [Step; 4] = [
-    // Far ahead of the reader: inconsistent, the reader skips to u64::MAX.
-    Step { what: "write_seq = u64::MAX", write_seq: u64::MAX, slot: None },
+    // Far from the reader (ahead or behind): inconsistent, the reader moves to 2^63.
+    Step { what: "write_seq jumps by 2^63", write_seq: 1 << 63, slot: None },
+    // Far again, and the slot of message u64::MAX says nothing: inconsistent, the reader
+    // moves to u64::MAX.
+    Step { what: "write_seq = u64::MAX", write_seq: u64::MAX, slot: Some((u64::MAX, 1, 0, 0)) },
     // One message at u64::MAX, then the counter wraps to 0: a valid message (read_seq wraps).
     Step {
         what: "a message at sequence u64::MAX, write_seq wrapped to 0",
         write_seq: 0,
-        slot: Some((u64::MAX, u64::MAX, 8, WRAP_READING)),
+        slot: Some((u64::MAX, 0, 8, WRAP_READING)),
     },
     // A message claiming 4 GiB: inconsistent, skipped (read_seq 1).
-    Step { what: "a message of u32::MAX bytes", write_seq: 1, slot: Some((0, 0, u32::MAX, 0)) },
-    // The counter runs backwards: inconsistent, the reader follows it back to 0.
-    Step { what: "write_seq back to 0", write_seq: 0, slot: None },
+    Step { what: "a message of u32::MAX bytes", write_seq: 1, slot: Some((0, 1, u32::MAX, 0)) },
 ];
 
 /// Publishes [`STEPS`] on the first queuing channel this partition writes, forever.
@@ -66,14 +70,14 @@ pub fn corrupt_queue(bi: &BootInfo) -> ! {
 fn publish(c: &ChannelInfo, step: &Step) {
     let depth = c.depth.max(1) as u64;
     let base = c.gpa;
-    if let Some((position, seq, len, reading)) = step.slot {
-        let slot = base + HEADER_BYTES + (position % depth) * slot_bytes(c.msg_size);
+    if let Some((n, seq, len, reading)) = step.slot {
+        let slot = base + slot_offset(c.msg_size, n % depth);
         // SAFETY: the slot lies in this partition's writer pages of the channel (index below
         // `depth`, as the hypervisor sized them), identity-mapped and writable for the writer.
         unsafe {
-            write_volatile((slot + SLOT_SEQ_OFFSET) as *mut u64, seq);
-            write_volatile((slot + SLOT_LEN_OFFSET) as *mut u32, len);
             write_volatile((slot + SLOT_DATA_OFFSET) as *mut u64, reading);
+            write_volatile((slot + SLOT_LEN_OFFSET) as *mut u32, len);
+            write_volatile((slot + SLOT_SEQ_OFFSET) as *mut u64, seq);
         }
     }
     // SAFETY: the header is the start of the writer pages, writable for the writer.

@@ -19,6 +19,7 @@
 //! | `chanseq` | as the writer of a queuing channel, publishes `write_seq` u64::MAX, a message at sequence u64::MAX (the reader wraps), a 4 GiB length and a counter running backwards, in a cycle | none; the reader reports `Inconsistent` and goes on |
 //! | `port` | `out` to port 0x80, which it does not own | `io_violation` |
 //! | `msr` | `wrmsr` to IA32_FEATURE_CONTROL | `msr_violation` |
+//! | `pqr` | `wrmsr` to IA32_PQR_ASSOC with class of service 15 (cache allocation) | `msr_violation`; the register keeps the hypervisor's class |
 //! | `invd` | `invd` (always exits) | `forbidden_instruction` |
 //! | `triple` | loads an empty IDT, then `int3` | `triple_fault` |
 //! | `panic` | `panic!` | `panic` (reported by the SDK) |
@@ -80,6 +81,10 @@ fn main(bi: &'static BootInfo) -> ! {
             println!("rogue: about to write MSR IA32_FEATURE_CONTROL");
             write_feature_control();
         }
+        Mode::PqrAssoc => {
+            println!("rogue: about to write MSR IA32_PQR_ASSOC (class of service 15)");
+            write_pqr_assoc();
+        }
         Mode::Invd => {
             println!("rogue: about to execute INVD");
             invd();
@@ -124,6 +129,14 @@ fn write_feature_control() {
     // SAFETY: the hypervisor must intercept this; were it executed, IA32_FEATURE_CONTROL is
     // locked by firmware and the write raises #GP, which (with no IDT) triple-faults.
     unsafe { core::arch::asm!("wrmsr", in("ecx") 0x3Au32, in("eax") 0u32, in("edx") 0u32, options(nostack)) }
+}
+
+fn write_pqr_assoc() {
+    // SAFETY: the hypervisor must intercept this (every MSR write of an RT partition
+    // exits); were it executed, it would only change which cache ways this core fills.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") 0xC8Fu32, in("eax") 0u32, in("edx") 15u32, options(nostack))
+    }
 }
 
 fn invd() {

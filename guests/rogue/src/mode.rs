@@ -65,6 +65,9 @@ pub enum Mode {
     Port,
     /// WRMSR to IA32_FEATURE_CONTROL.
     Msr,
+    /// WRMSR to IA32_PQR_ASSOC selecting class of service 15: an attempt to move its core
+    /// into another partition's cache ways.
+    PqrAssoc,
     /// INVD.
     Invd,
     /// Empty IDT, then `int3`.
@@ -103,6 +106,7 @@ pub const MODES: &[(&str, Mode)] = &[
     ("chanseq", Mode::CorruptQueue),
     ("port", Mode::Port),
     ("msr", Mode::Msr),
+    ("pqr", Mode::PqrAssoc),
     ("invd", Mode::Invd),
     ("triple", Mode::TripleFault),
     ("panic", Mode::Panic),
@@ -135,6 +139,7 @@ mod tests {
         assert_eq!(mode_for("rogue_invd"), Mode::Invd);
         assert_eq!(mode_for("wbinvd"), Mode::Wbinvd);
         assert_eq!(mode_for("rogue_port"), Mode::Port);
+        assert_eq!(mode_for("rogue_pqr"), Mode::PqrAssoc);
         assert_eq!(mode_for("cr4tsd"), Mode::Cr4(ForbiddenCr4Bit::Tsd));
         assert_eq!(mode_for("rogue"), Mode::OutsideRam);
         assert_eq!(mode_for(""), Mode::OutsideRam);

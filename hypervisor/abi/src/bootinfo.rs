@@ -29,7 +29,8 @@ pub struct ChannelInfo {
     pub _pad: u32,
     /// Guest-physical address of the shared region (inside the channel window).
     pub gpa: u64,
-    /// Size of the shared region in bytes (whole pages). The reader's mapping is read-only.
+    /// Size of the shared region in bytes (whole pages): writer pages, then the reader page
+    /// (see [`crate::channel`]); each side maps the other side's pages read-only.
     pub bytes: u64,
 }
 

@@ -70,6 +70,8 @@ pub const fn shared_bar_bytes(region_bytes: u64) -> u64 {
     at_least.next_power_of_two()
 }
 
+const _: () = assert!(crate::bootinfo::NAME_MAX as u64 <= NAME_BYTES);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,10 +90,8 @@ mod tests {
 
     #[test]
     fn registers_fit_the_block_and_do_not_overlap_the_name() {
-        assert!(REG_CHANNEL_INDEX + 4 <= REG_NAME);
-        assert!(REG_NAME + NAME_BYTES <= REGISTER_BLOCK_BYTES);
+        const { assert!(REG_CHANNEL_INDEX + 4 <= REG_NAME) };
+        const { assert!(REG_NAME + NAME_BYTES <= REGISTER_BLOCK_BYTES) };
         assert_eq!(REGISTER_MAGIC.to_le_bytes(), *b"RHBR");
     }
 }
-
-const _: () = assert!(crate::bootinfo::NAME_MAX as u64 <= NAME_BYTES);

@@ -236,20 +236,34 @@ pub enum MmioConflict {
     /// It overlaps the partition's own RAM (guest-physical `0 .. ram_bytes`): MMIO is
     /// mapped at guest-physical = host-physical.
     InsideRam,
-    /// It overlaps the channel window of a partition that has channels.
+    /// It overlaps the channel window of a partition that has channels (for a Linux
+    /// partition: its bridge window, where its channel functions' BARs are).
     InsideChannelWindow,
 }
 
 /// Checks an MMIO range (`base`, `size`, already page aligned and non-empty) against the
 /// guest-physical map of a partition with `ram_bytes` of RAM, which has channels or not.
-pub fn mmio_conflict(base: u64, size: u64, ram_bytes: u64, has_channels: bool) -> Option<MmioConflict> {
+/// A Linux partition's channels are in its bridge window ([`LINUX_BRIDGE_BARS_GPA`] ..
+/// [`LINUX_BRIDGE_WINDOW_END`]), an RT partition's in the channel window.
+pub fn mmio_conflict(
+    base: u64,
+    size: u64,
+    ram_bytes: u64,
+    has_channels: bool,
+    linux: bool,
+) -> Option<MmioConflict> {
     let end = base.checked_add(size)?;
     let overlaps = |start: u64, bytes: u64| base < start.saturating_add(bytes) && start < end;
+    let (window, window_bytes) = if linux {
+        (LINUX_BRIDGE_BARS_GPA, LINUX_BRIDGE_WINDOW_END - LINUX_BRIDGE_BARS_GPA)
+    } else {
+        (CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_BYTES)
+    };
     if end > GUEST_PHYS_LIMIT {
         Some(MmioConflict::BeyondGuestPhysical)
     } else if overlaps(0, ram_bytes) {
         Some(MmioConflict::InsideRam)
-    } else if has_channels && overlaps(CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_BYTES) {
+    } else if has_channels && overlaps(window, window_bytes) {
         Some(MmioConflict::InsideChannelWindow)
     } else {
         None
@@ -340,7 +354,13 @@ pub const LINUX_CMDLINE_MAX: usize = 2047;
 ///   the TSC-deadline timer itself and lag whenever interrupts are held off (printing to
 ///   the trapped UART under an emulator takes long): it then wrongly marks the TSC
 ///   unstable and falls back to the jiffies clocksource.
-pub const LINUX_CMDLINE_SUFFIX: &str = " noapic tsc=reliable";
+/// - `pci=noacpi,conf1`: the partition's ACPI tables describe no PCI host bridge, so Linux
+///   would scan no bus; `noacpi` makes it scan bus 0 through the configuration ports itself
+///   (where the hybrid bridge's channel functions are, see [`crate::bridge`]), and `conf1`
+///   picks configuration mechanism #1 without the sanity check that wants a host bridge,
+///   a VGA or an Intel device on bus 0 (there is only what the table gives the partition).
+///   Linux keeps the fixed BARs it finds (they lie outside every e820 range).
+pub const LINUX_CMDLINE_SUFFIX: &str = " noapic tsc=reliable pci=noacpi,conf1";
 
 /// What a table's command line may hold: the kernel's maximum minus the suffix.
 pub const LINUX_CMDLINE_BUDGET: usize = LINUX_CMDLINE_MAX - LINUX_CMDLINE_SUFFIX.len();
@@ -377,6 +397,74 @@ pub fn check_linux_cmdline(cmdline: &str) -> Result<(), CmdlineError> {
         return Err(CmdlineError::TooLong { len: cmdline.len(), max: LINUX_CMDLINE_BUDGET });
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The hybrid bridge: where a Linux partition sees its channels (see [`crate::bridge`]).
+
+/// Guest-physical base of the window holding the BAR2s (shared pages) of a Linux
+/// partition's channel functions. Below 4 GiB (so the BARs need no 64-bit window from a
+/// host bridge), clear of the RT channel window's use and of [`HYPERVISOR_MMIO`].
+pub const LINUX_BRIDGE_BARS_GPA: u64 = 0xE000_0000;
+/// Size of the BAR2 window: as large as the whole channel window.
+pub const LINUX_BRIDGE_BARS_BYTES: u64 = CHANNEL_WINDOW_BYTES;
+/// Guest-physical base of the channel functions' register blocks (BAR0s), one
+/// [`crate::bridge::REGISTER_BLOCK_BYTES`] block per channel, in the partition's channel
+/// order, right after the BAR2 window.
+pub const LINUX_BRIDGE_REGISTERS_GPA: u64 = LINUX_BRIDGE_BARS_GPA + LINUX_BRIDGE_BARS_BYTES;
+/// The whole bridge window of a Linux partition: BAR2 window, then one register block per
+/// channel the boot info can describe.
+pub const LINUX_BRIDGE_WINDOW_END: u64 =
+    LINUX_BRIDGE_REGISTERS_GPA + MAX_CHANNELS_PER_PARTITION as u64 * crate::bridge::REGISTER_BLOCK_BYTES;
+/// The largest RAM a Linux partition with channels may have: its RAM is mapped from
+/// guest-physical 0 (and its e820 map says so), so it must end below the bridge window.
+pub const LINUX_MAX_RAM_WITH_CHANNELS: u64 = LINUX_BRIDGE_BARS_GPA;
+/// PCI device number (bus 0, function 0) of a Linux partition's first channel function;
+/// the `n`-th channel of the partition is device `LINUX_BRIDGE_FIRST_DEVICE + n`.
+pub const LINUX_BRIDGE_FIRST_DEVICE: u8 = 1;
+
+/// Guest-physical address of the register block (BAR0) of a Linux partition's `n`-th
+/// channel (0-based, the table's channel order).
+pub const fn linux_bridge_registers_gpa(n: usize) -> u64 {
+    LINUX_BRIDGE_REGISTERS_GPA + n as u64 * crate::bridge::REGISTER_BLOCK_BYTES
+}
+
+/// The Linux bridge window cannot hold the BARs of the partition's channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BridgeWindowFull {
+    /// Index (in the partition's channel order) of the first channel that does not fit.
+    pub channel: usize,
+    /// Bytes of the window the BARs up to and including it would need.
+    pub needed: u64,
+}
+
+/// Offsets of the BAR2s inside [`LINUX_BRIDGE_BARS_GPA`] for a Linux partition whose
+/// channels have shared regions of `region_bytes` (its channel order): each BAR is
+/// [`crate::bridge::shared_bar_bytes`] long and naturally aligned (PCI's rule for memory
+/// BARs), placed in that order after the previous one. The checker and the boot plan
+/// both place the BARs with this function, so they agree on capacity and addresses.
+pub fn place_linux_bars(
+    region_bytes: impl IntoIterator<Item = u64>,
+    mut placed: impl FnMut(usize, u64, u64),
+) -> Result<(), BridgeWindowFull> {
+    let mut end = 0u64;
+    for (i, region) in region_bytes.into_iter().enumerate() {
+        let size = crate::bridge::shared_bar_bytes(region);
+        let offset = end.checked_next_multiple_of(size).unwrap_or(u64::MAX);
+        let new_end = offset.saturating_add(size);
+        if new_end > LINUX_BRIDGE_BARS_BYTES {
+            return Err(BridgeWindowFull { channel: i, needed: new_end });
+        }
+        placed(i, offset, size);
+        end = new_end;
+    }
+    Ok(())
+}
+
+/// Whether a Linux partition with `ram_bytes` of RAM and channels leaves the bridge
+/// window free (its RAM must end at or below [`LINUX_MAX_RAM_WITH_CHANNELS`]).
+pub const fn linux_ram_fits_bridge(ram_bytes: u64) -> bool {
+    ram_bytes <= LINUX_MAX_RAM_WITH_CHANNELS
 }
 
 /// The command line the kernel gets: the table's, then [`LINUX_CMDLINE_SUFFIX`]. Only
@@ -445,6 +533,72 @@ mod tests {
     }
 
     #[test]
+    fn linux_mmio_must_not_cover_the_bridge_window() {
+        const MIB: u64 = 1 << 20;
+        let inside = Some(MmioConflict::InsideChannelWindow);
+        assert_eq!(mmio_conflict(LINUX_BRIDGE_BARS_GPA, 0x1000, 64 * MIB, true, true), inside);
+        assert_eq!(mmio_conflict(LINUX_BRIDGE_WINDOW_END - 0x1000, 0x1000, 64 * MIB, true, true), inside);
+        assert_eq!(mmio_conflict(LINUX_BRIDGE_WINDOW_END, 0x1000, 64 * MIB, true, true), None);
+        assert_eq!(mmio_conflict(LINUX_BRIDGE_BARS_GPA, 0x1000, 64 * MIB, false, true), None);
+        // The RT channel window means nothing to a Linux partition.
+        assert_eq!(mmio_conflict(CHANNEL_WINDOW_GPA, 0x1000, 64 * MIB, true, true), None);
+    }
+
+    #[test]
+    fn the_bridge_window_is_clear_of_the_hypervisor_and_below_4_gib() {
+        const { assert!(LINUX_BRIDGE_WINDOW_END <= 1 << 32) };
+        assert_eq!(
+            reserved_mmio_conflict(LINUX_BRIDGE_BARS_GPA, LINUX_BRIDGE_WINDOW_END - LINUX_BRIDGE_BARS_GPA),
+            None
+        );
+        assert!(LINUX_BRIDGE_BARS_GPA.is_multiple_of(LINUX_BRIDGE_BARS_BYTES));
+        assert!(
+            linux_ram_fits_bridge(LINUX_BRIDGE_BARS_GPA) && !linux_ram_fits_bridge(LINUX_BRIDGE_BARS_GPA + 1)
+        );
+        assert_eq!(linux_bridge_registers_gpa(1) - linux_bridge_registers_gpa(0), 4096);
+        assert!(linux_bridge_registers_gpa(MAX_CHANNELS_PER_PARTITION) <= LINUX_BRIDGE_WINDOW_END);
+    }
+
+    #[test]
+    fn linux_bars_are_naturally_aligned_and_do_not_overlap() {
+        let regions = [4096u64, 3 * 4096, 4096, 1 << 20, 5000];
+        let mut got = std::vec::Vec::new();
+        place_linux_bars(regions, |i, offset, size| got.push((i, offset, size))).unwrap();
+        assert_eq!(
+            got,
+            [
+                (0, 0, 4096),
+                (1, 0x4000, 0x4000),
+                (2, 0x8000, 4096),
+                (3, 0x10_0000, 0x10_0000),
+                (4, 0x20_0000, 0x2000)
+            ]
+        );
+        let full =
+            place_linux_bars([LINUX_BRIDGE_BARS_BYTES / 2, 4096, LINUX_BRIDGE_BARS_BYTES / 2], |_, _, _| {});
+        assert_eq!(full, Err(BridgeWindowFull { channel: 2, needed: LINUX_BRIDGE_BARS_BYTES * 3 / 2 }));
+        assert_eq!(place_linux_bars([LINUX_BRIDGE_BARS_BYTES], |_, _, _| {}), Ok(()));
+    }
+
+    proptest! {
+        #[test]
+        fn placed_bars_stay_in_the_window(regions in proptest::collection::vec(1u64..(64 << 20), 0..16)) {
+            let mut placed = std::vec::Vec::new();
+            let result = place_linux_bars(regions.iter().copied(), |i, offset, size| placed.push((i, offset, size)));
+            for (n, &(i, offset, size)) in placed.iter().enumerate() {
+                prop_assert_eq!(i, n);
+                prop_assert!(size >= regions[i] && size.is_power_of_two());
+                prop_assert!(offset % size == 0 && offset + size <= LINUX_BRIDGE_BARS_BYTES);
+                if n > 0 {
+                    let (_, prev_offset, prev_size) = placed[n - 1];
+                    prop_assert!(prev_offset + prev_size <= offset);
+                }
+            }
+            prop_assert_eq!(result.is_ok(), placed.len() == regions.len());
+        }
+    }
+
+    #[test]
     fn the_apics_are_never_passed_through() {
         assert_eq!(reserved_mmio_conflict(0xFEE0_0000, 0x1000).map(|r| r.base), Some(0xFEE0_0000));
         assert_eq!(reserved_mmio_conflict(0xFE00_0000, 0x200_0000).map(|r| r.base), Some(0xFEC0_0000));
@@ -455,15 +609,15 @@ mod tests {
     #[test]
     fn mmio_must_not_cover_ram_or_the_channel_window() {
         const MIB: u64 = 1 << 20;
-        assert_eq!(mmio_conflict(0x1000, 0x1000, 4 * MIB, false), Some(MmioConflict::InsideRam));
-        assert_eq!(mmio_conflict(4 * MIB, 0x1000, 4 * MIB, false), None);
-        assert_eq!(mmio_conflict(CHANNEL_WINDOW_GPA, 0x1000, 4 * MIB, false), None);
+        assert_eq!(mmio_conflict(0x1000, 0x1000, 4 * MIB, false, false), Some(MmioConflict::InsideRam));
+        assert_eq!(mmio_conflict(4 * MIB, 0x1000, 4 * MIB, false, false), None);
+        assert_eq!(mmio_conflict(CHANNEL_WINDOW_GPA, 0x1000, 4 * MIB, false, false), None);
         assert_eq!(
-            mmio_conflict(CHANNEL_WINDOW_GPA - 0x1000, 0x2000, 4 * MIB, true),
+            mmio_conflict(CHANNEL_WINDOW_GPA - 0x1000, 0x2000, 4 * MIB, true, false),
             Some(MmioConflict::InsideChannelWindow)
         );
         assert_eq!(
-            mmio_conflict(GUEST_PHYS_LIMIT - 0x1000, 0x2000, 0, false),
+            mmio_conflict(GUEST_PHYS_LIMIT - 0x1000, 0x2000, 0, false, false),
             Some(MmioConflict::BeyondGuestPhysical)
         );
     }
@@ -502,7 +656,7 @@ mod tests {
         );
         assert_eq!(check_linux_cmdline("a\0b"), Err(CmdlineError::ControlCharacter { offset: 1 }));
         assert_eq!(check_linux_cmdline("a\nb"), Err(CmdlineError::ControlCharacter { offset: 1 }));
-        assert_eq!(linux_cmdline_parts("q").concat(), "q noapic tsc=reliable");
+        assert_eq!(linux_cmdline_parts("q").concat(), "q noapic tsc=reliable pci=noacpi,conf1");
     }
 
     #[test]

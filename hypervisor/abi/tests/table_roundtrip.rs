@@ -270,8 +270,25 @@ fn validator_refuses_what_the_boot_path_cannot_do() {
     m.platform.cores = 5.into();
     m.partitions.push(linux("", vec![4]));
     m.channels[0].destination = 3;
+    m.channels[0].linux_view = LINUX_VIEW_TTY;
+    assert_eq!(refuse(m), Violation::ChannelBadLinuxView { channel: 0 }, "no hypervisor implements tty");
+    let mut m = demo();
+    m.platform.cores = 5.into();
+    m.platform.ram_bytes = 0.into();
+    m.partitions.push(PartitionModel {
+        ram_bytes: hallows_abi::limits::LINUX_MAX_RAM_WITH_CHANNELS + (2 << 20),
+        ..linux("", vec![4])
+    });
+    m.channels[0].destination = 3;
     m.channels[0].linux_view = LINUX_VIEW_SHM;
-    assert_eq!(refuse(m), Violation::ChannelLinuxUnsupported { channel: 0 });
+    assert_eq!(refuse(m), Violation::LinuxBridgeOverlapsRam { partition: 3 });
+    // The same channel with a Linux partition whose RAM ends below the bridge window.
+    let mut m = demo();
+    m.platform.cores = 5.into();
+    m.partitions.push(linux("", vec![4]));
+    m.channels[0].destination = 3;
+    m.channels[0].linux_view = LINUX_VIEW_SHM;
+    assert_eq!(Table::parse(&m.to_bytes()).unwrap().validate(), Ok(()), "Linux at the reader's end");
     let mut m = demo();
     m.platform.cores = 5.into();
     m.platform.ram_bytes = 0.into();

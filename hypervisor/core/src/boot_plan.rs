@@ -92,6 +92,11 @@ pub enum BootError<'a> {
         partition: usize,
         error: crate::linux_vcpu::apic::MapError,
     },
+    /// The Linux partition's channel functions do not fit its bridge window, or its RAM
+    /// reaches into it (`hallows_abi::limits::LINUX_BRIDGE_BARS_GPA`).
+    LinuxBridge {
+        partition: usize,
+    },
 }
 
 impl fmt::Display for BootError<'_> {
@@ -126,6 +131,10 @@ impl fmt::Display for BootError<'_> {
             Self::NoFrames { partition } => write!(f, "partition {partition}: out of memory for EPT"),
             Self::NoPartition { partition } => write!(f, "no partition {partition} in the table"),
             Self::LinuxCpus { partition, error } => write!(f, "partition {partition}: {error}"),
+            Self::LinuxBridge { partition } => write!(
+                f,
+                "partition {partition}: its channels' PCI functions do not fit its bridge window (or its RAM reaches into it)"
+            ),
         }
     }
 }
@@ -163,6 +172,9 @@ pub fn channel_infos(
 
 /// Builds partition `i`'s EPT: RAM at `ram_hpa`, its channel regions inside the channel
 /// block at `channels_hpa`, and its MMIO ranges (uncacheable, at guest = host physical).
+/// An RT partition sees its channel regions in its channel window; a Linux partition at
+/// the BAR2 of each channel's PCI function (`crate::bridge::linux_channels`), with the
+/// same per-page rights, the rest of each BAR and the register blocks left unmapped.
 pub fn partition_ept<A: FrameAllocator + ?Sized>(
     table: &Table,
     i: usize,
@@ -171,13 +183,21 @@ pub fn partition_ept<A: FrameAllocator + ?Sized>(
     frames: &mut A,
 ) -> Result<Ept, BootError<'static>> {
     let p = table.partitions.get(i).ok_or(BootError::NoPartition { partition: i })?;
+    let bars = crate::bridge::linux_channels(table, i)?;
     let mut mappings = Vec::new();
     for (ci, c) in table.channels.iter().enumerate() {
         if c.source.get() as usize != i && c.destination.get() as usize != i {
             continue;
         }
-        let mapping = ChannelMapping::for_partition(c, i as u32, channels_hpa)
+        let mut mapping = ChannelMapping::for_partition(c, i as u32, channels_hpa)
             .ok_or(BootError::Channel { partition: i, channel: ci })?;
+        if p.kind == KIND_LINUX {
+            let bar = bars
+                .iter()
+                .find(|b| b.channel == ci)
+                .ok_or(BootError::Channel { partition: i, channel: ci })?;
+            mapping.gpa = bar.shared_gpa;
+        }
         mappings.push(mapping);
     }
     let mut ept = Ept::new(frames).ok_or(BootError::NoFrames { partition: i })?;
@@ -297,7 +317,7 @@ mod tests {
             msg_size: 8,
             depth: 1,
             window_offset,
-            bytes: 0x1000,
+            bytes: hallows_abi::channel::region_bytes(false, 8, 1),
             ..Default::default()
         }
     }
@@ -356,7 +376,8 @@ mod tests {
         ));
         // 17 channels on one partition.
         let mut m = model(vec![rt("a", vec![0], 4), rt("b", vec![1], 4)]);
-        m.channels = (0..17).map(|i| channel(&alloc::format!("c{i}"), 0, 1, i * 0x1000)).collect();
+        let stride = hallows_abi::channel::region_bytes(false, 8, 1);
+        m.channels = (0..17).map(|i| channel(&alloc::format!("c{i}"), 0, 1, i * stride)).collect();
         let bytes = m.to_bytes();
         let t = Table::parse(&bytes).unwrap();
         assert_eq!(channel_infos(&t, 0).unwrap_err(), BootError::TooManyChannels { partition: 0, count: 17 });

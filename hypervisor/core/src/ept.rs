@@ -130,6 +130,8 @@ pub const HPA_LIMIT: u64 = 1 << 52;
 const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 const RIGHTS_MASK: u64 = 7;
 const LARGE: u64 = 1 << 7;
+/// Leaf bit 6: ignore the guest's PAT, the EPT memory type is the effective one.
+const IGNORE_PAT: u64 = 1 << 6;
 /// Non-leaf entries grant everything; the leaves restrict.
 const TABLE_ENTRY: u64 = 7;
 
@@ -142,6 +144,8 @@ pub struct Leaf {
     pub bytes: u64,
     pub rights: Rights,
     pub memory_type: MemoryType,
+    /// The leaf's memory type applies whatever the guest's PAT says (EPT bit 6).
+    pub ignore_pat: bool,
 }
 
 /// A 4-level EPT rooted at one PML4 frame.
@@ -179,6 +183,35 @@ impl Ept {
         rights: Rights,
         memory_type: MemoryType,
     ) -> Result<(), EptError> {
+        self.map_leaves(alloc, gpa, hpa, bytes, rights, (memory_type as u64) << 3)
+    }
+
+    /// [`Ept::map`] with the memory type forced whatever the guest's page attributes say
+    /// (ignore-PAT): for memory shared between partitions, which must be cached the same
+    /// way on both sides (a guest mapping a shared ring uncacheable would make every
+    /// access of its own, and none of the other side's, go to memory).
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_ignoring_pat<A: FrameAllocator + ?Sized>(
+        &mut self,
+        alloc: &mut A,
+        gpa: u64,
+        hpa: u64,
+        bytes: u64,
+        rights: Rights,
+        memory_type: MemoryType,
+    ) -> Result<(), EptError> {
+        self.map_leaves(alloc, gpa, hpa, bytes, rights, (memory_type as u64) << 3 | IGNORE_PAT)
+    }
+
+    fn map_leaves<A: FrameAllocator + ?Sized>(
+        &mut self,
+        alloc: &mut A,
+        gpa: u64,
+        hpa: u64,
+        bytes: u64,
+        rights: Rights,
+        attribute_bits: u64,
+    ) -> Result<(), EptError> {
         if bytes == 0 || !(gpa | hpa | bytes).is_multiple_of(PAGE_SIZE) {
             return Err(EptError::Misaligned { gpa, hpa, bytes });
         }
@@ -193,7 +226,7 @@ impl Ept {
         if let Some(gpa) = self.first_mapped(alloc, gpa, gpa + bytes) {
             return Err(EptError::Overlap { gpa });
         }
-        let leaf_bits = rights.bits() | (memory_type as u64) << 3;
+        let leaf_bits = rights.bits() | attribute_bits;
         let mut done = 0;
         while done < bytes {
             let (g, h) = (gpa + done, hpa + done);
@@ -259,6 +292,7 @@ impl Ept {
                     bytes,
                     rights: Rights::from_bits(entry),
                     memory_type: MemoryType::from_bits(entry >> 3),
+                    ignore_pat: entry & IGNORE_PAT != 0,
                 });
             } else {
                 self.walk_level(alloc, entry & ADDR_MASK, shift - 9, gpa, f);
@@ -329,7 +363,7 @@ pub struct ChannelMapping {
     pub hpa: u64,
     /// Bytes of writer pages at the start of the region.
     pub writer_bytes: u64,
-    /// Bytes of the reader page(s) after them (0 for sampling channels).
+    /// Bytes of the reader page after them.
     pub reader_bytes: u64,
     pub role: ChannelRole,
 }
@@ -348,8 +382,7 @@ impl ChannelMapping {
             return None;
         };
         let queuing = channel.kind == CHANNEL_QUEUING;
-        let depth = if queuing { channel.depth.get() } else { 1 };
-        let writer_bytes = channel::writer_bytes(channel.msg_size.get(), depth);
+        let writer_bytes = channel::writer_bytes(queuing, channel.msg_size.get(), channel.depth.get());
         let bytes = channel.bytes.get();
         let offset = channel.window_offset.get();
         if bytes != channel::region_bytes(queuing, channel.msg_size.get(), channel.depth.get())
@@ -371,7 +404,8 @@ impl Ept {
     /// Maps a partition: guest RAM `0..ram_bytes` to host `ram_hpa` (read, write, execute,
     /// write-back), and every channel region with per-page rights: the writer pages are
     /// read-write for the writer and read-only for the reader, the reader page read-write
-    /// for the reader and read-only for the writer; never executable. Nothing else.
+    /// for the reader and read-only for the writer; never executable; write-back whatever
+    /// the guest's PAT says. Nothing else.
     pub fn map_partition<A: FrameAllocator + ?Sized>(
         &mut self,
         alloc: &mut A,
@@ -387,9 +421,9 @@ impl Ept {
             };
             let reader_gpa = c.gpa.checked_add(c.writer_bytes).ok_or(EptError::BadChannel { gpa: c.gpa })?;
             let reader_hpa = c.hpa.checked_add(c.writer_bytes).ok_or(EptError::BadChannel { gpa: c.gpa })?;
-            self.map(alloc, c.gpa, c.hpa, c.writer_bytes, writer_rights, MemoryType::WriteBack)?;
+            self.map_ignoring_pat(alloc, c.gpa, c.hpa, c.writer_bytes, writer_rights, MemoryType::WriteBack)?;
             if c.reader_bytes > 0 {
-                self.map(
+                self.map_ignoring_pat(
                     alloc,
                     reader_gpa,
                     reader_hpa,
@@ -557,7 +591,7 @@ pub(crate) mod tests {
 
     #[test]
     fn partition_map_has_ram_and_channel_pages_with_per_role_rights_and_nothing_else() {
-        let queue = channel_entry(CHANNEL_QUEUING, 0, 1, 64, 100, 0); // 2 writer pages + 1 reader page
+        let queue = channel_entry(CHANNEL_QUEUING, 0, 1, 64, 60, 0); // 2 writer pages + 1 reader page
         let sample = channel_entry(CHANNEL_SAMPLING, 1, 0, 8, 1, 0x10_0000);
         let channels_hpa = 0x9000_0000;
         for (partition, role_q, role_s) in
@@ -581,8 +615,14 @@ pub(crate) mod tests {
             assert_eq!(ept.translate(&a, w), Some((channels_hpa, wr)));
             assert_eq!(ept.translate(&a, w + PAGE_SIZE + 8), Some((channels_hpa + PAGE_SIZE + 8, wr)));
             assert_eq!(ept.translate(&a, w + 2 * PAGE_SIZE), Some((channels_hpa + 2 * PAGE_SIZE, rd)));
-            let sample_rights = if role_s == ChannelRole::Writer { Rights::RW } else { Rights::R };
-            assert_eq!(ept.translate(&a, w + 0x10_0000), Some((channels_hpa + 0x10_0000, sample_rights)));
+            let (sample_wr, sample_rd) =
+                if role_s == ChannelRole::Writer { (Rights::RW, Rights::R) } else { (Rights::R, Rights::RW) };
+            assert_eq!(ept.translate(&a, w + 0x10_0000), Some((channels_hpa + 0x10_0000, sample_wr)));
+            let sample_reader_page = w + 0x10_0000 + PAGE_SIZE;
+            assert_eq!(
+                ept.translate(&a, sample_reader_page),
+                Some((channels_hpa + 0x10_0000 + PAGE_SIZE, sample_rd))
+            );
 
             // Nothing outside RAM and the two regions, and no executable channel page.
             let mut total = 0;
@@ -590,14 +630,14 @@ pub(crate) mod tests {
                 total += l.bytes;
                 let in_ram = l.gpa + l.bytes <= 4 * MIB;
                 let in_queue = l.gpa >= w && l.gpa + l.bytes <= w + 3 * PAGE_SIZE;
-                let in_sample = l.gpa == w + 0x10_0000 && l.bytes == PAGE_SIZE;
+                let in_sample = l.gpa >= w + 0x10_0000 && l.gpa + l.bytes <= w + 0x10_0000 + 2 * PAGE_SIZE;
                 assert!(in_ram || in_queue || in_sample, "stray leaf {l:?}");
                 assert_eq!(in_ram, l.rights.execute);
                 if in_ram {
                     assert_eq!(l.hpa, ram_hpa + l.gpa);
                 }
             });
-            assert_eq!(total, 4 * MIB + 4 * PAGE_SIZE);
+            assert_eq!(total, 4 * MIB + 5 * PAGE_SIZE);
             // PML4, PDPT, the PD of RAM (two 2 MiB leaves), the PD of the channel window
             // and one page table for its 4 KiB pages.
             assert_eq!(a.frames.len(), 5);

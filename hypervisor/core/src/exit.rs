@@ -1,28 +1,16 @@
-//! VM-exit decoding and classification: the first step of the VM-exit decision path.
-//!
-//! The binary reads the exit-information fields into an [`ExitInfo`] and calls
-//! [`classify`], which says either [`Disposition::Handle`] (with what to do) or
-//! [`Disposition::Fault`] (a health-monitor event class; hand it to [`crate::health`]).
-//! Exits a device model may claim (I/O port, MSR, EPT violation for emulated MMIO) classify
-//! as faults: offer them to the device model first and report the fault only when it
-//! declines. [`ExitInfo::describe`] renders what happened and where, for the console line
-//! `[hv] partition NAME: <description>`.
+//! VMX exit decoding: the exit reasons (SDM Vol. 3, appendix C), the exit-information
+//! fields the binary reads ([`ExitInfo`]) and the qualifications of I/O, EPT-violation and
+//! control-register exits. `crate::vmx::translate` turns them into an arch-neutral
+//! `crate::vcpu::Exit`; what an exit leads to is `crate::vcpu::decide`.
 //!
 //! ```
-//! use hallows_core::exit::{classify, Disposition, ExitInfo, Handling};
-//! use hallows_abi::health::EventClass;
-//! let vmcall = ExitInfo { reason: 18, guest_rip: 0x10_0040, ..ExitInfo::default() };
-//! assert_eq!(classify(&vmcall), Disposition::Handle(Handling::Hypercall));
+//! use hallows_core::exit::{EptViolationQualification, ExitInfo, ExitReason};
 //! // A write to a read-only page (qualification: write access, page readable).
-//! let ept = ExitInfo { reason: 48, qualification: 0b1010, guest_physical: 0xC000_0008,
-//!                      guest_rip: 0x10_2000, ..ExitInfo::default() };
-//! assert_eq!(classify(&ept), Disposition::Fault(EventClass::MemoryViolation));
-//! assert_eq!(format!("{}", ept.describe()),
-//!            "EPT violation: write at GPA 0xc0000008 (page is R--) at RIP 0x102000");
+//! let ept = ExitInfo { reason: 48, qualification: 0b1010, guest_physical: 0xC000_0008, ..ExitInfo::default() };
+//! assert_eq!(ept.basic_reason(), ExitReason::EptViolation);
+//! let q = EptViolationQualification::decode(ept.qualification);
+//! assert!(q.write && q.readable && !q.writable);
 //! ```
-
-use core::fmt;
-use hallows_abi::health::EventClass;
 
 /// Basic exit reasons (SDM Vol. 3, Appendix C).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,16 +312,6 @@ impl EptViolationQualification {
     pub const fn page_present(&self) -> bool {
         self.readable || self.writable || self.executable
     }
-
-    fn access(&self) -> &'static str {
-        if self.fetch {
-            "instruction fetch"
-        } else if self.write {
-            "write"
-        } else {
-            "read"
-        }
-    }
 }
 
 /// How a control-register access exit's qualification decodes.
@@ -359,170 +337,22 @@ impl CrAccessQualification {
 /// Type of an event in the interruption-information field (bits 10:8).
 pub const INTERRUPTION_TYPE_NMI: u32 = 2;
 
-/// What the binary does about an exit it handles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handling {
-    /// `VMCALL`: [`crate::hypercall::dispatch`], then advance RIP.
-    Hypercall,
-    /// `CPUID`: execute it on the host, filter, advance RIP.
-    Cpuid,
-    /// `HLT`: the vCPU idles until its next window (advance RIP).
-    Hlt,
-    /// The VMX-preemption timer expired: the window ended; switch by the schedule.
-    WindowEnd,
-    /// An external interrupt arrived (acknowledged on exit: the vector is in
-    /// `interruption_info[7:0]`); EOI it and resume.
-    ExternalInterrupt,
-    /// An NMI arrived while the guest ran.
-    Nmi,
-    /// `RDTSC` (only when RDTSC exiting is on): emulate, advance RIP.
-    Rdtsc,
-    /// A write to CR0/CR4 that changes a bit the hypervisor owns (every bit, for RT
-    /// vCPUs): [`crate::control_regs::cr_write`] decides.
-    CrAccess,
-    /// `XSETBV`: allow only XCR0 values the host supports, else fault.
-    Xsetbv,
-}
-
-/// The outcome of [`classify`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Disposition {
-    Handle(Handling),
-    Fault(EventClass),
-}
-
-/// Classifies an exit. A VM-entry failure (bit 31) is always
-/// `Fault(UnknownExit)`: it is the hypervisor's or the table's mistake, so the partition
-/// stops rather than looping.
-pub fn classify(info: &ExitInfo) -> Disposition {
-    use Disposition::{Fault, Handle};
-    use EventClass as E;
-    if info.reason & ENTRY_FAILURE != 0 {
-        return Fault(E::UnknownExit);
-    }
-    match ExitReason::from_basic(info.reason as u16) {
-        ExitReason::Vmcall => Handle(Handling::Hypercall),
-        ExitReason::Cpuid => Handle(Handling::Cpuid),
-        ExitReason::Hlt => Handle(Handling::Hlt),
-        ExitReason::PreemptionTimer => Handle(Handling::WindowEnd),
-        ExitReason::ExternalInterrupt => Handle(Handling::ExternalInterrupt),
-        ExitReason::ExceptionOrNmi if (info.interruption_info >> 8) & 7 == INTERRUPTION_TYPE_NMI => {
-            Handle(Handling::Nmi)
-        }
-        ExitReason::Rdtsc => Handle(Handling::Rdtsc),
-        ExitReason::Xsetbv => Handle(Handling::Xsetbv),
-        ExitReason::CrAccess => Handle(Handling::CrAccess),
-        ExitReason::TripleFault => Fault(E::TripleFault),
-        ExitReason::EptViolation => Fault(E::MemoryViolation),
-        ExitReason::Io => Fault(E::IoViolation),
-        ExitReason::Rdmsr | ExitReason::Wrmsr => Fault(E::MsrViolation),
-        ExitReason::VmxInstruction(_)
-        | ExitReason::Getsec
-        | ExitReason::Invd
-        | ExitReason::Rsm
-        | ExitReason::Wbinvd
-        | ExitReason::Encls
-        | ExitReason::MovDr
-        | ExitReason::Rdpmc
-        | ExitReason::Mwait
-        | ExitReason::Monitor
-        | ExitReason::Rdrand
-        | ExitReason::Rdseed
-        | ExitReason::Invpcid
-        | ExitReason::Rdtscp
-        | ExitReason::Xsaves
-        | ExitReason::Xrstors
-        | ExitReason::Invlpg
-        | ExitReason::GdtrIdtrAccess
-        | ExitReason::LdtrTrAccess => Fault(E::ForbiddenInstruction),
-        _ => Fault(E::UnknownExit),
-    }
-}
-
 impl ExitInfo {
     /// The decoded basic reason.
     pub fn basic_reason(&self) -> ExitReason {
         ExitReason::from_basic(self.reason as u16)
-    }
-
-    /// What happened and where, e.g. `I/O violation: out 1 byte to port 0x80 at RIP
-    /// 0x100012`. Never longer than about 120 characters.
-    pub fn describe(&self) -> Description<'_> {
-        Description(self)
-    }
-}
-
-/// Display adapter returned by [`ExitInfo::describe`].
-pub struct Description<'a>(&'a ExitInfo);
-
-impl fmt::Display for Description<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = self.0;
-        let reason = i.basic_reason();
-        let rip = i.guest_rip;
-        if i.reason & ENTRY_FAILURE != 0 {
-            return write!(f, "VM entry failed ({}, reason {})", reason.name(), i.reason as u16);
-        }
-        match reason {
-            ExitReason::EptViolation => {
-                let q = EptViolationQualification::decode(i.qualification);
-                write!(f, "EPT violation: {} at GPA {:#x} (", q.access(), i.guest_physical)?;
-                if q.page_present() {
-                    let r = |b: bool, c: char| if b { c } else { '-' };
-                    write!(
-                        f,
-                        "page is {}{}{})",
-                        r(q.readable, 'R'),
-                        r(q.writable, 'W'),
-                        r(q.executable, 'X')
-                    )?;
-                } else {
-                    f.write_str("not mapped)")?;
-                }
-                write!(f, " at RIP {rip:#x}")
-            }
-            ExitReason::Io => {
-                let q = IoQualification::decode(i.qualification);
-                let (verb, prep) = match q.direction {
-                    IoDirection::In => ("in", "from"),
-                    IoDirection::Out => ("out", "to"),
-                };
-                let s = if q.string { "s" } else { "" };
-                let rep = if q.rep { "rep " } else { "" };
-                let plural = if q.size == 1 { "" } else { "s" };
-                write!(
-                    f,
-                    "I/O violation: {rep}{verb}{s} {} byte{plural} {prep} port {:#x} at RIP {rip:#x}",
-                    q.size, q.port
-                )
-            }
-            ExitReason::Rdmsr | ExitReason::Wrmsr => {
-                write!(f, "MSR violation: {} of MSR {:#x} at RIP {rip:#x}", reason.name(), i.rcx as u32)
-            }
-            ExitReason::CrAccess => {
-                let q = CrAccessQualification::decode(i.qualification);
-                let what = ["write to", "read of", "CLTS on", "LMSW on"][q.access_type as usize & 3];
-                write!(f, "forbidden {what} CR{} at RIP {rip:#x}", q.cr)
-            }
-            ExitReason::TripleFault => write!(f, "triple fault at RIP {rip:#x}"),
-            ExitReason::ExceptionOrNmi => {
-                write!(f, "unexpected exception vector {} at RIP {rip:#x}", i.interruption_info & 0xFF)
-            }
-            ExitReason::Other(n) => write!(f, "unexpected VM exit reason {n} at RIP {rip:#x}"),
-            _ => match classify(i) {
-                Disposition::Fault(EventClass::ForbiddenInstruction) => {
-                    write!(f, "forbidden instruction {} at RIP {rip:#x}", reason.name())
-                }
-                _ => write!(f, "{} (exit {}) at RIP {rip:#x}", reason.name(), i.reason as u16),
-            },
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use EventClass as E;
+    use crate::hypercall::GuestRegs;
+    use crate::vmx::translate::translate;
+
+    fn describe(info: ExitInfo) -> alloc::string::String {
+        format!("{}", translate(&info, &GuestRegs::default(), || 0).at(info.guest_rip))
+    }
 
     fn exit(reason: u32) -> ExitInfo {
         ExitInfo { reason, guest_rip: 0x10_0000, ..ExitInfo::default() }
@@ -546,37 +376,6 @@ mod tests {
     }
 
     #[test]
-    fn classification() {
-        let cases: [(u32, Disposition); 16] = [
-            (18, Disposition::Handle(Handling::Hypercall)),
-            (10, Disposition::Handle(Handling::Cpuid)),
-            (12, Disposition::Handle(Handling::Hlt)),
-            (52, Disposition::Handle(Handling::WindowEnd)),
-            (1, Disposition::Handle(Handling::ExternalInterrupt)),
-            (55, Disposition::Handle(Handling::Xsetbv)),
-            (2, Disposition::Fault(E::TripleFault)),
-            (48, Disposition::Fault(E::MemoryViolation)),
-            (30, Disposition::Fault(E::IoViolation)),
-            (31, Disposition::Fault(E::MsrViolation)),
-            (32, Disposition::Fault(E::MsrViolation)),
-            (27, Disposition::Fault(E::ForbiddenInstruction)),
-            (13, Disposition::Fault(E::ForbiddenInstruction)),
-            (49, Disposition::Fault(E::UnknownExit)),
-            (3, Disposition::Fault(E::UnknownExit)),
-            (33 | ENTRY_FAILURE, Disposition::Fault(E::UnknownExit)),
-        ];
-        for (reason, want) in cases {
-            assert_eq!(classify(&exit(reason)), want, "reason {reason:#x}");
-        }
-        // Even a "handled" reason with the entry-failure bit is a fault.
-        assert_eq!(classify(&exit(18 | ENTRY_FAILURE)), Disposition::Fault(E::UnknownExit));
-        let nmi = ExitInfo { interruption_info: 0x8000_0202, ..exit(0) };
-        assert_eq!(classify(&nmi), Disposition::Handle(Handling::Nmi));
-        let page_fault = ExitInfo { interruption_info: 0x8000_0B0E, ..exit(0) };
-        assert_eq!(classify(&page_fault), Disposition::Fault(E::UnknownExit));
-    }
-
-    #[test]
     fn io_qualification() {
         // out dx, al to 0x3f8
         let q = IoQualification::decode(0x03F8_0000);
@@ -597,9 +396,9 @@ mod tests {
         // in eax, 0x80 (immediate)
         let q = IoQualification::decode(0x0080_0000 | 0x40 | 0x08 | 3);
         assert_eq!((q.port, q.size, q.immediate), (0x80, 4, true));
-        let text = format!("{}", ExitInfo { qualification: 0x0080_0000, ..exit(30) }.describe());
+        let text = describe(ExitInfo { qualification: 0x0080_0000, ..exit(30) });
         assert_eq!(text, "I/O violation: out 1 byte to port 0x80 at RIP 0x100000");
-        let text = format!("{}", ExitInfo { qualification: 0x01F0_0039, ..exit(30) }.describe());
+        let text = describe(ExitInfo { qualification: 0x01F0_0039, ..exit(30) });
         assert_eq!(text, "I/O violation: rep ins 2 bytes from port 0x1f0 at RIP 0x100000");
     }
 
@@ -610,23 +409,8 @@ mod tests {
         assert!(q.linear_valid && q.to_translated_address && !q.nmi_unblocking);
         let unmapped = ExitInfo { qualification: 0x4 | 0x80, guest_physical: 0x4000_0000, ..exit(48) };
         assert_eq!(
-            format!("{}", unmapped.describe()),
+            describe(unmapped),
             "EPT violation: instruction fetch at GPA 0x40000000 (not mapped) at RIP 0x100000"
         );
-    }
-
-    #[test]
-    fn descriptions_name_the_instruction_and_place() {
-        let d = |i: ExitInfo| format!("{}", i.describe());
-        assert_eq!(d(exit(27)), "forbidden instruction VMXON at RIP 0x100000");
-        assert_eq!(d(exit(2)), "triple fault at RIP 0x100000");
-        assert_eq!(d(ExitInfo { rcx: 0x1B, ..exit(32) }), "MSR violation: WRMSR of MSR 0x1b at RIP 0x100000");
-        assert_eq!(d(ExitInfo { qualification: 0x04, ..exit(28) }), "forbidden write to CR4 at RIP 0x100000");
-        assert_eq!(
-            d(exit(33 | ENTRY_FAILURE)),
-            "VM entry failed (VM entry failure: invalid guest state, reason 33)"
-        );
-        assert_eq!(d(exit(99)), "unexpected VM exit reason 99 at RIP 0x100000");
-        assert_eq!(d(exit(49)), "EPT misconfiguration (exit 49) at RIP 0x100000");
     }
 }

@@ -14,7 +14,8 @@
 //!   [`cat`] computes cache-way masks and their MSR writes, [`bitmaps`] fills the I/O and
 //!   MSR bitmaps that decide which port and MSR accesses exit; [`boot_plan`] runs every
 //!   firmware-independent boot decision on a table, so host tests can assert that a
-//!   table the checker accepts boots.
+//!   table the checker accepts boots; [`bridge`] places a Linux partition's channel
+//!   functions (PCI device numbers, register blocks, shared-pages BARs).
 //! - **The VM-exit decision path**: [`exit`] decodes the exit reason and qualification and
 //!   classifies it as handled or as a health-monitor event; hypercalls (`VMCALL`) go to
 //!   [`hypercall::dispatch`], which checks every guest pointer and length and every
@@ -40,6 +41,7 @@ extern crate alloc;
 
 pub mod bitmaps;
 pub mod boot_plan;
+pub mod bridge;
 pub mod cat;
 pub mod console;
 pub mod console_queue;

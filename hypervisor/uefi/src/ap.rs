@@ -122,6 +122,8 @@ fn patch(page: u64, s: &u8, value: u64, bytes: usize) {
 
 extern "sysv64" fn ap_entry(core: u64) -> ! {
     AP_STARTED.store(true, Ordering::SeqCst);
+    // The masks are per package: every core writes them before its first VM entry.
+    crate::cache_alloc::program_this_core();
     run::core_main(core as usize)
 }
 

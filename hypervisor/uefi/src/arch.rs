@@ -22,8 +22,6 @@ pub struct ExitRecord {
     /// Guest RIP of the exiting instruction (0 for a hypercall: its fast path reads no
     /// more than the exit code).
     pub rip: u64,
-    /// The vendor's exit code (counted per reason for the statistics).
-    pub code: u16,
 }
 
 /// What the MMIO path needs to fetch and decode the instruction at RIP.
@@ -61,11 +59,19 @@ pub trait Backend {
     /// Reads and describes the exit that just happened.
     fn exit(regs: &GuestRegs) -> ExitRecord;
 
-    /// Advances RIP past the exiting instruction (and ends an STI/MOV-SS interrupt
-    /// shadow, as executing the next instruction would).
+    /// The vendor's code of that exit (counted per reason for a Linux partition's
+    /// statistics).
+    fn exit_code() -> u16;
+
+    /// Advances RIP past the exiting instruction.
     fn skip_instruction() -> Result<(), Self::Fail>;
 
-    /// Continues at `rip` (an instruction the hypervisor emulated), as `skip_instruction`.
+    /// Ends an STI/MOV-SS interrupt shadow, as executing the next instruction would (after
+    /// an instruction the hypervisor completed for a guest that takes interrupts: Linux;
+    /// real-time partitions take none, so their hot path skips it).
+    fn end_interrupt_shadow() -> Result<(), Self::Fail>;
+
+    /// Continues at `rip` (an instruction the hypervisor emulated), shadow ended.
     fn continue_at(rip: u64) -> Result<(), Self::Fail>;
 
     /// The exception is delivered at the next entry; RIP stays on the instruction.

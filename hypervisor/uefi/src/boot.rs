@@ -128,15 +128,14 @@ pub fn boot() -> Result<Infallible, String> {
         [r.eax, r.ebx, r.ecx, r.edx]
     });
     hvlog!("machine: {} cores (APIC ids {:?}), {} MiB conventional RAM", apic_ids.len(), apic_ids, ram >> 20);
-    if cat.is_none() && table.partitions.iter().any(|p| p.llc_way_count > 0) {
-        hvlog!("cache: this CPU has no cache allocation (CAT); LLC ways are not partitioned");
-    }
     let facts = MachineFacts {
         cores: apic_ids.len() as u32,
         ram_bytes: ram,
         cat: cat.map(|c| (c.ways, table.platform().cat_min_ways.max(1))),
     };
     table.validate_against(&facts).map_err(|e| format!("the table does not fit this machine: {e}"))?;
+    crate::cache_alloc::plan_at_boot(&table)?;
+    crate::cache_alloc::program_boot_core();
     let caps = vmx_caps()?;
     let controls = caps.controls_for_partition().map_err(|e| format!("VMX controls: {e}"))?;
     hvlog!(

@@ -12,6 +12,7 @@ mod ap;
 mod apic;
 mod arch;
 mod boot;
+mod cache_alloc;
 mod console;
 mod cpu;
 mod heap;

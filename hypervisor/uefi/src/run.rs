@@ -23,10 +23,11 @@ use hallows_core::cpuid;
 use hallows_core::elf::ElfImage;
 use hallows_core::hypercall::{dispatch, Outcome};
 use hallows_core::lifecycle::{self, Cause, Event};
+use hallows_core::linux_vcpu::exits::xapic_access_message;
 use hallows_core::schedule::{guarded_run_ticks, preemption_timer_value, Schedule, WorkBudget};
 use hallows_core::switched_state::{CoreStateOwner, Switch};
 use hallows_core::vcpu::modes::{xsetbv, XsetbvStep};
-use hallows_core::vcpu::{after_health, decide, Exception, Exit, Followup, Kind, Step};
+use hallows_core::vcpu::{after_health, decide, Exception, Followup, Kind, Step};
 
 use crate::arch::{Backend, Control, ExitRecord};
 use crate::host::CoreTables;
@@ -116,8 +117,9 @@ pub enum Next {
     /// The hypercall would not finish before the window ends: leave the rest of the window
     /// idle without executing it; the VMCALL runs again at the partition's next window.
     Defer,
-    /// A health-monitor event of this class, with what happened.
-    Fault(EventClass, Text<160>),
+    /// A health-monitor event of this class; what happened is in the core's `fault_text`
+    /// (kept out of `Next` so that the hot path moves a small value).
+    Fault(EventClass),
     /// The partition powered itself off (or asked for a reset it cannot get): stop it
     /// with this line.
     PowerOff(&'static str),
@@ -154,6 +156,10 @@ struct Core {
     /// a hypercall that would not finish before the window's end is deferred to the
     /// caller's next window instead of eating the next partition's time.
     hypercall_cost: WorkBudget<COST_SLOTS>,
+    /// The class of service this core's IA32_PQR_ASSOC holds (cache allocation).
+    cache_class: crate::cache_alloc::CoreClass,
+    /// What the latest `Next::Fault` was about (written without the heap).
+    fault_text: Text<160>,
 }
 
 /// Entry of every core (boot core included) once the machine is published.
@@ -188,6 +194,8 @@ pub fn core_main(index: usize) -> ! {
         window_end_tsc: u64::MAX,
         window_ticks: u64::MAX,
         hypercall_cost: WorkBudget::new(),
+        cache_class: crate::cache_alloc::CoreClass::default(),
+        fault_text: Text::new(),
     };
     for plan in &m.cores[index].vcpus {
         let p = &m.partitions[plan.partition];
@@ -465,7 +473,40 @@ impl Core {
             // `exit_tsc` was read right after the exit (scheduled cores only).
             self.vcpus[slot].exit_cost.record(0, cpu::rdtsc().wrapping_sub(self.exit_tsc));
         }
-        self.after_step(m, slot, next)
+        // The hot outcomes (a hypercall done, a window ended) without a call.
+        match next {
+            Next::Skip => {
+                let mut done = Hw::skip_instruction();
+                if done.is_ok() && self.vcpus[slot].kind == Kind::Linux {
+                    done = Hw::end_interrupt_shadow();
+                }
+                match done {
+                    Ok(()) => Next::Skip,
+                    Err(e) => self.cannot_step_over(m, slot, &e),
+                }
+            }
+            Next::Resume => Next::Resume,
+            other => self.after_step(m, slot, other),
+        }
+    }
+
+    /// After an instruction completed for it, a Linux vCPU's interrupt shadow ends.
+    #[inline(always)]
+    fn end_shadow_of(&self, slot: usize) -> Result<(), <Hw as Backend>::Fail> {
+        if self.vcpus[slot].kind == Kind::Linux {
+            Hw::end_interrupt_shadow()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Moving RIP past the instruction failed: the partition cannot go on.
+    #[cold]
+    #[inline(never)]
+    fn cannot_step_over(&mut self, m: &'static Machine, slot: usize, e: &dyn fmt::Display) -> Next {
+        let _ = self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE: {e}"));
+        self.stop(m, slot, Cause::Hypervisor);
+        Next::Stop
     }
 
     #[inline(never)]
@@ -490,7 +531,10 @@ impl Core {
     /// health event, a power-off. Returns what the schedule still has to act on.
     fn after_step(&mut self, m: &'static Machine, slot: usize, next: Next) -> Next {
         let next = match next {
-            Next::Fault(class, what) => self.health(m, slot, class, &what),
+            Next::Fault(class) => {
+                let what = self.fault_text.clone();
+                self.health(m, slot, class, &what)
+            }
             Next::PowerOff(what) => {
                 self.power_off(m, slot, what);
                 Next::Stop
@@ -498,22 +542,14 @@ impl Core {
             other => other,
         };
         let performed = match &next {
-            Next::Skip | Next::Yield { .. } => Hw::skip_instruction(),
+            Next::Skip | Next::Yield { .. } => Hw::skip_instruction().and_then(|_| self.end_shadow_of(slot)),
             Next::Emulated { next_rip } => Hw::continue_at(*next_rip),
             Next::Inject(e) => Hw::inject(*e),
             _ => Ok(()),
         };
         match performed {
             Ok(()) => next,
-            Err(e) => {
-                let next = self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE: {e}"));
-                if let Next::Skip | Next::Inject(_) | Next::Emulated { .. } = next {
-                    // Stepping over is what failed: the partition cannot go on.
-                    self.stop(m, slot, Cause::Hypervisor);
-                    return Next::Stop;
-                }
-                next
-            }
+            Err(e) => self.cannot_step_over(m, slot, &e),
         }
     }
 
@@ -522,12 +558,12 @@ impl Core {
     #[inline(always)]
     fn handle_exit(&mut self, m: &'static Machine, slot: usize, record: ExitRecord) -> Next {
         let v = &mut self.vcpus[slot];
-        if let Some(l) = v.linux.as_mut() {
-            l.note_exit(record.code, record.rip, &v.regs);
-        }
-        let step = match &v.linux {
-            Some(l) => decide(v.kind, &record.exit, |gpa| l.linux.mmio.claims(gpa)),
+        let step = match v.linux.as_deref_mut() {
             None => decide(v.kind, &record.exit, |_| false),
+            Some(l) => {
+                l.note_exit(Hw::exit_code(), record.rip, &v.regs);
+                decide(v.kind, &record.exit, |gpa| l.linux.mmio.claims(gpa))
+            }
         };
         match step {
             Step::Hypercall => self.hypercall(m, slot),
@@ -581,7 +617,7 @@ impl Core {
             Step::WriteControl(request) => match v.kind {
                 Kind::RealTime => self.rt_control_write(m, request, record.rip),
                 Kind::Linux => match v.linux.as_mut() {
-                    Some(l) => l.write_control::<Hw>(m, request),
+                    Some(l) => l.write_control::<Hw>(m, request, &mut self.fault_text),
                     None => Next::Stop,
                 },
             },
@@ -591,6 +627,7 @@ impl Core {
                     Next::Skip
                 }
                 Err(refused) => fault(
+                    &mut self.fault_text,
                     EventClass::ForbiddenInstruction,
                     format_args!("{refused} at RIP {:#x}", record.rip),
                 ),
@@ -600,7 +637,7 @@ impl Core {
                 if v.regs.set(gpr, tpr) || Hw::set_rsp(tpr).is_ok() {
                     Next::Skip
                 } else {
-                    fault(EventClass::UnknownExit, format_args!("writing RSP"))
+                    fault(&mut self.fault_text, EventClass::UnknownExit, format_args!("writing RSP"))
                 }
             }
             Step::Xsetbv { xcr, value } => match xsetbv(v.kind, &m.xstate, xcr, value) {
@@ -608,34 +645,56 @@ impl Core {
                     switched::xsetbv0(xcr0);
                     Next::Skip
                 }
-                XsetbvStep::Set(_) => {
-                    fault(EventClass::ForbiddenInstruction, format_args!("XSETBV: this CPU has no XSAVE"))
-                }
-                XsetbvStep::Refuse(why) => {
-                    fault(EventClass::ForbiddenInstruction, format_args!("XSETBV: XCR0 {value:#x}: {why}"))
-                }
+                XsetbvStep::Set(_) => fault(
+                    &mut self.fault_text,
+                    EventClass::ForbiddenInstruction,
+                    format_args!("XSETBV: this CPU has no XSAVE"),
+                ),
+                XsetbvStep::Refuse(why) => fault(
+                    &mut self.fault_text,
+                    EventClass::ForbiddenInstruction,
+                    format_args!("XSETBV: XCR0 {value:#x}: {why}"),
+                ),
                 XsetbvStep::GeneralProtection => Next::Inject(Exception::GeneralProtection),
             },
             Step::Rdmsr { msr } => match v.linux.as_mut() {
-                Some(l) => l.rdmsr(&mut v.regs, msr),
-                None => fault(EventClass::MsrViolation, format_args!("{}", record.exit.at(record.rip))),
+                Some(l) => l.rdmsr(&mut v.regs, msr, &mut self.fault_text),
+                None => fault(
+                    &mut self.fault_text,
+                    EventClass::MsrViolation,
+                    format_args!("{}", record.exit.at(record.rip)),
+                ),
             },
             Step::Wrmsr { msr, value } => match v.linux.as_mut() {
-                Some(l) => l.wrmsr::<Hw>(msr, value),
-                None => fault(EventClass::MsrViolation, format_args!("{}", record.exit.at(record.rip))),
+                Some(l) => l.wrmsr::<Hw>(msr, value, &mut self.fault_text),
+                None => fault(
+                    &mut self.fault_text,
+                    EventClass::MsrViolation,
+                    format_args!("{}", record.exit.at(record.rip)),
+                ),
             },
             Step::Io(access) => match v.linux.as_mut() {
                 Some(l) => l.io(&mut v.regs, access),
-                None => fault(EventClass::IoViolation, format_args!("{}", record.exit.at(record.rip))),
+                None => fault(
+                    &mut self.fault_text,
+                    EventClass::IoViolation,
+                    format_args!("{}", record.exit.at(record.rip)),
+                ),
             },
             Step::Mmio(page_fault) => match v.linux.as_mut() {
-                Some(l) => l.mmio::<Hw>(&mut v.regs, page_fault, record.rip),
-                None => fault(EventClass::MemoryViolation, format_args!("{}", record.exit.at(record.rip))),
+                Some(l) => l.mmio::<Hw>(&mut v.regs, page_fault, record.rip, &mut self.fault_text),
+                None => fault(
+                    &mut self.fault_text,
+                    EventClass::MemoryViolation,
+                    format_args!("{}", record.exit.at(record.rip)),
+                ),
             },
-            Step::Fault(class) => {
-                let what = describe_fault(&record.exit, record.rip);
-                Next::Fault(class, what)
-            }
+            Step::Fault(class) => match xapic_access_message(&record.exit, record.rip) {
+                Some(xapic) if v.kind == Kind::Linux => {
+                    fault(&mut self.fault_text, class, format_args!("{xapic}"))
+                }
+                _ => fault(&mut self.fault_text, class, format_args!("{}", record.exit.at(record.rip))),
+            },
         }
     }
 
@@ -652,12 +711,18 @@ impl Core {
                 let which = if cr == 4 { Control::Cr4 } else { Control::Cr0 };
                 match Hw::set_control(which, value, shadow) {
                     Ok(()) => Next::Skip,
-                    Err(e) => fault(EventClass::UnknownExit, format_args!("VMWRITE CR{cr}: {e}")),
+                    Err(e) => fault(
+                        &mut self.fault_text,
+                        EventClass::UnknownExit,
+                        format_args!("VMWRITE CR{cr}: {e}"),
+                    ),
                 }
             }
-            refused @ CrChange::Forbidden { .. } => {
-                fault(EventClass::ForbiddenInstruction, format_args!("{refused} at RIP {rip:#x}"))
-            }
+            refused @ CrChange::Forbidden { .. } => fault(
+                &mut self.fault_text,
+                EventClass::ForbiddenInstruction,
+                format_args!("{refused} at RIP {rip:#x}"),
+            ),
         }
     }
 
@@ -955,30 +1020,27 @@ impl Core {
 
     /// The per-switch hook: runs before a VM entry whenever this core enters a different
     /// vCPU than the last one it ran (a window switch on a scheduled core, the first entry
-    /// or a restart on any core). Today it saves the leaving vCPU's non-VMCS registers
-    /// and loads the arriving one's; per-partition cache allocation (IA32_PQR_ASSOC) and
-    /// time accounting attach here too.
+    /// or a restart on any core): it saves the leaving vCPU's non-VMCS registers, loads
+    /// the arriving one's, and points IA32_PQR_ASSOC at the arriving partition's class of
+    /// service when it differs (`cache_alloc`); time accounting attaches here too.
     #[inline(never)]
     fn on_vcpu_switch(&mut self, m: &Machine, switch: Switch) {
         if let Some(from) = switch.save {
             switched::save(&mut self.vcpus[from].saved, &m.xsave);
         }
         switched::load(&self.vcpus[switch.load].saved, &m.xsave);
+        crate::cache_alloc::on_partition_switch(
+            &mut self.cache_class,
+            &m.partitions[self.vcpus[switch.load].partition],
+        );
     }
 }
 
 /// A health event with its text (built without the heap).
-fn fault(class: EventClass, what: fmt::Arguments<'_>) -> Next {
-    let mut text = Text::new();
+fn fault(text: &mut Text<160>, class: EventClass, what: fmt::Arguments<'_>) -> Next {
+    text.clear();
     let _ = text.write_fmt(what);
-    Next::Fault(class, text)
-}
-
-/// The console text of a faulting exit.
-fn describe_fault(exit: &Exit, rip: u64) -> Text<160> {
-    let mut text = Text::new();
-    let _ = write!(text, "{}", exit.at(rip));
-    text
+    Next::Fault(class)
 }
 
 /// Whether some idle core already prints the exit statistics.

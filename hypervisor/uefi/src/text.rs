@@ -4,6 +4,7 @@
 use core::fmt;
 
 /// Up to `N` bytes of UTF-8 text; longer writes are cut at a character boundary.
+#[derive(Clone)]
 pub struct Text<const N: usize> {
     buf: [u8; N],
     len: usize,
@@ -12,6 +13,11 @@ pub struct Text<const N: usize> {
 impl<const N: usize> Text<N> {
     pub const fn new() -> Self {
         Self { buf: [0; N], len: 0 }
+    }
+
+    /// Empties the buffer (without clearing the bytes: only `len` counts).
+    pub fn clear(&mut self) {
+        self.len = 0;
     }
 
     pub fn as_str(&self) -> &str {

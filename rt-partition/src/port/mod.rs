@@ -1,30 +1,26 @@
-//! Ports: ARINC 653 sampling and queuing channels over the shared pages described in
-//! [`hallows_abi::channel`].
+//! Ports: ARINC 653 sampling and queuing channels, opened by name from the boot info.
 //!
-//! - Sampling ([`SamplingWriter`], [`SamplingReader`]): one slot guarded by a sequence
-//!   lock; the reader always sees the latest complete message, never a torn one, and learns
-//!   whether it is new since its last read.
+//! The protocols themselves are the `hallows-ring` crate's (shared with the Linux side, so
+//! the two ends of a channel never drift apart); this module finds a channel in the boot
+//! info, checks its description and maps ring errors to [`PortError`].
+//!
+//! - Sampling ([`SamplingWriter`], [`SamplingReader`]): the latest value in four slots;
+//!   a read always returns a complete value in a fixed number of steps, however fast the
+//!   writer writes, and says whether it is new since the reader's last read.
 //! - Queuing ([`QueuingWriter`], [`QueuingReader`]): a single-writer single-reader ring of
 //!   `depth` slots; FIFO, no loss, no duplication; the writer gets [`PortError::Full`]
 //!   instead of overwriting unread messages.
 //!
-//! The peer is another partition and may be hostile or restarted: every value read from
-//! shared memory is checked, nothing it writes can make an endpoint panic or loop forever.
-//! The endpoints work on any [`Region`], so the protocol is tested on the host over plain
-//! buffers; [`SamplingWriter::open`] and friends find the region in the boot info.
-
-mod queuing;
-mod region;
-mod sampling;
+//! The peer is another partition (or Linux) and may be hostile or restarted: every value
+//! read from shared memory is checked, nothing it writes can make an endpoint panic, loop
+//! or access memory outside the channel.
 
 use hallows_abi::bootinfo::{BootInfo, ChannelInfo};
-use hallows_abi::channel::{self, HEADER_BYTES, SLOT_DATA_OFFSET};
 use hallows_abi::layout::{CHANNEL_WINDOW_BYTES, CHANNEL_WINDOW_GPA, PAGE_SIZE};
 use hallows_abi::table::{CHANNEL_QUEUING, CHANNEL_SAMPLING};
+use hallows_ring::{QueueReader, QueueWriter, RingError, SampleReader, SampleWriter};
 
-pub use queuing::{QueuingReader, QueuingWriter};
-pub use region::Region;
-pub use sampling::{Sample, SamplingReader, SamplingWriter};
+pub use hallows_ring::{Geometry, Region, Sample, MAX_DEPTH, MAX_MESSAGE};
 
 /// Why a port operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,66 +40,19 @@ pub enum PortError {
     },
     /// Queuing: `depth` messages are unread.
     Full,
-    /// Sampling: the writer was mid-update on every attempt (it may have died mid-write).
-    Busy,
     /// The peer left shared state this side cannot make sense of; the endpoint has
     /// resynchronised and dropped what was in flight.
     Inconsistent,
 }
 
-/// The shape of a channel's shared region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    /// Queuing (true) or sampling (false).
-    pub queuing: bool,
-    /// Largest message in bytes.
-    pub msg_size: u32,
-    /// Slots (1 for sampling).
-    pub depth: u32,
-}
-
-/// Largest message the SDK accepts (a sanity bound on what the boot info may claim).
-pub const MAX_MESSAGE: u32 = 1 << 20;
-/// Deepest queue the SDK accepts.
-pub const MAX_DEPTH: u32 = 1 << 16;
-
-impl Geometry {
-    /// A checked geometry: `msg_size` in `1..=MAX_MESSAGE`, `depth` in `1..=MAX_DEPTH`
-    /// (forced to 1 for sampling).
-    pub fn new(queuing: bool, msg_size: u32, depth: u32) -> Result<Self, PortError> {
-        let depth = if queuing { depth } else { 1 };
-        if msg_size == 0 || msg_size > MAX_MESSAGE || depth == 0 || depth > MAX_DEPTH {
-            return Err(PortError::BadGeometry);
-        }
-        Ok(Self { queuing, msg_size, depth })
-    }
-
-    /// Bytes of shared memory the channel needs.
-    pub const fn region_bytes(&self) -> u64 {
-        channel::region_bytes(self.queuing, self.msg_size, self.depth)
-    }
-
-    /// Offset of slot `index`'s metadata.
-    pub(crate) const fn slot(&self, index: u64) -> u64 {
-        HEADER_BYTES + index * channel::slot_bytes(self.msg_size)
-    }
-
-    /// Offset of slot `index`'s data.
-    pub(crate) const fn slot_data(&self, index: u64) -> u64 {
-        self.slot(index) + SLOT_DATA_OFFSET
-    }
-
-    /// Offset of the reader page (queuing).
-    pub(crate) const fn reader_page(&self) -> u64 {
-        channel::writer_bytes(self.msg_size, self.depth)
-    }
-
-    /// The channel kind code of the table format.
-    pub(crate) const fn kind(&self) -> u32 {
-        if self.queuing {
-            CHANNEL_QUEUING as u32
-        } else {
-            CHANNEL_SAMPLING as u32
+impl From<RingError> for PortError {
+    fn from(e: RingError) -> Self {
+        match e {
+            RingError::BadGeometry => Self::BadGeometry,
+            RingError::TooLarge => Self::TooLarge,
+            RingError::BufferTooSmall { needed } => Self::BufferTooSmall { needed },
+            RingError::Full => Self::Full,
+            RingError::Inconsistent => Self::Inconsistent,
         }
     }
 }
@@ -123,40 +72,141 @@ pub fn check_channel(ci: &ChannelInfo, queuing: bool, writer: bool) -> Result<Ge
     let window_end = CHANNEL_WINDOW_GPA + CHANNEL_WINDOW_BYTES;
     let inside = ci.gpa >= CHANNEL_WINDOW_GPA
         && ci.gpa.is_multiple_of(PAGE_SIZE)
-        && ci.bytes <= window_end - ci.gpa
-        && ci.gpa < window_end;
+        && ci.gpa < window_end
+        && ci.bytes <= window_end - ci.gpa;
     if !inside || ci.bytes < geometry.region_bytes() {
         return Err(PortError::BadGeometry);
     }
     Ok(geometry)
 }
 
-/// The region of a checked channel description.
-fn region_of(ci: &ChannelInfo, geometry: &Geometry) -> Region {
-    // SAFETY: check_channel confirmed the range lies in the channel window and holds the
-    // whole layout; the hypervisor maps a partition's channels there for its whole life
-    // (readable, and writable on the pages this role writes) and the peer accesses them
-    // only as shared memory; the GPA is page aligned and identity-mapped.
-    unsafe { Region::new(ci.gpa as *mut u8, geometry.region_bytes() as usize) }
+/// Finds `name`, checks it has the wanted kind and role, and returns its region.
+fn open(bi: &BootInfo, name: &str, queuing: bool, writer: bool) -> Result<(Region, Geometry), PortError> {
+    let ci = find(bi, name).ok_or(PortError::NotFound)?;
+    let geometry = check_channel(ci, queuing, writer)?;
+    // SAFETY: check_channel confirmed the range lies in the channel window, is page aligned
+    // and holds the whole layout; the hypervisor identity-maps a partition's channels there
+    // for its whole life, readable, and writable on the pages this role writes; the SDK
+    // never makes references to it.
+    let region = unsafe { Region::new(ci.gpa as *mut u8, geometry.region_bytes() as usize) };
+    Ok((region, geometry))
 }
 
-/// Copies `src` into the data words starting at `offset`, 8 bytes per relaxed store; the
-/// last word is zero-padded.
-fn store_words(region: &Region, offset: u64, src: &[u8]) {
-    for (i, chunk) in src.chunks(8).enumerate() {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        region
-            .u64_at(offset + 8 * i as u64)
-            .store(u64::from_le_bytes(word), core::sync::atomic::Ordering::Relaxed);
+/// The writing end of a queuing channel.
+#[derive(Debug)]
+pub struct QueuingWriter(QueueWriter);
+
+impl QueuingWriter {
+    /// Opens the queuing channel `name`, which this partition must write.
+    pub fn open(bi: &BootInfo, name: &str) -> Result<Self, PortError> {
+        let (region, geometry) = open(bi, name, true, true)?;
+        Self::over(region, geometry)
+    }
+
+    /// A writer over `region` laid out as `geometry` (must be a queuing geometry).
+    pub fn over(region: Region, geometry: Geometry) -> Result<Self, PortError> {
+        Ok(Self(QueueWriter::over(region, geometry)?))
+    }
+
+    /// Largest message in bytes.
+    pub fn msg_size(&self) -> usize {
+        self.0.msg_size()
+    }
+
+    /// Slots free for [`QueuingWriter::send`] right now.
+    pub fn free_slots(&mut self) -> u64 {
+        self.0.free_slots()
+    }
+
+    /// Appends `msg` to the queue; [`PortError::Full`] when `depth` messages are unread.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), PortError> {
+        Ok(self.0.send(msg)?)
     }
 }
 
-/// Copies data words starting at `offset` into `dst` (all of it), 8 bytes per relaxed load.
-fn load_words(region: &Region, offset: u64, dst: &mut [u8]) {
-    for (i, chunk) in dst.chunks_mut(8).enumerate() {
-        let word = region.u64_at(offset + 8 * i as u64).load(core::sync::atomic::Ordering::Relaxed);
-        chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
+/// The reading end of a queuing channel.
+#[derive(Debug)]
+pub struct QueuingReader(QueueReader);
+
+impl QueuingReader {
+    /// Opens the queuing channel `name`, which this partition must read.
+    pub fn open(bi: &BootInfo, name: &str) -> Result<Self, PortError> {
+        let (region, geometry) = open(bi, name, true, false)?;
+        Self::over(region, geometry)
+    }
+
+    /// A reader over `region` laid out as `geometry` (must be a queuing geometry).
+    pub fn over(region: Region, geometry: Geometry) -> Result<Self, PortError> {
+        Ok(Self(QueueReader::over(region, geometry)?))
+    }
+
+    /// Largest message in bytes.
+    pub fn msg_size(&self) -> usize {
+        self.0.msg_size()
+    }
+
+    /// Messages waiting (as far as the writer's counter is believable).
+    pub fn pending(&self) -> u64 {
+        self.0.pending()
+    }
+
+    /// Takes the oldest message into `buf`, returning its length; `Ok(None)` when empty.
+    pub fn receive(&mut self, buf: &mut [u8]) -> Result<Option<usize>, PortError> {
+        Ok(self.0.receive(buf)?)
+    }
+}
+
+/// The writing end of a sampling channel.
+#[derive(Debug)]
+pub struct SamplingWriter(SampleWriter);
+
+impl SamplingWriter {
+    /// Opens the sampling channel `name`, which this partition must write.
+    pub fn open(bi: &BootInfo, name: &str) -> Result<Self, PortError> {
+        let (region, geometry) = open(bi, name, false, true)?;
+        Self::over(region, geometry)
+    }
+
+    /// A writer over `region` laid out as `geometry` (must be a sampling geometry).
+    pub fn over(region: Region, geometry: Geometry) -> Result<Self, PortError> {
+        Ok(Self(SampleWriter::over(region, geometry)?))
+    }
+
+    /// Largest message in bytes.
+    pub fn msg_size(&self) -> usize {
+        self.0.msg_size()
+    }
+
+    /// Publishes `msg` as the channel's current value.
+    pub fn write(&mut self, msg: &[u8]) -> Result<(), PortError> {
+        Ok(self.0.write(msg)?)
+    }
+}
+
+/// The reading end of a sampling channel.
+#[derive(Debug)]
+pub struct SamplingReader(SampleReader);
+
+impl SamplingReader {
+    /// Opens the sampling channel `name`, which this partition must read.
+    pub fn open(bi: &BootInfo, name: &str) -> Result<Self, PortError> {
+        let (region, geometry) = open(bi, name, false, false)?;
+        Self::over(region, geometry)
+    }
+
+    /// A reader over `region` laid out as `geometry` (must be a sampling geometry).
+    pub fn over(region: Region, geometry: Geometry) -> Result<Self, PortError> {
+        Ok(Self(SampleReader::over(region, geometry)?))
+    }
+
+    /// Largest message in bytes.
+    pub fn msg_size(&self) -> usize {
+        self.0.msg_size()
+    }
+
+    /// Copies the current message into `buf`. `Ok(None)` when nothing was ever written.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<Sample>, PortError> {
+        Ok(self.0.read(buf)?)
     }
 }
 

@@ -8,8 +8,10 @@ pub const MAGIC: [u8; 8] = *b"RHTABLE\0";
 /// Major version: a reader refuses any other.
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor version: additions that older readers may ignore. 1.1 appends
-/// [`PartitionRestartFields`] to every partition entry.
-pub const VERSION_MINOR: u16 = 1;
+/// [`PartitionRestartFields`] to every partition entry; 1.2 appends
+/// [`PartitionCacheFields`] after them (CDP code ways, MBA) and gives the platform the
+/// `PLATFORM_CDP` flag and the hypervisor's own cache ways.
+pub const VERSION_MINOR: u16 = 2;
 /// Most cores a table can name (core ids `0..MAX_CORES`).
 pub const MAX_CORES: usize = 256;
 /// Most windows one schedule may hold.
@@ -39,14 +41,25 @@ pub const CHANNEL_QUEUING: u8 = 2;
 
 /// `ChannelEntry::linux_view`: the endpoint is not a Linux partition.
 pub const LINUX_VIEW_NONE: u8 = 0;
-/// `ChannelEntry::linux_view`: Linux sees the shared pages as a raw memory region whose
-/// address and size are passed on its command line (`rusthallows.chan.NAME=ADDR,SIZE`).
+/// `ChannelEntry::linux_view`: the endpoint is a Linux partition, which sees the channel
+/// as a PCI function on bus 0 whose BAR2 is the channel's shared pages and whose BAR0 is
+/// a read-only register block describing it ([`crate::bridge`]; the addresses follow
+/// [`crate::limits::place_linux_bars`]).
 pub const LINUX_VIEW_SHM: u8 = 1;
-/// `ChannelEntry::linux_view`: Linux sees the channel as an extra 16550 serial port.
+/// `ChannelEntry::linux_view`: reserved (once planned: the channel as an extra 16550
+/// serial port). No hypervisor version implements it and the re-validator refuses it; the
+/// language no longer has `linux tty`.
 pub const LINUX_VIEW_TTY: u8 = 2;
 
 /// `Platform::flags`: refuse to boot when the CPU cannot enforce the cache-way split.
 pub const PLATFORM_REQUIRE_CAT: u8 = 1 << 0;
+/// `Platform::flags` (since 1.2): use L3 code and data prioritisation (CDP) where the CPU
+/// offers it; partitions may then give separate code ways.
+pub const PLATFORM_CDP: u8 = 1 << 1;
+/// Every `Platform::flags` bit this version defines.
+pub const PLATFORM_FLAGS_ALL: u8 = PLATFORM_REQUIRE_CAT | PLATFORM_CDP;
+/// Highest `PartitionCacheFields::mba_percent` (100: the whole memory bandwidth).
+pub const MAX_MBA_PERCENT: u8 = 100;
 
 /// Log levels (`Platform::log_level`).
 pub const LOG_ERROR: u8 = 1;
@@ -154,7 +167,12 @@ pub struct Platform {
     pub log_level: u8,
     /// `PLATFORM_*` flags.
     pub flags: u8,
-    pub _reserved: [u8; 6],
+    /// Since 1.2: the LLC ways of class of service 0, which the hypervisor and every
+    /// partition without ways use; `hv_llc_way_count == 0` (and in a 1.1 table): the
+    /// widest run of ways no partition uses, chosen at boot.
+    pub hv_llc_first_way: u8,
+    pub hv_llc_way_count: u8,
+    pub _reserved: [u8; 4],
 }
 
 /// The file header.
@@ -226,12 +244,44 @@ pub struct PartitionRestartFields {
     pub restart_window_ms: U32,
 }
 
+/// Fields version 1.2 appends to every partition entry, after [`PartitionRestartFields`]:
+/// cache allocation beyond the data ways of [`PartitionEntry`]. A 1.0 or 1.1 table's
+/// entries end before them; they then read as zero (no code ways, no bandwidth limit).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct PartitionCacheFields {
+    /// With `PLATFORM_CDP`: the LLC ways for instruction fetches (the entry's
+    /// `llc_first_way`/`llc_way_count` are then the data ways); count 0: code uses the
+    /// data ways.
+    pub llc_code_first_way: u8,
+    pub llc_code_way_count: u8,
+    /// Memory bandwidth allocation (MBA): the share of the memory bandwidth the
+    /// partition's cores may use, 1 ..= [`MAX_MBA_PERCENT`]; 0: not limited.
+    pub mba_percent: u8,
+    pub _reserved: [u8; 5],
+}
+
+/// Everything appended to a 1.0 partition entry, as version 1.2 writes it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct PartitionAppendedFields {
+    pub restart: PartitionRestartFields,
+    pub cache: PartitionCacheFields,
+}
+
 /// Size of a partition entry in a version 1.0 table.
 pub const PARTITION_ENTRY_SIZE_V1_0: usize = core::mem::size_of::<PartitionEntry>();
-/// Size of a partition entry as this version writes it: the 1.0 entry and the appended
-/// [`PartitionRestartFields`].
-pub const PARTITION_ENTRY_SIZE: usize =
+/// Size of a partition entry in a version 1.1 table.
+pub const PARTITION_ENTRY_SIZE_V1_1: usize =
     PARTITION_ENTRY_SIZE_V1_0 + core::mem::size_of::<PartitionRestartFields>();
+/// Size of a partition entry as this version writes it: the 1.0 entry and the appended
+/// [`PartitionAppendedFields`].
+pub const PARTITION_ENTRY_SIZE: usize =
+    PARTITION_ENTRY_SIZE_V1_0 + core::mem::size_of::<PartitionAppendedFields>();
 
 /// Restarts a partition may have within its window when the table does not say.
 pub const DEFAULT_RESTART_LIMIT: u32 = 3;
@@ -326,5 +376,7 @@ pub struct PciFunctionEntry {
 const _: () = {
     assert!(core::mem::offset_of!(Header, crc32) == CRC_OFFSET);
     assert!(core::mem::size_of::<Header>() == 24 + 32 + 8 * 12);
-    assert!(PARTITION_ENTRY_SIZE_V1_0 == 96 && PARTITION_ENTRY_SIZE == 104);
+    assert!(
+        PARTITION_ENTRY_SIZE_V1_0 == 96 && PARTITION_ENTRY_SIZE_V1_1 == 104 && PARTITION_ENTRY_SIZE == 112
+    );
 };

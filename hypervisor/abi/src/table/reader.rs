@@ -280,6 +280,28 @@ impl<'a> Table<'a> {
         })
     }
 
+    /// Partition `i`'s cache allocation beyond its data ways (version 1.2 fields): zero,
+    /// i.e. no separate code ways and no bandwidth limit, for a 1.0 or 1.1 table or an
+    /// unknown partition.
+    pub fn cache_fields(&self, i: usize) -> PartitionCacheFields {
+        self.partitions
+            .appended::<PartitionAppendedFields>(i)
+            .map_or(PartitionCacheFields::default(), |f| f.cache)
+    }
+
+    /// Partition `i`'s separate code ways `(first, count)` (CDP), when the table gives them.
+    pub fn code_ways(&self, i: usize) -> Option<(u8, u8)> {
+        let c = self.cache_fields(i);
+        (c.llc_code_way_count != 0).then_some((c.llc_code_first_way, c.llc_code_way_count))
+    }
+
+    /// The ways the table gives class of service 0 (the hypervisor and every partition
+    /// without ways), or `None`: chosen at boot.
+    pub fn hypervisor_ways(&self) -> Option<(u8, u8)> {
+        let p = self.platform();
+        (p.hv_llc_way_count != 0).then_some((p.hv_llc_first_way, p.hv_llc_way_count))
+    }
+
     /// Index of the partition named `name`.
     pub fn partition_index(&self, name: &str) -> Option<usize> {
         self.partitions.iter().position(|p| self.text(p.name) == name)

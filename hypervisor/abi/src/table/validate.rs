@@ -173,6 +173,18 @@ pub enum Violation {
     ReserveMisaligned,
     /// The platform's minimum CAT mask is wider than its LLC.
     CatMinAboveWays,
+    /// The hypervisor's ways (class of service 0) lie beyond the LLC or are narrower than
+    /// the minimum CAT mask.
+    HypervisorWaysBad,
+    /// Separate code ways on a partition while the platform does not ask for CDP, or
+    /// without data ways.
+    CodeWaysWithoutCdp {
+        partition: usize,
+    },
+    /// A memory bandwidth share above 100 percent.
+    MbaPercentBad {
+        partition: usize,
+    },
     /// A partition's pinned RAM overlaps a passed-through MMIO range.
     PinnedOverlapsMmio {
         partition: usize,
@@ -241,9 +253,15 @@ pub enum Violation {
     PciUnsupported {
         index: usize,
     },
-    /// A channel with a Linux endpoint: Linux channel views are not implemented by this
-    /// hypervisor version.
-    ChannelLinuxUnsupported {
+    /// A Linux partition with channels whose RAM reaches into its bridge window
+    /// ([`limits::LINUX_MAX_RAM_WITH_CHANNELS`]).
+    LinuxBridgeOverlapsRam {
+        partition: usize,
+    },
+    /// The BARs of a Linux partition's channels do not fit its bridge window; `channel`
+    /// is the first (in the partition's channel order) that does not.
+    LinuxBridgeFull {
+        partition: usize,
         channel: usize,
     },
 }
@@ -259,9 +277,14 @@ impl core::fmt::Display for Violation {
                 f,
                 "PCI function {index}: PCI pass-through is not supported by this hypervisor version"
             ),
-            Self::ChannelLinuxUnsupported { channel } => write!(
+            Self::LinuxBridgeOverlapsRam { partition } => write!(
                 f,
-                "channel {channel}: channels with a Linux endpoint are not supported by this hypervisor version"
+                "partition {partition}: a Linux partition with channels has at most {} MiB of RAM (its channel BARs are above)",
+                limits::LINUX_MAX_RAM_WITH_CHANNELS >> 20
+            ),
+            Self::LinuxBridgeFull { partition, channel } => write!(
+                f,
+                "partition {partition}: the BARs of its channels do not fit the bridge window (its channel {channel} is the first that does not)"
             ),
             Self::LinuxOnScheduledCore { partition, core } => write!(
                 f,
@@ -357,6 +380,15 @@ impl Table<'_> {
             .iter()
             .filter(|c| c.source.get() as usize == p || c.destination.get() as usize == p)
             .count()
+    }
+
+    /// The channels of Linux partition `p`, in table order (the order of its channel
+    /// functions and BARs, see [`limits::place_linux_bars`]), with their table indices.
+    pub fn linux_channels(&self, p: usize) -> impl Iterator<Item = (usize, &ChannelEntry)> + '_ {
+        self.channels
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.source.get() as usize == p || c.destination.get() as usize == p)
     }
 
     /// The schedule that covers `core`, if any.
@@ -568,23 +600,60 @@ impl Table<'_> {
         Ok(())
     }
 
+    /// A way block `(first, count)` inside the LLC and at least the minimum CAT width.
+    fn ways_fit(&self, (first, count): (u8, u8)) -> (bool, bool) {
+        let platform = self.platform();
+        let end = first as u32 + count as u32;
+        let inside =
+            end <= limits::MAX_LLC_WAYS && (platform.llc_ways == 0 || end <= platform.llc_ways as u32);
+        (inside, count >= platform.cat_min_ways)
+    }
+
+    /// Every way block partition `i` allocates into: its data ways and, under CDP, its
+    /// code ways.
+    fn way_blocks(&self, i: usize) -> [Option<(u64, u64)>; 2] {
+        let data = self
+            .partitions
+            .get(i)
+            .filter(|p| p.llc_way_count != 0)
+            .map(|p| (p.llc_first_way as u64, p.llc_way_count as u64));
+        [data, self.code_ways(i).map(|(f, c)| (f as u64, c as u64))]
+    }
+
     fn validate_cache(&self) -> Result<(), Violation> {
         let platform = self.platform();
+        if let Some(hv) = self.hypervisor_ways() {
+            if self.ways_fit(hv) != (true, true) {
+                return Err(Violation::HypervisorWaysBad);
+            }
+        }
         for (i, p) in self.partitions.iter().enumerate() {
+            if self.cache_fields(i).mba_percent > MAX_MBA_PERCENT {
+                return Err(Violation::MbaPercentBad { partition: i });
+            }
+            let code = self.code_ways(i);
+            if code.is_some() && (platform.flags & PLATFORM_CDP == 0 || p.llc_way_count == 0) {
+                return Err(Violation::CodeWaysWithoutCdp { partition: i });
+            }
             if p.llc_way_count == 0 {
                 continue;
             }
-            let end = p.llc_first_way as u32 + p.llc_way_count as u32;
-            if end > limits::MAX_LLC_WAYS || (platform.llc_ways != 0 && end > platform.llc_ways as u32) {
-                return Err(Violation::LlcOutOfRange { partition: i });
+            for block in [Some((p.llc_first_way, p.llc_way_count)), code].into_iter().flatten() {
+                let (inside, wide) = self.ways_fit(block);
+                if !inside {
+                    return Err(Violation::LlcOutOfRange { partition: i });
+                }
+                if !wide {
+                    return Err(Violation::LlcTooNarrow { partition: i });
+                }
             }
-            if p.llc_way_count < platform.cat_min_ways {
-                return Err(Violation::LlcTooNarrow { partition: i });
-            }
-            for (j, q) in self.partitions.iter().enumerate().take(i) {
-                let a = (p.llc_first_way as u64, p.llc_way_count as u64);
-                let b = (q.llc_first_way as u64, q.llc_way_count as u64);
-                if q.llc_way_count != 0 && overlaps(a, b) && self.may_co_run(i, j) {
+            for j in 0..i {
+                let clash = self
+                    .way_blocks(i)
+                    .iter()
+                    .flatten()
+                    .any(|a| self.way_blocks(j).iter().flatten().any(|b| overlaps(*a, *b)));
+                if clash && self.may_co_run(i, j) {
                     return Err(Violation::LlcOverlap { first: j, second: i });
                 }
             }
@@ -639,7 +708,9 @@ impl Table<'_> {
             }
             let owner = r.partition.get() as usize;
             let ram = self.partitions.get(owner).map_or(0, |p| p.ram_bytes.get());
-            if let Some(conflict) = limits::mmio_conflict(base, size, ram, self.channels_of(owner) > 0) {
+            let linux = self.partitions.get(owner).is_some_and(|p| p.kind == KIND_LINUX);
+            if let Some(conflict) = limits::mmio_conflict(base, size, ram, self.channels_of(owner) > 0, linux)
+            {
                 return Err(Violation::MmioRangeUnmappable { index: i, conflict });
             }
         }
@@ -695,9 +766,7 @@ impl Table<'_> {
             }
             // Bound the sizes before computing the region: msg_size * depth of a hostile
             // table would overflow `region_bytes`.
-            let slots = if queuing { c.depth.get() as u64 } else { 1 };
-            if slots
-                .checked_mul(crate::channel::slot_bytes(c.msg_size.get()))
+            if crate::channel::slots_bytes(queuing, c.msg_size.get(), c.depth.get())
                 .is_none_or(|b| b > CHANNEL_WINDOW_BYTES)
             {
                 return Err(Violation::ChannelBadRegion { channel: i });
@@ -717,19 +786,26 @@ impl Table<'_> {
             }
             previous_end = off + bytes;
             let has_linux = s.kind == KIND_LINUX || d.kind == KIND_LINUX;
+            // `LINUX_VIEW_TTY` is described by the format but implemented by no
+            // hypervisor version: refused like an unknown view.
             let view_ok = match c.linux_view {
                 LINUX_VIEW_NONE => !has_linux,
-                LINUX_VIEW_SHM | LINUX_VIEW_TTY => has_linux,
+                LINUX_VIEW_SHM => has_linux,
                 _ => false,
             };
             if !view_ok {
                 return Err(Violation::ChannelBadLinuxView { channel: i });
             }
-            // Views are described by the format; nothing in this hypervisor version maps
-            // a channel into a Linux partition yet.
-            if has_linux {
-                return Err(Violation::ChannelLinuxUnsupported { channel: i });
+        }
+        for (pi, p) in self.partitions.iter().enumerate().filter(|(_, p)| p.kind == KIND_LINUX) {
+            if self.channels_of(pi) == 0 {
+                continue;
             }
+            if !limits::linux_ram_fits_bridge(p.ram_bytes.get()) {
+                return Err(Violation::LinuxBridgeOverlapsRam { partition: pi });
+            }
+            limits::place_linux_bars(self.linux_channels(pi).map(|(_, c)| c.bytes.get()), |_, _, _| {})
+                .map_err(|full| Violation::LinuxBridgeFull { partition: pi, channel: full.channel })?;
         }
         Ok(())
     }
@@ -751,10 +827,12 @@ impl Table<'_> {
             Some((ways, _)) => {
                 // Compared as u32: `first + count` can exceed 255 in a hostile table, and
                 // a wrapped u8 would let it pass.
-                let needed = self
-                    .partitions
-                    .iter()
-                    .map(|p| p.llc_first_way as u32 + p.llc_way_count as u32)
+                let end = |(first, count): (u64, u64)| (first + count) as u32;
+                let needed = (0..self.partitions.len())
+                    .flat_map(|i| self.way_blocks(i))
+                    .flatten()
+                    .chain(self.hypervisor_ways().map(|(f, c)| (f as u64, c as u64)))
+                    .map(end)
                     .max()
                     .unwrap_or(0)
                     .max(self.platform().llc_ways as u32);

@@ -30,6 +30,10 @@ pub struct PartitionModel {
     pub restart_limit: u32,
     /// 0: the default ([`DEFAULT_RESTART_WINDOW_MS`]).
     pub restart_window_ms: u32,
+    /// With `PLATFORM_CDP`: separate code ways `(first way, count)`.
+    pub llc_code_ways: Option<(u8, u8)>,
+    /// Memory bandwidth share in percent (MBA); 0: not limited.
+    pub mba_percent: u8,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -161,12 +165,23 @@ impl TableModel {
                 }
             })
             .collect();
-        let restart_fields: Vec<PartitionRestartFields> = self
+        let appended_fields: Vec<PartitionAppendedFields> = self
             .partitions
             .iter()
-            .map(|p| PartitionRestartFields {
-                restart_limit: U32::new(p.restart_limit),
-                restart_window_ms: U32::new(p.restart_window_ms),
+            .map(|p| {
+                let (code_first, code_count) = p.llc_code_ways.unwrap_or((0, 0));
+                PartitionAppendedFields {
+                    restart: PartitionRestartFields {
+                        restart_limit: U32::new(p.restart_limit),
+                        restart_window_ms: U32::new(p.restart_window_ms),
+                    },
+                    cache: PartitionCacheFields {
+                        llc_code_first_way: code_first,
+                        llc_code_way_count: code_count,
+                        mba_percent: p.mba_percent,
+                        _reserved: [0; 5],
+                    },
+                }
             })
             .collect();
         let mut windows = Vec::new();
@@ -246,7 +261,7 @@ impl TableModel {
         header.version_minor = U16::new(VERSION_MINOR);
         header.header_size = U32::new(header_len as u32);
         header.platform = self.platform;
-        header.partitions = append_extended(&mut out, &partitions, &restart_fields);
+        header.partitions = append_extended(&mut out, &partitions, &appended_fields);
         header.schedules = append(&mut out, &schedules);
         header.windows = append(&mut out, &windows);
         header.channels = append(&mut out, &channels);

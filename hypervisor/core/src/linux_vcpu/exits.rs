@@ -1,10 +1,10 @@
-//! VM-exit classification for Linux vCPUs, and the VMX controls that keep exits rare.
+//! The VMX controls that keep a Linux vCPU's exits rare, its CR0/CR4 write rules and the
+//! xAPIC-page message. What each exit leads to is `crate::vcpu::decide` with
+//! `Kind::Linux` (one decision table for every kind of vCPU).
 //!
 //! Unlike a real-time partition, Linux legitimately executes CPUID, switches from real to
 //! protected to long mode (control-register writes), writes EFER, XSETBV, the ICR, and
-//! probes I/O ports and MSRs. [`classify`] maps every exit to
-//! [`Disposition::Handle`] with a [`LinuxExit`] (then ask the matching policy module) or
-//! [`Disposition::Fault`] with a health-monitor class.
+//! probes I/O ports and MSRs.
 //!
 //! With [`linux_controls`] the steady state has no exits at all: no HLT exiting (an idle
 //! Linux core halts in VMX non-root and its own LAPIC timer or IPIs wake it), no external-
@@ -16,129 +16,43 @@
 //! with EPT write-back memory and no non-coherent DMA Linux does not need it), XSETBV,
 //! writes to the CR0/CR4 bits VMX fixes, and NMIs (the hypervisor's cross-core kick).
 //!
-//! Faults: a triple fault; an EPT violation outside the partition's RAM and passed-through
-//! MMIO; an EPT violation on the xAPIC page (0xFEE0_0000): the partition is given x2APIC
-//! only and the page stays unmapped, so an xAPIC MMIO access is a fault with a clear
-//! message ([`xapic_access_message`]) rather than an emulation; any VM-entry failure; an
-//! exit that these controls never cause.
+//! Faults: a triple fault; an EPT violation outside the partition's RAM and its devices;
+//! an EPT violation on the xAPIC page (0xFEE0_0000): the partition is given x2APIC only
+//! and the page stays unmapped, so an xAPIC MMIO access is a fault with a clear message
+//! ([`xapic_access_message`]) rather than an emulation; any VM-entry failure; an exit that
+//! these controls never cause.
 //!
 //! ```
 //! use hallows_abi::health::EventClass;
-//! use hallows_core::exit::ExitInfo;
-//! use hallows_core::linux_vcpu::exits::{classify, xapic_access_message, Disposition, LinuxExit};
-//! let wrmsr = ExitInfo { reason: 32, rcx: 0x830, ..ExitInfo::default() };
-//! assert_eq!(classify(&wrmsr), Disposition::Handle(LinuxExit::Wrmsr));
+//! use hallows_core::linux_vcpu::exits::xapic_access_message;
+//! use hallows_core::vcpu::{decide, Exit, Kind, PageFault, Step};
 //! // Linux touched the xAPIC page: a memory violation with its own message.
-//! let xapic = ExitInfo { reason: 48, guest_physical: 0xFEE0_0300, ..ExitInfo::default() };
-//! assert_eq!(classify(&xapic), Disposition::Fault(EventClass::MemoryViolation));
-//! assert!(xapic_access_message(&xapic).is_some());
+//! let xapic = Exit::NestedPageFault(PageFault { gpa: 0xFEE0_0300, read: true, ..PageFault::default() });
+//! assert_eq!(decide(Kind::Linux, &xapic, |_| false), Step::Fault(EventClass::MemoryViolation));
+//! assert!(xapic_access_message(&xapic, 0x1000).is_some());
 //! ```
 
-use crate::exit::{CrAccessQualification, ExitInfo, ExitReason, ENTRY_FAILURE, INTERRUPTION_TYPE_NMI};
+use crate::vcpu::Exit;
 use crate::vmx_caps::{
     adjust, entry, exit, pin, primary, secondary, ControlError, ControlKind, VmxCapabilities, VmxControls,
 };
 use core::fmt;
-use hallows_abi::health::EventClass;
 
 /// The xAPIC MMIO page every partition's MADT announces.
 pub const XAPIC_PAGE: u64 = 0xFEE0_0000;
-
-/// What the binary does about a Linux exit it handles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinuxExit {
-    /// Execute CPUID on this core, answer with [`super::cpuid::LinuxCpuid::answer`], advance RIP.
-    Cpuid,
-    /// [`super::msr::LinuxMsrPolicy::on_rdmsr`] with ECX.
-    Rdmsr,
-    /// [`super::msr::LinuxMsrPolicy::on_wrmsr`] with ECX and EDX:EAX.
-    Wrmsr,
-    /// [`super::io::LinuxIoPolicy::classify`].
-    Io,
-    /// MOV to CR0/CR4 or LMSW that touched a masked bit: [`cr0_write`] / [`cr4_write`].
-    CrWrite(CrAccessQualification),
-    /// XSETBV: allow XCR0 values the host supports (as for RT partitions), else #GP.
-    Xsetbv,
-    /// WBINVD/INVD: do nothing, advance RIP.
-    SkipInstruction,
-    /// A VMX, SMX, MONITOR or MWAIT instruction: CPUID says they do not exist, so #UD.
-    InjectUd,
-    /// RDPMC: the PMU is hidden, #GP.
-    InjectGp,
-    /// An NMI: the hypervisor's kick (check this vCPU's mailbox: INIT, SIPI, stop). If
-    /// the mailbox is empty the NMI was the guest's own (its NMI IPI or watchdog):
-    /// re-inject it.
-    Nmi,
-    /// HLT (only if HLT exiting was left on): re-enter with activity state HLT.
-    Hlt,
-    /// A SIPI exit (only with the wait-for-SIPI activity-state design, see
-    /// [`super::ap_start`]); the vector is the qualification's low byte.
-    Sipi { vector: u8 },
-    /// VMCALL: [`crate::hypercall::dispatch`] (its privilege checks apply).
-    Hypercall,
-    /// An external interrupt (only if external-interrupt exiting was left on).
-    ExternalInterrupt,
-}
-
-/// The outcome of [`classify`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Disposition {
-    Handle(LinuxExit),
-    Fault(EventClass),
-}
 
 /// Whether `gpa` lies in the xAPIC MMIO page.
 pub const fn is_xapic_page(gpa: u64) -> bool {
     gpa & !0xFFF == XAPIC_PAGE
 }
 
-/// Classifies an exit of a Linux vCPU.
-pub fn classify(info: &ExitInfo) -> Disposition {
-    use Disposition::{Fault, Handle};
-    use EventClass as E;
-    if info.reason & ENTRY_FAILURE != 0 {
-        return Fault(E::UnknownExit);
+/// The console text for a nested-page fault on the xAPIC page at guest RIP `rip`, or
+/// `None` for other exits (use [`Exit::at`] then).
+pub fn xapic_access_message(exit: &Exit, rip: u64) -> Option<XapicAccess> {
+    match exit {
+        Exit::NestedPageFault(f) if is_xapic_page(f.gpa) => Some(XapicAccess { offset: f.gpa & 0xFFF, rip }),
+        _ => None,
     }
-    match info.basic_reason() {
-        ExitReason::Cpuid => Handle(LinuxExit::Cpuid),
-        ExitReason::Rdmsr => Handle(LinuxExit::Rdmsr),
-        ExitReason::Wrmsr => Handle(LinuxExit::Wrmsr),
-        ExitReason::Io => Handle(LinuxExit::Io),
-        ExitReason::CrAccess => {
-            let q = CrAccessQualification::decode(info.qualification);
-            // MOV to CR0/CR4 (type 0) and LMSW (type 3); reads of CR0/CR4 come from the
-            // shadow, CR3/CR8 accesses never exit with these controls.
-            match (q.cr, q.access_type) {
-                (0, 0) | (4, 0) | (0, 3) => Handle(LinuxExit::CrWrite(q)),
-                _ => Fault(E::UnknownExit),
-            }
-        }
-        ExitReason::Xsetbv => Handle(LinuxExit::Xsetbv),
-        ExitReason::Wbinvd | ExitReason::Invd => Handle(LinuxExit::SkipInstruction),
-        ExitReason::VmxInstruction(_)
-        | ExitReason::Getsec
-        | ExitReason::Monitor
-        | ExitReason::Mwait
-        | ExitReason::Encls => Handle(LinuxExit::InjectUd),
-        ExitReason::Rdpmc => Handle(LinuxExit::InjectGp),
-        ExitReason::ExceptionOrNmi if (info.interruption_info >> 8) & 7 == INTERRUPTION_TYPE_NMI => {
-            Handle(LinuxExit::Nmi)
-        }
-        ExitReason::Hlt => Handle(LinuxExit::Hlt),
-        ExitReason::Sipi => Handle(LinuxExit::Sipi { vector: info.qualification as u8 }),
-        ExitReason::Vmcall => Handle(LinuxExit::Hypercall),
-        ExitReason::ExternalInterrupt => Handle(LinuxExit::ExternalInterrupt),
-        ExitReason::TripleFault => Fault(E::TripleFault),
-        ExitReason::EptViolation => Fault(E::MemoryViolation),
-        _ => Fault(E::UnknownExit),
-    }
-}
-
-/// The console text for an EPT violation on the xAPIC page, or `None` for other exits
-/// (use [`ExitInfo::describe`] then).
-pub fn xapic_access_message(info: &ExitInfo) -> Option<XapicAccess> {
-    (info.basic_reason() == ExitReason::EptViolation && is_xapic_page(info.guest_physical))
-        .then_some(XapicAccess { offset: info.guest_physical & 0xFFF, rip: info.guest_rip })
 }
 
 /// Display adapter: "xAPIC MMIO access to register 0x300 at RIP ...".
@@ -241,73 +155,18 @@ pub fn linux_controls(caps: &VmxCapabilities) -> Result<VmxControls, ControlErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vcpu::PageFault;
     use crate::vmx_caps::bochs_skylake_msr;
-    use proptest::prelude::*;
-    use Disposition::{Fault, Handle};
-    use EventClass as E;
-
-    fn exit_of(reason: u32) -> ExitInfo {
-        ExitInfo { reason, guest_rip: 0xFFFF_FFFF_8100_0000, ..ExitInfo::default() }
-    }
-
-    #[test]
-    fn linux_exits_are_handled() {
-        let cases: [(u32, Disposition); 17] = [
-            (10, Handle(LinuxExit::Cpuid)),
-            (31, Handle(LinuxExit::Rdmsr)),
-            (32, Handle(LinuxExit::Wrmsr)),
-            (30, Handle(LinuxExit::Io)),
-            (55, Handle(LinuxExit::Xsetbv)),
-            (54, Handle(LinuxExit::SkipInstruction)),
-            (13, Handle(LinuxExit::SkipInstruction)),
-            (27, Handle(LinuxExit::InjectUd)),
-            (50, Handle(LinuxExit::InjectUd)),
-            (36, Handle(LinuxExit::InjectUd)),
-            (39, Handle(LinuxExit::InjectUd)),
-            (15, Handle(LinuxExit::InjectGp)),
-            (12, Handle(LinuxExit::Hlt)),
-            (18, Handle(LinuxExit::Hypercall)),
-            (2, Fault(E::TripleFault)),
-            (48, Fault(E::MemoryViolation)),
-            (49, Fault(E::UnknownExit)),
-        ];
-        for (reason, want) in cases {
-            assert_eq!(classify(&exit_of(reason)), want, "reason {reason}");
-        }
-        assert_eq!(classify(&exit_of(18 | ENTRY_FAILURE)), Fault(E::UnknownExit));
-        assert_eq!(classify(&exit_of(3)), Fault(E::UnknownExit), "a real INIT never reaches a Linux core");
-        assert_eq!(classify(&exit_of(52)), Fault(E::UnknownExit), "no preemption timer on Linux cores");
-        let sipi = ExitInfo { qualification: 0x9A, ..exit_of(4) };
-        assert_eq!(classify(&sipi), Handle(LinuxExit::Sipi { vector: 0x9A }));
-        let nmi = ExitInfo { interruption_info: 0x8000_0202, ..exit_of(0) };
-        assert_eq!(classify(&nmi), Handle(LinuxExit::Nmi));
-        let pf = ExitInfo { interruption_info: 0x8000_0B0E, ..exit_of(0) };
-        assert_eq!(classify(&pf), Fault(E::UnknownExit));
-    }
-
-    #[test]
-    fn control_register_exits() {
-        let cr = |q: u64| classify(&ExitInfo { qualification: q, ..exit_of(28) });
-        assert_eq!(cr(0x000), Handle(LinuxExit::CrWrite(CrAccessQualification::decode(0))));
-        assert_eq!(
-            cr(0x304),
-            Handle(LinuxExit::CrWrite(CrAccessQualification::decode(0x304))),
-            "mov cr4, rbx"
-        );
-        assert_eq!(cr(0x030), Handle(LinuxExit::CrWrite(CrAccessQualification::decode(0x30))), "lmsw");
-        assert_eq!(cr(0x013), Fault(E::UnknownExit), "mov from cr3 never exits");
-        assert_eq!(cr(0x008), Fault(E::UnknownExit), "mov to cr8 never exits");
-    }
 
     #[test]
     fn xapic_page_message() {
-        let info = ExitInfo { guest_physical: 0xFEE0_0300, qualification: 0x2, ..exit_of(48) };
-        assert_eq!(classify(&info), Fault(E::MemoryViolation));
-        let m = xapic_access_message(&info).unwrap();
+        let npf = |gpa| Exit::NestedPageFault(PageFault { gpa, write: true, ..PageFault::default() });
+        let rip = 0xFFFF_FFFF_8100_0000;
+        let m = xapic_access_message(&npf(0xFEE0_0300), rip).unwrap();
         assert_eq!(m.offset, 0x300);
         assert!(format!("{m}").starts_with("xAPIC MMIO access to register 0x300 at RIP 0xffffffff81000000"));
-        assert!(xapic_access_message(&ExitInfo { guest_physical: 0xFEE0_1000, ..exit_of(48) }).is_none());
-        assert!(xapic_access_message(&ExitInfo { guest_physical: 0xFEE0_0000, ..exit_of(31) }).is_none());
+        assert!(xapic_access_message(&npf(0xFEE0_1000), rip).is_none());
+        assert!(xapic_access_message(&Exit::Rdmsr { msr: 0x802 }, rip).is_none());
         assert!(is_xapic_page(0xFEE0_0FFF) && !is_xapic_page(0xFEDF_FFFF));
     }
 
@@ -372,17 +231,5 @@ mod tests {
             linux_controls(&no_ug),
             Err(ControlError { kind: ControlKind::Secondary, missing: secondary::UNRESTRICTED_GUEST })
         );
-    }
-
-    proptest! {
-        #[test]
-        fn any_exit_classifies(reason: u32, qualification: u64, interruption_info: u32, gpa: u64) {
-            let info = ExitInfo { reason, qualification, interruption_info, guest_physical: gpa, ..ExitInfo::default() };
-            let d = classify(&info);
-            if reason & ENTRY_FAILURE != 0 {
-                prop_assert_eq!(d, Fault(E::UnknownExit));
-            }
-            let _ = xapic_access_message(&info);
-        }
     }
 }

@@ -10,7 +10,7 @@
 //! | MSRs | [`msr`] | [`msr::LinuxMsrPolicy::fill_bitmap`] once, `on_rdmsr`/`on_wrmsr` on exits |
 //! | INIT-SIPI-SIPI | [`ap_start`] | [`ap_start::ApStart`] per vCPU, [`ap_start::sipi_start_state`] |
 //! | port I/O | [`io`] | [`io::LinuxIoPolicy::fill_bitmap`] once, `classify` on I/O exits (devices: `hallows_vmm::port_bus`) |
-//! | VM exits | [`exits`] | [`exits::classify`] first on every exit, [`exits::linux_controls`] once |
+//! | VM exits | [`crate::vcpu::decide`] with `Kind::Linux` | on every exit; [`exits::linux_controls`] once |
 //!
 //! # The contract with `legacy-linux` (ACPI MADT) and the CPUID view: APIC ids
 //! vCPU `i` of a partition is the partition's `i`-th core in ascending core order, and
@@ -63,8 +63,9 @@
 //! let mut ap_state = ap_start::ApStart::application_processor();
 //! // The BSP (vCPU 0) writes INIT, then SIPI 0x9A, to APIC id 3.
 //! for icr in [0xC500u64 | 3 << 32, 0x69A | 3 << 32] {
-//!     let exit = ExitInfo { reason: 32, rcx: 0x830, ..ExitInfo::default() };
-//!     assert_eq!(exits::classify(&exit), exits::Disposition::Handle(exits::LinuxExit::Wrmsr));
+//!     let exit = hallows_core::vcpu::Exit::Wrmsr { msr: 0x830, value: icr };
+//!     let step = hallows_core::vcpu::decide(hallows_core::vcpu::Kind::Linux, &exit, |_| false);
+//!     assert_eq!(step, hallows_core::vcpu::Step::Wrmsr { msr: 0x830, value: icr });
 //!     let msr::MsrAction::Icr(value) = msrs.on_wrmsr(0x830, icr) else { unreachable!() };
 //!     match apic::decide_icr(&map, 0, value) {
 //!         apic::IcrDecision::Init(t) if t.contains(ap) => { ap_state.on_init(); }

@@ -45,6 +45,9 @@
 //!   VMX capability MSRs): such a write means a hostile or broken guest. *Reads* of the
 //!   same MSRs get #GP without an event: some drivers (RAPL, uncore) probe them by CPU
 //!   model with `rdmsr_safe` regardless of CPUID, and a probe must not restart Linux.
+//!   The RDT MSRs are the exception: reading them is refused too (health event), since
+//!   the CPUID view hides RDT and no driver probes them by model for reading; cache
+//!   allocation is the hypervisor's alone (issue 13).
 //! - **Everything else**: #GP ([`MsrAction::InjectGp`]), reads and writes alike. Linux
 //!   probes optional MSRs with `rdmsr_safe`/`wrmsr_safe`, so this is what real hardware
 //!   without that MSR would do; it is not a health event.
@@ -183,8 +186,14 @@ const REFUSED: &[(u32, u32)] = &[
     (0x600, 0x6DF), // RAPL, package power and C-state residency
     (0x700, 0x77F), // uncore, HWP
     (DEBUG_INTERFACE, DEBUG_INTERFACE),
-    (QM_EVTSEL, 0xD8F), // RDT: QM_EVTSEL, QM_CTR, PQR_ASSOC, L3/L2 masks, MBA
+    RDT_QOS_CFG,
+    RDT_BLOCK,
 ];
+
+/// RDT allocation configuration: IA32_L3_QOS_CFG (CDP) and IA32_L2_QOS_CFG.
+const RDT_QOS_CFG: (u32, u32) = (0xC81, 0xC82);
+/// RDT: QM_EVTSEL, QM_CTR, PQR_ASSOC, L3/L2 masks, MBA delays.
+const RDT_BLOCK: (u32, u32) = (QM_EVTSEL, 0xD8F);
 
 /// x2APIC registers the guest reads without an exit (ID and LDR added for identity maps).
 const APIC_READS: &[u32] = &[
@@ -337,8 +346,14 @@ impl LinuxMsrPolicy {
             XAPIC_DISABLE_STATUS => Read(1),
             MCG_CAP | MCG_STATUS | MCG_CTL | TSC_ADJUST | DEBUGCTL => Read(0),
             PAT => PassThrough,
+            m if Self::rdt(m) => Refuse(EventClass::MsrViolation),
             _ => InjectGp,
         }
+    }
+
+    /// An RDT MSR (allocation or monitoring): the hypervisor's alone, reads included.
+    fn rdt(msr: u32) -> bool {
+        [RDT_QOS_CFG, RDT_BLOCK].iter().any(|&(a, b)| (a..=b).contains(&msr))
     }
 
     /// WRMSR of `value` to `msr` exited.
@@ -503,7 +518,17 @@ mod tests {
             [PQR_ASSOC, L3_MASK_0, 0xC9F, QM_EVTSEL, SMRR_PHYSBASE, 0x401, 0x610, DEBUG_INTERFACE, 0x48A]
         {
             assert_eq!(p.on_wrmsr(msr, 1), MsrAction::Refuse(EventClass::MsrViolation), "{msr:#x}");
+        }
+        for msr in [SMRR_PHYSBASE, 0x401, 0x610, DEBUG_INTERFACE, 0x48A] {
             assert_eq!(p.on_rdmsr(msr), MsrAction::InjectGp, "read probes get #GP, no event: {msr:#x}");
+        }
+        for msr in [0xC81, 0xC82, QM_EVTSEL, PQR_ASSOC, L3_MASK_0, 0xC9F, 0xD10, 0xD50, 0xD8F] {
+            assert_eq!(p.on_rdmsr(msr), MsrAction::Refuse(EventClass::MsrViolation), "RDT read: {msr:#x}");
+            assert_eq!(
+                p.on_wrmsr(msr, 0),
+                MsrAction::Refuse(EventClass::MsrViolation),
+                "RDT write: {msr:#x}"
+            );
         }
         assert_eq!(p.on_wrmsr(0x1234, 0), MsrAction::InjectGp);
         assert_eq!(p.on_wrmsr(TSC_DEADLINE, 0), MsrAction::PassThrough);

@@ -150,10 +150,10 @@ impl Sensitive {
 impl PageFault {
     /// What was tried, for messages: "write", "read", "instruction fetch".
     pub const fn access(&self) -> &'static str {
-        if self.write {
-            "write"
-        } else if self.fetch {
+        if self.fetch {
             "instruction fetch"
+        } else if self.write {
+            "write"
         } else {
             "read"
         }

@@ -200,4 +200,32 @@ mod tests {
         assert_eq!(injection(Exception::InvalidOpcode), 0x8000_0306);
         assert_eq!(injection(Exception::GeneralProtection), 0x8000_0B0D);
     }
+
+    proptest::proptest! {
+        /// Whatever the exit fields and registers (a hostile guest controls many of them),
+        /// translation and the decisions for both kinds of vCPU complete, and a failed
+        /// entry is always a fault.
+        #[test]
+        fn any_exit_translates_and_decides(
+            reason: u32,
+            qualification: u64,
+            interruption_info: u32,
+            gpa: u64,
+            rax: u64,
+            rcx: u64,
+            rdx: u64,
+        ) {
+            use crate::vcpu::{decide, Kind, Step};
+            let info = ExitInfo { reason, qualification, interruption_info, guest_physical: gpa, ..ExitInfo::default() };
+            let regs = GuestRegs { rax, rcx, rdx, ..GuestRegs::default() };
+            let exit = translate(&info, &regs, || rax);
+            for kind in [Kind::RealTime, Kind::Linux] {
+                let step = decide(kind, &exit, |a| a == gpa);
+                if reason & ENTRY_FAILURE != 0 {
+                    proptest::prop_assert_eq!(step, Step::Fault(hallows_abi::health::EventClass::UnknownExit));
+                }
+            }
+            let _ = alloc::format!("{}", exit.at(info.guest_rip));
+        }
+    }
 }

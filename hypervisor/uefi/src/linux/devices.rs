@@ -1,25 +1,15 @@
 //! The devices a Linux vCPU reaches: its port bus (console UART, PCI configuration
-//! filter) and the partition's RAM as the MMIO path reads it. The vCPU loop (`vcpu`) only
+//! filter with the channel functions of `bridge` behind it) and the partition's RAM as
+//! the MMIO path reads it. The vCPU loop (`vcpu`) only
 //! hands accesses to these; new device models are registered here.
 
 use hallows_vmm::guest_memory::GuestPhysical;
-use hallows_vmm::pci_config::{Bdf, PciConfigSpace, CONFIG_ADDRESS_PORT};
+use hallows_vmm::pci_config::CONFIG_ADDRESS_PORT;
 use hallows_vmm::port_bus::{all_ones, read_bytewise, write_bytewise, PortBus, PortDevices};
 use hallows_vmm::uart16550::{COM1_BASE, LSR_TEMT, LSR_THRE, REG_LSR, UART_PORT_COUNT};
 
 use super::LinuxPartition;
 use crate::partition::Partition;
-
-/// PCI configuration space of a partition that owns no PCI function: never reached (the
-/// filter answers "absent" for every function not passed through).
-pub struct NoPciFunctions;
-
-impl PciConfigSpace for NoPciFunctions {
-    fn read(&mut self, _bdf: Bdf, _register: u8, _size: u8) -> u32 {
-        u32::MAX
-    }
-    fn write(&mut self, _bdf: Bdf, _register: u8, _size: u8, _value: u32) {}
-}
 
 /// Port-bus id of the console UART (COM1).
 const UART_DEVICE: usize = 0;
@@ -63,7 +53,9 @@ impl PortDevices for LinuxPortDevices<'_> {
                 })
             }
             PCI_DEVICE => {
-                self.linux.pci.lock().read(CONFIG_ADDRESS_PORT + offset, size, &mut NoPciFunctions).0
+                let mut pci = self.linux.pci.lock();
+                let pci = &mut *pci;
+                pci.filter.read(CONFIG_ADDRESS_PORT + offset, size, &mut pci.functions).0
             }
             _ => all_ones(size),
         }
@@ -81,7 +73,9 @@ impl PortDevices for LinuxPortDevices<'_> {
                 write_bytewise(size, value, |i, b| uart.write(offset + i, b, &mut sink));
             }
             PCI_DEVICE => {
-                self.linux.pci.lock().write(CONFIG_ADDRESS_PORT + offset, size, value, &mut NoPciFunctions);
+                let mut pci = self.linux.pci.lock();
+                let pci = &mut *pci;
+                pci.filter.write(CONFIG_ADDRESS_PORT + offset, size, value, &mut pci.functions);
             }
             _ => {}
         }

@@ -15,6 +15,7 @@
 //! The hypervisor appends `hallows_abi::limits::LINUX_CMDLINE_SUFFIX` to the table's command
 //! line (`hallows_core::boot_plan::linux_cmdline`, within the budget the checker enforces).
 
+mod bridge;
 mod devices;
 mod esp;
 mod stats;
@@ -29,7 +30,6 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use hallows_abi::table::{PartitionEntry, Table};
 use hallows_core::linux_vcpu::apic::ApicIdMap;
 use hallows_vmm::mmio_bus::MmioBus;
-use hallows_vmm::pci_config::PciConfigFilter;
 use hallows_vmm::uart16550::Uart16550;
 use legacy_linux::acpi::PowerPorts;
 use legacy_linux::setup::{self, BootProtocol, EntryState, KernelFormat, LinuxBootConfig};
@@ -38,8 +38,9 @@ use spin::Mutex;
 use crate::hvlog;
 use crate::partition::Partition;
 
-/// Most guest-physical ranges of emulated MMIO devices per Linux partition.
-pub const MMIO_RANGES: usize = 8;
+/// Most guest-physical ranges of emulated MMIO devices per Linux partition: one register
+/// block per channel (the boot info's channel limit), and room for a few more devices.
+pub const MMIO_RANGES: usize = hallows_abi::bootinfo::MAX_CHANNELS + 8;
 
 /// Basic exit reasons counted per reason (SDM appendix C has fewer than 80).
 pub const EXIT_REASONS: usize = 80;
@@ -64,11 +65,12 @@ pub struct LinuxPartition {
     pub map: ApicIdMap,
     /// The virtual COM1 shared by the partition's vCPUs.
     pub uart: Mutex<Uart16550>,
-    /// PCI configuration space: no function is passed through, every one reads absent.
-    pub pci: Mutex<PciConfigFilter<1>>,
+    /// PCI configuration space: the partition's channel functions (`bridge`), every other
+    /// function reads absent.
+    pub pci: Mutex<bridge::LinuxPci>,
     /// Emulated MMIO devices by guest-physical range (their ranges stay unmapped in the
-    /// EPT, so accesses exit as EPT violations; `vcpu` emulates them). None yet: the
-    /// virtio and channel devices register here when the partition is prepared.
+    /// EPT, so accesses exit as EPT violations; `vcpu` emulates them): the channel
+    /// functions' register blocks, registered when the partition is prepared.
     pub mmio: MmioBus<'static, MMIO_RANGES>,
     /// One per vCPU.
     pub mailboxes: Vec<Mailbox>,
@@ -156,13 +158,15 @@ pub fn prepare(table: &Table, entry: &PartitionEntry, part: &Partition) -> Resul
         read_ticks / 1_000_000
     );
     hvlog!("partition {}: command line `{cmdline}`", part.name);
+    let mut mmio = MmioBus::new();
+    let pci = bridge::prepare(table, part, &mut mmio).map_err(|e| format!("channels: {e}"))?;
     let linux = LinuxPartition {
         partition: part.index,
         entry: plan.entry,
         map,
         uart: Mutex::new(Uart16550::new()),
-        pci: Mutex::new(PciConfigFilter::default()),
-        mmio: MmioBus::new(),
+        pci: Mutex::new(pci),
+        mmio,
         mailboxes: (0..apic_ids.len()).map(|_| Mailbox::default()).collect(),
         exits: [const { AtomicU64::new(0) }; EXIT_REASONS],
         first_entry_tsc: AtomicU64::new(0),

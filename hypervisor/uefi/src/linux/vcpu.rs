@@ -177,7 +177,7 @@ impl LinuxVcpu {
         [a, b, mirror_guest_cr4(leaf, subleaf, c, guest_cr4), d]
     }
 
-    pub fn rdmsr(&mut self, regs: &mut GuestRegs, number: u32) -> Next {
+    pub fn rdmsr(&mut self, regs: &mut GuestRegs, number: u32, why: &mut Text<160>) -> Next {
         let policy = if number == X2APIC_LDR {
             // Bochs's x2APIC reads its LDR as 0; Linux's cluster mode would then address
             // every IPI to nobody. The LDR is architecturally derived from the x2APIC id.
@@ -190,7 +190,7 @@ impl LinuxVcpu {
             MsrAction::Read(v) => v,
             // SAFETY: the policy passes through only core-local MSRs that exist.
             MsrAction::PassThrough => unsafe { rdmsr(number) },
-            MsrAction::Refuse(class) => return fault(class, format_args!("RDMSR {number:#x} refused")),
+            MsrAction::Refuse(class) => return report(why, class, format_args!("RDMSR {number:#x} refused")),
             _ => return Next::Inject(Exception::GeneralProtection),
         };
         regs.rax = value & 0xFFFF_FFFF;
@@ -198,7 +198,7 @@ impl LinuxVcpu {
         Next::Skip
     }
 
-    pub fn wrmsr<B: Backend>(&mut self, number: u32, value: u64) -> Next {
+    pub fn wrmsr<B: Backend>(&mut self, number: u32, value: u64, why: &mut Text<160>) -> Next {
         match self.msrs.on_wrmsr(number, value) {
             // SAFETY: the policy passes through only core-local MSRs with checked values.
             MsrAction::PassThrough => unsafe { wrmsr(number, value) },
@@ -207,13 +207,13 @@ impl LinuxVcpu {
                 let current = B::efer();
                 let long_mode = current & hallows_core::vcpu::modes::EFER_LMA != 0;
                 if let Err(e) = B::set_efer(efer_after_wrmsr(v, current), long_mode) {
-                    return fault(EventClass::UnknownExit, format_args!("writing EFER: {e}"));
+                    return report(why, EventClass::UnknownExit, format_args!("writing EFER: {e}"));
                 }
             }
-            MsrAction::Icr(v) => return self.icr(v),
+            MsrAction::Icr(v) => return self.icr(v, why),
             MsrAction::InjectGp => return Next::Inject(Exception::GeneralProtection),
             MsrAction::Refuse(class) => {
-                return fault(class, format_args!("WRMSR {number:#x} <- {value:#x} refused"));
+                return report(why, class, format_args!("WRMSR {number:#x} <- {value:#x} refused"));
             }
         }
         Next::Skip
@@ -221,7 +221,7 @@ impl LinuxVcpu {
 
     /// A write to the x2APIC ICR: IPIs to the partition's own cores go to the hardware,
     /// INIT and SIPI to the parked vCPUs' mailboxes.
-    fn icr(&mut self, value: u64) -> Next {
+    fn icr(&mut self, value: u64, why: &mut Text<160>) -> Next {
         let decision = decide_icr(&self.linux.map, self.index, value);
         if self.trace_left > 0 {
             hvlog!("trace {} vCPU {}: ICR {value:#x}: {decision:?}", self.p.name, self.index);
@@ -258,7 +258,7 @@ impl LinuxVcpu {
             IcrDecision::Ignore => {}
             IcrDecision::InjectGp => return Next::Inject(Exception::GeneralProtection),
             IcrDecision::Refuse(r) => {
-                return fault(r.class(), format_args!("IPI refused (ICR {value:#x}): {r:?}"));
+                return report(why, r.class(), format_args!("IPI refused (ICR {value:#x}): {r:?}"));
             }
         }
         Next::Skip
@@ -297,7 +297,13 @@ impl LinuxVcpu {
 
     /// An access to a range of the partition's MMIO bus: emulated on the device, or the
     /// partition's memory violation.
-    pub fn mmio<B: Backend>(&mut self, regs: &mut GuestRegs, fault: PageFault, rip: u64) -> Next {
+    pub fn mmio<B: Backend>(
+        &mut self,
+        regs: &mut GuestRegs,
+        fault: PageFault,
+        rip: u64,
+        why: &mut Text<160>,
+    ) -> Next {
         let code = B::code_context();
         let access = if fault.fetch {
             EptAccess::Fetch
@@ -322,22 +328,28 @@ impl LinuxVcpu {
                     let value = gprs[usize::from(n)];
                     if !regs.set(n, value) {
                         if let Err(e) = B::set_rsp(value) {
-                            return fault_text(EventClass::UnknownExit, format_args!("writing RSP: {e}"));
+                            return report(why, EventClass::UnknownExit, format_args!("writing RSP: {e}"));
                         }
                     }
                 }
                 Next::Emulated { next_rip: done.next_rip }
             }
-            Err(why) => fault_text(
+            Err(refusal) => report(
+                why,
                 EventClass::MemoryViolation,
-                format_args!("{}: {why}", hallows_core::vcpu::Exit::NestedPageFault(fault).at(rip)),
+                format_args!("{}: {refusal}", hallows_core::vcpu::Exit::NestedPageFault(fault).at(rip)),
             ),
         }
     }
 
     /// MOV to CR0/CR4 or LMSW touching a bit VMX fixes; a CR0 write that switches paging
     /// also switches long mode (a secondary vCPU's trampoline).
-    pub fn write_control<B: Backend>(&mut self, m: &Machine, request: CrWriteRequest) -> Next {
+    pub fn write_control<B: Backend>(
+        &mut self,
+        m: &Machine,
+        request: CrWriteRequest,
+        why: &mut Text<160>,
+    ) -> Next {
         let caps = &m.caps;
         let (which, update) = match request {
             CrWriteRequest::Mov { cr: 0, value } => (Control::Cr0, cr0_write(caps, value)),
@@ -352,7 +364,7 @@ impl LinuxVcpu {
                 (Control::Cr0, cr0_write(caps, shadow & !(1 << 3)))
             }
             CrWriteRequest::Mov { cr, .. } => {
-                return fault(EventClass::UnknownExit, format_args!("MOV to CR{cr} exited"));
+                return report(why, EventClass::UnknownExit, format_args!("MOV to CR{cr} exited"));
             }
         };
         let CrWrite::Update { guest: value, shadow } = update else {
@@ -370,7 +382,7 @@ impl LinuxVcpu {
         };
         match result {
             Ok(()) => Next::Skip,
-            Err(e) => fault(EventClass::UnknownExit, format_args!("writing a control register: {e}")),
+            Err(e) => report(why, EventClass::UnknownExit, format_args!("writing a control register: {e}")),
         }
     }
 
@@ -424,12 +436,9 @@ fn enable_x2apic() {
     }
 }
 
-fn fault(class: EventClass, what: core::fmt::Arguments<'_>) -> Next {
-    fault_text(class, what)
-}
-
-fn fault_text(class: EventClass, what: core::fmt::Arguments<'_>) -> Next {
-    let mut text = Text::new();
-    let _ = text.write_fmt(what);
-    Next::Fault(class, text)
+/// A health event for the loop, its text in `why`.
+fn report(why: &mut Text<160>, class: EventClass, what: core::fmt::Arguments<'_>) -> Next {
+    why.clear();
+    let _ = why.write_fmt(what);
+    Next::Fault(class)
 }

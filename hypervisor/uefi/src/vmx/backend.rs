@@ -47,7 +47,7 @@ impl Backend for Vmx {
         let reason = read(exit_info::EXIT_REASON) as u32;
         // Fast path: a hypercall needs no other exit field.
         if reason == EXIT_REASON_VMCALL {
-            return ExitRecord { exit: Exit::Hypercall, rip: 0, code: reason as u16 };
+            return ExitRecord { exit: Exit::Hypercall, rip: 0 };
         }
         let info = ExitInfo {
             reason,
@@ -59,15 +59,23 @@ impl Backend for Vmx {
             instruction_len: 0,
             rcx: regs.rcx,
         };
-        ExitRecord { exit: translate(&info, regs, Self::rsp), rip: info.guest_rip, code: reason as u16 }
+        ExitRecord { exit: translate(&info, regs, Self::rsp), rip: info.guest_rip }
+    }
+
+    fn exit_code() -> u16 {
+        read(exit_info::EXIT_REASON) as u16
     }
 
     fn skip_instruction() -> Result<(), VmFail> {
-        Self::continue_at(read(guest::RIP).wrapping_add(read(exit_info::INSTRUCTION_LEN)))
+        write(guest::RIP, read(guest::RIP).wrapping_add(read(exit_info::INSTRUCTION_LEN)))
     }
 
     fn continue_at(rip: u64) -> Result<(), VmFail> {
         write(guest::RIP, rip)?;
+        Self::end_interrupt_shadow()
+    }
+
+    fn end_interrupt_shadow() -> Result<(), VmFail> {
         let blocking = read(guest::INTERRUPTIBILITY_STATE);
         if blocking & BLOCKING_BY_STI_OR_MOV_SS != 0 {
             write(guest::INTERRUPTIBILITY_STATE, blocking & !BLOCKING_BY_STI_OR_MOV_SS)?;

@@ -1,0 +1,298 @@
+//! The hybrid bridge's boot decisions: where a Linux partition sees each of its channels
+//! (PCI device number, register block, shared-pages BAR), as the EPT maps it and the
+//! device models answer it (`hallows_vmm::channel_pci`), and how the register block
+//! reports the life-cycle state of the partition at the other end.
+//!
+//! The layout follows `hallows_abi::limits` (the bridge window and
+//! [`limits::place_linux_bars`], which the checker uses for the same decisions) and
+//! `hallows_abi::bridge` (identity and register block).
+
+use arrayvec::ArrayVec;
+
+use hallows_abi::bootinfo::MAX_CHANNELS;
+use hallows_abi::bridge::{
+    DIRECTION_LINUX_READS, DIRECTION_LINUX_WRITES, PEER_BOOTING, PEER_HALTED, PEER_RESTARTING, PEER_RUNNING,
+};
+use hallows_abi::channel;
+use hallows_abi::limits::{self, LINUX_BRIDGE_BARS_GPA, LINUX_BRIDGE_FIRST_DEVICE};
+use hallows_abi::table::{Table, CHANNEL_QUEUING, KIND_LINUX};
+
+use crate::boot_plan::BootError;
+use crate::lifecycle::State;
+
+/// One channel of a Linux partition as its PCI function presents it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinuxChannel {
+    /// Index of the channel in the table.
+    pub channel: usize,
+    /// PCI device number on bus 0 (function 0).
+    pub device: u8,
+    /// Guest-physical address of the register block (BAR0, emulated, never mapped).
+    pub registers_gpa: u64,
+    /// Guest-physical address of BAR2: the channel's shared pages, then (up to
+    /// `shared_bar_bytes`) nothing mapped.
+    pub shared_gpa: u64,
+    /// Size of BAR2 (`hallows_abi::bridge::shared_bar_bytes` of the region).
+    pub shared_bar_bytes: u64,
+    /// Bytes of the channel's shared region (writer pages, then the reader page).
+    pub region_bytes: u64,
+    /// Bytes of the writer pages at the start of the region.
+    pub writer_bytes: u64,
+    /// `hallows_abi::table::CHANNEL_SAMPLING` or `CHANNEL_QUEUING`.
+    pub kind: u8,
+    /// `hallows_abi::bridge::DIRECTION_*`.
+    pub direction: u32,
+    pub msg_size: u32,
+    /// Slots (1 for a sampling channel).
+    pub depth: u32,
+    /// Table index of the partition at the other end.
+    pub peer: usize,
+}
+
+/// The channels of partition `p` as Linux sees them, in table order; empty for an RT
+/// partition. Refuses what the re-validator refuses (RAM reaching into the bridge window,
+/// BARs that do not fit it, sizes that disagree with `hallows_abi::channel`, more channels
+/// than the boot info holds).
+pub fn linux_channels(
+    table: &Table,
+    p: usize,
+) -> Result<ArrayVec<LinuxChannel, MAX_CHANNELS>, BootError<'static>> {
+    let entry = table.partitions.get(p).ok_or(BootError::NoPartition { partition: p })?;
+    let mut out = ArrayVec::new();
+    if entry.kind != KIND_LINUX || table.channels_of(p) == 0 {
+        return Ok(out);
+    }
+    let count = table.channels_of(p);
+    if count > MAX_CHANNELS {
+        return Err(BootError::TooManyChannels { partition: p, count });
+    }
+    if !limits::linux_ram_fits_bridge(entry.ram_bytes.get()) {
+        return Err(BootError::LinuxBridge { partition: p });
+    }
+    let mut bad_region = None;
+    for (n, (ci, c)) in table.linux_channels(p).enumerate() {
+        let queuing = c.kind == CHANNEL_QUEUING;
+        let depth = if queuing { c.depth.get() } else { 1 };
+        // Bounded before the region is computed (a hand-made table's sizes could overflow).
+        let sane = channel::slots_bytes(queuing, c.msg_size.get(), depth)
+            .is_some_and(|b| b <= hallows_abi::layout::CHANNEL_WINDOW_BYTES);
+        let (region_bytes, writer_bytes) = if sane {
+            (
+                channel::region_bytes(queuing, c.msg_size.get(), depth),
+                channel::writer_bytes(queuing, c.msg_size.get(), depth),
+            )
+        } else {
+            (0, 0)
+        };
+        if !sane || c.bytes.get() != region_bytes {
+            bad_region.get_or_insert(ci);
+        }
+        let linux_writes = c.source.get() as usize == p;
+        out.push(LinuxChannel {
+            channel: ci,
+            device: LINUX_BRIDGE_FIRST_DEVICE + n as u8,
+            registers_gpa: limits::linux_bridge_registers_gpa(n),
+            shared_gpa: 0,
+            shared_bar_bytes: 0,
+            region_bytes,
+            writer_bytes,
+            kind: c.kind,
+            direction: if linux_writes { DIRECTION_LINUX_WRITES } else { DIRECTION_LINUX_READS },
+            msg_size: c.msg_size.get(),
+            depth,
+            peer: if linux_writes { c.destination.get() } else { c.source.get() } as usize,
+        });
+    }
+    if let Some(channel) = bad_region {
+        return Err(BootError::Channel { partition: p, channel });
+    }
+    let regions: ArrayVec<u64, MAX_CHANNELS> = out.iter().map(|c| c.region_bytes).collect();
+    limits::place_linux_bars(regions, |n, offset, size| {
+        out[n].shared_gpa = LINUX_BRIDGE_BARS_GPA + offset;
+        out[n].shared_bar_bytes = size;
+    })
+    .map_err(|_| BootError::LinuxBridge { partition: p })?;
+    Ok(out)
+}
+
+/// The register block's `peer state` (`hallows_abi::bridge::PEER_*`) for the peer's
+/// life-cycle state. A faulted peer is being judged by the health monitor: it is not
+/// running, and it may come back.
+pub const fn peer_state(state: State) -> u32 {
+    match state {
+        State::Booting => PEER_BOOTING,
+        State::Running | State::Waiting => PEER_RUNNING,
+        State::Faulted | State::Restarting => PEER_RESTARTING,
+        State::Halted => PEER_HALTED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hallows_abi::bridge::shared_bar_bytes;
+    use hallows_abi::limits::{LINUX_BRIDGE_REGISTERS_GPA, LINUX_MAX_RAM_WITH_CHANNELS};
+    use hallows_abi::table::*;
+    use zerocopy::little_endian::{U16, U32, U64};
+
+    #[test]
+    fn peer_states_follow_the_life_cycle() {
+        let states: alloc::vec::Vec<u32> = State::ALL.iter().map(|s| peer_state(*s)).collect();
+        assert_eq!(
+            states,
+            [PEER_BOOTING, PEER_RUNNING, PEER_RUNNING, PEER_RESTARTING, PEER_RESTARTING, PEER_HALTED]
+        );
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    /// An RT partition (core 0) and a Linux partition (core 1, `linux_ram`) joined by
+    /// channels of (kind, message size, depth, Linux writes), packed in the channel window.
+    fn bridge_table(linux_ram: u64, channels: &[(u8, u32, u32, bool)]) -> alloc::vec::Vec<u8> {
+        let rt = PartitionModel {
+            name: "rt".into(),
+            kind: hallows_abi::table::KIND_RT,
+            hm_actions: [3; 8],
+            cores: alloc::vec![0],
+            ram_bytes: 4 * MIB,
+            image: "x.elf".into(),
+            ..Default::default()
+        };
+        let linux = PartitionModel {
+            name: "linux".into(),
+            kind: KIND_LINUX,
+            cores: alloc::vec![1],
+            ram_bytes: linux_ram,
+            image: "vmlinux".into(),
+            ..rt.clone()
+        };
+        let mut offset = 0;
+        let channels = channels
+            .iter()
+            .enumerate()
+            .map(|(i, &(kind, msg_size, depth, linux_writes))| {
+                let bytes = channel::region_bytes(kind == CHANNEL_QUEUING, msg_size, depth);
+                let c = ChannelModel {
+                    name: alloc::format!("c{i}"),
+                    kind,
+                    linux_view: LINUX_VIEW_SHM,
+                    source: if linux_writes { 1 } else { 0 },
+                    destination: if linux_writes { 0 } else { 1 },
+                    msg_size,
+                    depth,
+                    window_offset: offset,
+                    bytes,
+                };
+                offset += bytes;
+                c
+            })
+            .collect();
+        TableModel {
+            platform: Platform {
+                cores: U32::new(2),
+                console_port: U16::new(0x3f8),
+                hv_reserved_bytes: U64::new(8 * MIB),
+                ..Default::default()
+            },
+            partitions: alloc::vec![rt, linux],
+            channels,
+            ..Default::default()
+        }
+        .to_bytes()
+    }
+
+    #[test]
+    fn channels_get_devices_registers_and_aligned_bars_in_table_order() {
+        // (kind, msg, depth, linux writes)
+        let bytes = bridge_table(
+            64 << 20,
+            &[
+                (CHANNEL_SAMPLING, 16, 1, false),
+                (CHANNEL_QUEUING, 64, 100, true),
+                (CHANNEL_QUEUING, 8, 4, false),
+            ],
+        );
+        let table = Table::load(&bytes).unwrap();
+        let linux = table.partitions.iter().position(|p| p.kind == KIND_LINUX).unwrap();
+        let got = linux_channels(&table, linux).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got.iter().map(|c| c.device).collect::<alloc::vec::Vec<_>>(), [1, 2, 3]);
+        assert_eq!(got[0].registers_gpa, LINUX_BRIDGE_REGISTERS_GPA);
+        assert_eq!(got[2].registers_gpa, LINUX_BRIDGE_REGISTERS_GPA + 0x2000);
+        let sampling_region = channel::region_bytes(false, 16, 1);
+        assert_eq!(got[0].region_bytes, sampling_region);
+        assert_eq!(
+            (got[0].shared_gpa, got[0].shared_bar_bytes),
+            (LINUX_BRIDGE_BARS_GPA, shared_bar_bytes(sampling_region))
+        );
+        assert_eq!(got[1].region_bytes, channel::region_bytes(true, 64, 100));
+        assert_eq!(got[1].shared_bar_bytes, shared_bar_bytes(got[1].region_bytes));
+        assert_eq!(got[1].shared_gpa % got[1].shared_bar_bytes, 0, "naturally aligned");
+        assert!(got[1].shared_gpa >= got[0].shared_gpa + got[0].shared_bar_bytes);
+        assert!(got[2].shared_gpa >= got[1].shared_gpa + got[1].shared_bar_bytes);
+        assert_eq!((got[0].direction, got[1].direction), (DIRECTION_LINUX_READS, DIRECTION_LINUX_WRITES));
+        assert_eq!(got[0].depth, 1);
+        assert_ne!(got[0].peer, linux);
+        let rt = table.partitions.iter().position(|p| p.kind != KIND_LINUX).unwrap();
+        assert!(linux_channels(&table, rt).unwrap().is_empty(), "RT partitions use the channel window");
+    }
+
+    #[test]
+    fn the_linux_ept_maps_each_region_at_its_bar2_with_the_rt_rights() {
+        use crate::ept::tests::VecFrames;
+        use crate::ept::{MemoryType, Rights};
+        let bytes =
+            bridge_table(64 << 20, &[(CHANNEL_QUEUING, 64, 100, false), (CHANNEL_QUEUING, 8, 4, true)]);
+        let table = Table::load(&bytes).unwrap();
+        let linux = table.partitions.iter().position(|p| p.kind == KIND_LINUX).unwrap();
+        let bars = linux_channels(&table, linux).unwrap();
+        let mut frames = VecFrames::new(4096);
+        let channels_hpa = 0x4000_0000;
+        let ept =
+            crate::boot_plan::partition_ept(&table, linux, 0x1000_0000, channels_hpa, &mut frames).unwrap();
+        for b in &bars {
+            let entry = table.channels.get(b.channel).unwrap();
+            let region_hpa = channels_hpa + entry.window_offset.get();
+            let linux_reads = b.direction == DIRECTION_LINUX_READS;
+            let (writer_rights, reader_rights) =
+                if linux_reads { (Rights::R, Rights::RW) } else { (Rights::RW, Rights::R) };
+            assert_eq!(ept.translate(&frames, b.shared_gpa), Some((region_hpa, writer_rights)));
+            let reader_page = b.shared_gpa + b.writer_bytes;
+            assert_eq!(
+                ept.translate(&frames, reader_page),
+                Some((region_hpa + b.writer_bytes, reader_rights))
+            );
+            // The BAR's tail past the region, and the register block, are not mapped.
+            let end = b.shared_gpa + b.region_bytes;
+            if end < b.shared_gpa + b.shared_bar_bytes {
+                assert_eq!(ept.translate(&frames, end), None);
+            }
+            assert_eq!(ept.translate(&frames, b.registers_gpa), None);
+            // Nothing of the RT channel window.
+            assert_eq!(
+                ept.translate(&frames, hallows_abi::layout::CHANNEL_WINDOW_GPA + entry.window_offset.get()),
+                None
+            );
+        }
+        let mut shared_leaves = 0;
+        ept.for_each_leaf(&frames, |leaf| {
+            if leaf.gpa >= LINUX_BRIDGE_BARS_GPA {
+                shared_leaves += 1;
+                assert_eq!((leaf.memory_type, leaf.ignore_pat), (MemoryType::WriteBack, true), "{leaf:?}");
+                assert!(!leaf.rights.execute);
+            } else {
+                assert!(!leaf.ignore_pat, "RAM follows the guest's PAT");
+            }
+        });
+        assert_eq!(shared_leaves as u64, bars.iter().map(|b| b.region_bytes / 4096).sum::<u64>());
+    }
+
+    #[test]
+    fn linux_ram_must_end_below_the_bridge_window() {
+        let bytes =
+            bridge_table(LINUX_MAX_RAM_WITH_CHANNELS + (2 << 20), &[(CHANNEL_SAMPLING, 16, 1, false)]);
+        let table = Table::parse(&bytes).unwrap();
+        let linux = table.partitions.iter().position(|p| p.kind == KIND_LINUX).unwrap();
+        assert_eq!(linux_channels(&table, linux), Err(BootError::LinuxBridge { partition: linux }));
+    }
+}

@@ -1,0 +1,25 @@
+#!/bin/sh
+# The demo's Linux side (configs/demo.pt, `rhtest=demo`; /init has printed LINUX-INIT-OK): the default /init's markers
+# (tests/run demo checks them), then the hybrid bridge at work: the channels Linux sees,
+# the sensor's latest reading, and three commands that the RT partition `hello` answers.
+grep '^processor' /proc/cpuinfo
+echo "LINUX-CPUS $(grep -c '^processor' /proc/cpuinfo)"
+free -m
+if command -v rhlink >/dev/null; then
+    echo "demo: the channels of this partition (PCI functions 1af4:1110):"
+    rhlink list
+    echo "demo: the sensor's latest reading:"
+    rhlink recv sensor_feed --count 1
+    for command in status ping "what time is it"; do
+        echo "$command" | rhlink send commands
+        answer=""
+        tries=0
+        while [ $tries -lt 100 ] && [ "$answer" != "hello: $command" ]; do
+            usleep 20000
+            answer=$(rhlink recv answers --count 1 2>/dev/null)
+            tries=$((tries + 1))
+        done
+        echo "demo: sent \`$command\` to hello, it answered \`$answer\`"
+    done
+fi
+echo LINUX-INIT-DONE
