@@ -1,7 +1,7 @@
 //! The port bus: the one path by which a trapped port access of a Linux vCPU reaches a
 //! device model.
 //!
-//! The binary decodes the I/O exit (`hallows_core::exit::IoQualification`), lets the
+//! The binary decodes the I/O exit (`hallows_core::vmx::exit::IoQualification`), lets the
 //! vCPU policy (`hallows_core::linux_vcpu::io`) take the ports that are partition
 //! life-cycle requests (power-off, reset), and hands every other access to
 //! [`PortBus::read`] or [`PortBus::write`]. Devices claim port ranges with

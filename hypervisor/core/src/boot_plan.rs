@@ -18,10 +18,10 @@ use hallows_abi::layout::CHANNEL_WINDOW_GPA;
 use hallows_abi::limits::{self, CmdlineError, FileNameError, NameError};
 use hallows_abi::table::{MachineFacts, MachineMismatch, Table, KIND_LINUX};
 
-use crate::bitmaps::{fill_io_bitmaps, BadPortRange};
-use crate::ept::{ChannelMapping, Ept, EptError, FrameAllocator, MemoryType, Rights};
 use crate::guest_paging::{check_identity_paging, PagingError};
 use crate::placement::{place_table, PlacementError, Region, TablePlacement};
+use crate::vmx::bitmaps::{fill_io_bitmaps, BadPortRange};
+use crate::vmx::ept::{ChannelMapping, Ept, EptError, FrameAllocator, MemoryType, Rights};
 
 /// Why the boot path would refuse a (loaded) table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,7 +290,7 @@ pub fn plan<'a, A: FrameAllocator + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ept::tests::VecFrames;
+    use crate::vmx::ept::tests::VecFrames;
     use hallows_abi::table::*;
     use zerocopy::little_endian::{U16, U32, U64};
 

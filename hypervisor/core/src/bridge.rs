@@ -239,8 +239,8 @@ mod tests {
 
     #[test]
     fn the_linux_ept_maps_each_region_at_its_bar2_with_the_rt_rights() {
-        use crate::ept::tests::VecFrames;
-        use crate::ept::{MemoryType, Rights};
+        use crate::vmx::ept::tests::VecFrames;
+        use crate::vmx::ept::{MemoryType, Rights};
         let bytes =
             bridge_table(64 << 20, &[(CHANNEL_QUEUING, 64, 100, false), (CHANNEL_QUEUING, 8, 4, true)]);
         let table = Table::load(&bytes).unwrap();

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use hallows_core::control_regs::{cr_write, CrChange, CrWriteRequest, cr0, cr4};
-//! use hallows_core::vmx_caps::{bochs_skylake_msr, VmxCapabilities};
+//! use hallows_core::vmx::caps::{bochs_skylake_msr, VmxCapabilities};
 //! let caps = VmxCapabilities::from_msrs(bochs_skylake_msr);
 //! let shadow = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;
 //! // Turning on FSGSBASE only concerns the partition: allowed.
@@ -29,7 +29,7 @@
 
 use core::fmt;
 
-use crate::vmx_caps::VmxCapabilities;
+use crate::vmx::caps::VmxCapabilities;
 
 /// CR0 bits.
 pub mod cr0 {
@@ -245,7 +245,7 @@ impl fmt::Display for CrChange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmx_caps::bochs_skylake_msr;
+    use crate::vmx::caps::bochs_skylake_msr;
     use proptest::prelude::*;
 
     const CR0_START: u64 = cr0::PE | cr0::MP | cr0::ET | cr0::NE | cr0::WP | cr0::PG;

@@ -6,21 +6,25 @@
 //! (`hypervisor/uefi`) implements and the tests fake.
 //!
 //! Where to look:
+//! - **The VM-exit path** (arch-neutral): [`vcpu`] describes an exit as a value
+//!   ([`vcpu::Exit`]), decides what it leads to for each kind of vCPU ([`vcpu::decide`] ->
+//!   [`vcpu::Step`]) and what follows a health-monitor decision ([`vcpu::after_health`]);
+//!   [`vcpu::modes`] holds the processor-mode rules (long mode, EFER, CPUID's CR4 bits,
+//!   XSETBV per kind). Hypercalls go to [`hypercall::dispatch`], which checks every guest
+//!   pointer and length and every privilege; CPUID answers go through [`cpuid`]; faults
+//!   go to [`health`], which picks the table's action (with restart escalation) and
+//!   formats the console message.
+//! - **The vendor**: [`vmx`] is everything Intel-specific: exit reasons and qualifications
+//!   ([`vmx::exit`]) and their translation into [`vcpu::Exit`] ([`vmx::translate`]), VMCS
+//!   field encodings ([`vmx::vmcs`]), capability MSRs and controls ([`vmx::caps`]), the
+//!   guest-state plans ([`vmx::guest_state`]), the I/O and MSR bitmaps ([`vmx::bitmaps`]),
+//!   the EPT ([`vmx::ept`]). An SVM backend adds `svm` beside it.
 //! - **Boot-time construction**: [`placement`] chooses host-physical ranges, [`elf`] loads
 //!   an RT image into partition RAM, [`guest_paging`] writes the guest's identity page
-//!   tables, [`ept`] builds the EPT (RAM + channel pages with per-page rights),
-//!   [`vmx_caps`] turns the VMX capability MSRs into control values, [`guest_state`] is the
-//!   VMCS guest-state plan for a vCPU entering in 64-bit mode (field encodings in [`vmcs`]),
-//!   [`cat`] computes cache-way masks and their MSR writes, [`bitmaps`] fills the I/O and
-//!   MSR bitmaps that decide which port and MSR accesses exit; [`boot_plan`] runs every
+//!   tables, [`cat`] computes cache-way masks and their MSR writes; [`boot_plan`] runs every
 //!   firmware-independent boot decision on a table, so host tests can assert that a
 //!   table the checker accepts boots; [`bridge`] places a Linux partition's channel
 //!   functions (PCI device numbers, register blocks, shared-pages BARs).
-//! - **The VM-exit decision path**: [`exit`] decodes the exit reason and qualification and
-//!   classifies it as handled or as a health-monitor event; hypercalls (`VMCALL`) go to
-//!   [`hypercall::dispatch`], which checks every guest pointer and length and every
-//!   privilege; `CPUID` answers go through [`cpuid::filter`]; faults go to [`health`], which picks the table's action (with restart
-//!   escalation) and formats the console message.
 //! - **Isolation on a shared core**: [`control_regs`] owns every CR0/CR4 bit and decides
 //!   guest writes, [`xstate`] checks XCR0 and describes the XSAVE area, and
 //!   [`switched_state`] lists the registers VMX does not switch and says when the binary
@@ -33,13 +37,12 @@
 //!   `[name] line` lines; [`console_queue`] holds them in one bounded queue per source
 //!   and takes turns between the sources, line by line, on the way to the UART.
 //! - **Linux partitions**: [`linux_vcpu`] is the policy for a Linux vCPU (CPUID view,
-//!   x2APIC ICR filtering, MSR and I/O policy, INIT-SIPI-SIPI, exit classification).
+//!   x2APIC ICR filtering, MSR and I/O policy, INIT-SIPI-SIPI, its VMX controls).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
-pub mod bitmaps;
 pub mod boot_plan;
 pub mod bridge;
 pub mod cat;
@@ -48,10 +51,7 @@ pub mod console_queue;
 pub mod control_regs;
 pub mod cpuid;
 pub mod elf;
-pub mod ept;
-pub mod exit;
 pub mod guest_paging;
-pub mod guest_state;
 pub mod health;
 pub mod hypercall;
 pub mod lifecycle;
@@ -60,7 +60,5 @@ pub mod placement;
 pub mod schedule;
 pub mod switched_state;
 pub mod vcpu;
-pub mod vmcs;
 pub mod vmx;
-pub mod vmx_caps;
 pub mod xstate;

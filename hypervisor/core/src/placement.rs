@@ -10,7 +10,7 @@
 //! [`place_table`] applies this to a partition table: the hypervisor reservation
 //! (`Platform::hv_reserved_bytes`), each partition's RAM (honouring `PFLAG_PINNED`), and
 //! one block for the whole channel window (channel `c` lives at
-//! `channels_base + c.window_offset`, see [`crate::ept::ChannelMapping::for_partition`]).
+//! `channels_base + c.window_offset`, see [`crate::vmx::ept::ChannelMapping::for_partition`]).
 //!
 //! ```
 //! use hallows_core::placement::{place, Region, Request};

@@ -119,7 +119,7 @@ impl CoreStateOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bitmaps::{fill_msr_bitmap, msr_access_exits};
+    use crate::vmx::bitmaps::{fill_msr_bitmap, msr_access_exits};
 
     /// MSRs outside the VMCS that hold state a partition could use to talk to, or read
     /// from, a neighbour on the same core.

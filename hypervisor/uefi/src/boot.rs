@@ -7,9 +7,9 @@ use core::convert::Infallible;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use hallows_abi::table::{MachineFacts, PartitionEntry, Table};
-use hallows_core::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
 use hallows_core::lifecycle;
 use hallows_core::switched_state::{RT_MSR_READ_PASSTHROUGH, RT_MSR_WRITE_PASSTHROUGH};
+use hallows_core::vmx::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
 use hallows_core::xstate::XstatePolicy;
 
 use crate::switched::XsaveSupport;
@@ -19,7 +19,7 @@ use hallows_core::console::LineBuffer;
 use hallows_core::health::{HealthMonitor, RestartPolicy};
 use hallows_core::placement::{place_table, Region};
 use hallows_core::schedule::Window;
-use hallows_core::vmx_caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
+use hallows_core::vmx::caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
 use spin::Mutex;
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::fs::FileSystem;

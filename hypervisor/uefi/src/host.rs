@@ -196,7 +196,7 @@ pub fn load_idt() {
 /// registers, flat selectors, this core's GDT and TSS, the IDT, EFER and the exit stub
 /// (written once per VMCS; the stack pointer is written before each entry).
 pub fn vmcs_host_state(tables: &CoreTables, host_cr3: u64, host_efer: u64) -> [(u32, u64); 20] {
-    use hallows_core::vmcs::host;
+    use hallows_core::vmx::vmcs::host;
     [
         (host::CR0, cpu::read_cr0()),
         (host::CR3, host_cr3),

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use hallows_core::schedule::Window;
-use hallows_core::vmx_caps::{VmxCapabilities, VmxControls};
+use hallows_core::vmx::caps::{VmxCapabilities, VmxControls};
 
 use crate::partition::Partition;
 

@@ -3,7 +3,7 @@
 
 use alloc::alloc::{alloc_zeroed, Layout};
 
-use hallows_core::ept::FrameAllocator;
+use hallows_core::vmx::ept::FrameAllocator;
 
 /// `count` zeroed, page-aligned pages from the heap; their host-physical address. Stops
 /// the boot with a message when the heap is exhausted (a configuration problem: the heap

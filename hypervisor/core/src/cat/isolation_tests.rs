@@ -2,14 +2,14 @@
 //! and is a forbidden-MSR health event for RT and Linux partitions alike, and RDT is
 //! absent from the CPUID both kinds see (so Linux's `resctrl` finds nothing to mount).
 
-use crate::bitmaps::{fill_msr_bitmap, msr_access_exits};
-use crate::exit::ExitInfo;
 use crate::hypercall::GuestRegs;
 use crate::linux_vcpu::apic::ApicIdMap;
 use crate::linux_vcpu::cpuid::{LinuxCpuid, TscTiming};
 use crate::linux_vcpu::msr::{LinuxMsrPolicy, MsrAction};
 use crate::switched_state::{RT_MSR_READ_PASSTHROUGH, RT_MSR_WRITE_PASSTHROUGH};
 use crate::vcpu::{decide, Kind, Step};
+use crate::vmx::bitmaps::{fill_msr_bitmap, msr_access_exits};
+use crate::vmx::exit::ExitInfo;
 use crate::vmx::translate::translate;
 use hallows_abi::health::EventClass;
 

@@ -41,9 +41,9 @@
 //! assert_eq!(ap.on_init(), ApEffect::Park);
 //! ```
 
-use crate::guest_state::{cr0, GuestStatePlan, DEFAULT_PAT};
-use crate::vmcs::{control, guest};
-use crate::vmx_caps::{entry, VmxCapabilities};
+use crate::vmx::caps::{entry, VmxCapabilities};
+use crate::vmx::guest_state::{cr0, GuestStatePlan, DEFAULT_PAT};
+use crate::vmx::vmcs::{control, guest};
 
 /// Where a vCPU is in the start-up protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +150,7 @@ pub const CR0_CACHE_CONTROL: u64 = crate::control_regs::cr0::NW | crate::control
 /// general-purpose registers are the binary's: zero them (EDX may hold the CPUID family
 /// signature as after a real INIT; Linux's trampoline does not read it).
 ///
-/// CR0 and CR4 follow the same scheme as [`crate::guest_state`]: the VMX-fixed bits are
+/// CR0 and CR4 follow the same scheme as [`crate::vmx::guest_state`]: the VMX-fixed bits are
 /// forced on in the real register and hidden behind the read shadow, with those bits in
 /// the guest/host mask, except PE and PG, which unrestricted guest lets the guest own (so
 /// entering protected and long mode causes no exit). The guest's later writes to masked
@@ -217,8 +217,8 @@ pub fn sipi_start_state(caps: &VmxCapabilities, entry_controls: u32, vector: u8)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest_state::cr4;
-    use crate::vmx_caps::bochs_skylake_msr;
+    use crate::vmx::caps::bochs_skylake_msr;
+    use crate::vmx::guest_state::cr4;
 
     #[test]
     fn init_sipi_sipi() {

@@ -33,7 +33,7 @@
 //! ```
 
 use crate::vcpu::Exit;
-use crate::vmx_caps::{
+use crate::vmx::caps::{
     adjust, entry, exit, pin, primary, secondary, ControlError, ControlKind, VmxCapabilities, VmxControls,
 };
 use core::fmt;
@@ -156,7 +156,7 @@ pub fn linux_controls(caps: &VmxCapabilities) -> Result<VmxControls, ControlErro
 mod tests {
     use super::*;
     use crate::vcpu::PageFault;
-    use crate::vmx_caps::bochs_skylake_msr;
+    use crate::vmx::caps::bochs_skylake_msr;
 
     #[test]
     fn xapic_page_message() {

@@ -25,7 +25,7 @@
 //! instruction and the hypervisor never spends unbounded time on one exit.
 //!
 //! ```
-//! use hallows_core::exit::IoQualification;
+//! use hallows_core::vmx::exit::IoQualification;
 //! use hallows_core::linux_vcpu::io::{IoAction, LinuxIoPolicy};
 //! let policy = LinuxIoPolicy::default();
 //! let out_com1 = IoQualification::decode(0x03F8_0000); // out dx, al to 0x3f8
@@ -34,9 +34,9 @@
 //! assert_eq!(policy.classify(&reset, 0xFE), IoAction::ResetRequest);
 //! ```
 
-use crate::bitmaps::{fill_io_bitmaps, BadPortRange};
-use crate::exit::{IoDirection, IoQualification};
 use crate::vcpu::IoAccess;
+use crate::vmx::bitmaps::{fill_io_bitmaps, BadPortRange};
+use crate::vmx::exit::{IoDirection, IoQualification};
 
 /// The console UART's first port (COM1).
 pub const COM1: u16 = 0x3F8;
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn bitmap_passes_table_ranges_and_keeps_emulated_ports() {
-        use crate::bitmaps::io_access_exits;
+        use crate::vmx::bitmaps::io_access_exits;
         let p = LinuxIoPolicy::default();
         let mut bits = [0u8; 8192];
         p.fill_bitmap(&mut bits, [(0x1F0, 8), (0xC000, 0x40)]).unwrap();

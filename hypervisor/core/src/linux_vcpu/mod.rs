@@ -43,9 +43,9 @@
 
 //! # Usage sketch (what the binary does, in order)
 //! ```
-//! use hallows_core::exit::{ExitInfo, IoQualification};
+//! use hallows_core::vmx::exit::{ExitInfo, IoQualification};
 //! use hallows_core::linux_vcpu::{ap_start, apic, cpuid, exits, io, msr};
-//! use hallows_core::vmx_caps::{bochs_skylake_msr, VmxCapabilities};
+//! use hallows_core::vmx::caps::{bochs_skylake_msr, VmxCapabilities};
 //! // Boot: the partition's cores (real x2APIC ids from the MADT), vCPU i = i-th core.
 //! let map = apic::ApicIdMap::identity(&[2, 3]).unwrap(); // MADT lists map.guest_ids()
 //! let caps = VmxCapabilities::from_msrs(bochs_skylake_msr);
@@ -73,7 +73,7 @@
 //!             // Post to the AP's mailbox; the parked AP core then does:
 //!             if let ap_start::ApEffect::Start { vector } = ap_state.on_sipi(vector) {
 //!                 let plan = ap_start::sipi_start_state(&caps, controls.entry, vector);
-//!                 assert_eq!(plan.get(hallows_core::vmcs::guest::CS_SELECTOR), Some(0x9A00));
+//!                 assert_eq!(plan.get(hallows_core::vmx::vmcs::guest::CS_SELECTOR), Some(0x9A00));
 //!                 // for w in plan.writes() { vmwrite(w.field, w.value) } then VMLAUNCH
 //!             }
 //!         }

@@ -2,7 +2,7 @@
 //! writes are dropped, and which accesses fault.
 //!
 //! [`LinuxMsrPolicy::fill_bitmap`] writes the MSR bitmap (with
-//! [`crate::bitmaps::fill_msr_bitmap`]); an RDMSR/WRMSR exit then goes to
+//! [`crate::vmx::bitmaps::fill_msr_bitmap`]); an RDMSR/WRMSR exit then goes to
 //! [`LinuxMsrPolicy::on_rdmsr`] / [`LinuxMsrPolicy::on_wrmsr`], which return an
 //! [`MsrAction`]. The classes, and why:
 //!
@@ -53,7 +53,7 @@
 //!   without that MSR would do; it is not a health event.
 //!
 //! ```
-//! use hallows_core::bitmaps::msr_access_exits;
+//! use hallows_core::vmx::bitmaps::msr_access_exits;
 //! use hallows_core::linux_vcpu::apic::ApicIdMap;
 //! use hallows_core::linux_vcpu::msr::{LinuxMsrPolicy, MsrAction};
 //! let map = ApicIdMap::identity(&[0, 1]).unwrap();
@@ -67,7 +67,7 @@
 //! ```
 
 use super::apic::{logical_id, reg, ApicIdMap};
-use crate::bitmaps::fill_msr_bitmap;
+use crate::vmx::bitmaps::fill_msr_bitmap;
 use hallows_abi::health::EventClass;
 
 /// MSR numbers the policy names.
@@ -405,7 +405,7 @@ fn fill(buf: &mut [u32], items: impl Iterator<Item = u32>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bitmaps::msr_access_exits;
+    use crate::vmx::bitmaps::msr_access_exits;
     use proptest::prelude::*;
 
     fn policy(identity: bool, vcpu: usize) -> LinuxMsrPolicy {

@@ -8,7 +8,7 @@ use core::fmt;
 use crate::control_regs::CrWriteRequest;
 
 /// Direction of a port access.
-pub use crate::exit::IoDirection;
+pub use crate::vmx::exit::IoDirection;
 
 /// A VM exit, arch-neutral.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,8 +70,8 @@ pub struct IoAccess {
     pub rep: bool,
 }
 
-impl From<&crate::exit::IoQualification> for IoAccess {
-    fn from(q: &crate::exit::IoQualification) -> Self {
+impl From<&crate::vmx::exit::IoQualification> for IoAccess {
+    fn from(q: &crate::vmx::exit::IoQualification) -> Self {
         IoAccess { port: q.port, size: q.size, direction: q.direction, string: q.string, rep: q.rep }
     }
 }

@@ -4,12 +4,12 @@
 //! nothing after it knows which vendor ran the guest.
 
 use crate::control_regs::CrWriteRequest;
-use crate::exit::{
+use crate::hypercall::GuestRegs;
+use crate::vcpu::{Exit, IoAccess, PageFault, Sensitive};
+use crate::vmx::exit::{
     CrAccessQualification, EptViolationQualification, ExitInfo, ExitReason, IoQualification, ENTRY_FAILURE,
     INTERRUPTION_TYPE_NMI,
 };
-use crate::hypercall::GuestRegs;
-use crate::vcpu::{Exit, IoAccess, PageFault, Sensitive};
 
 /// Interruption type "hardware exception" (bits 10:8 of the interruption information).
 const INTERRUPTION_TYPE_HARDWARE_EXCEPTION: u32 = 3;

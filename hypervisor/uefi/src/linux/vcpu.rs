@@ -24,7 +24,7 @@ use hallows_core::linux_vcpu::io::{merge_in, IoAction, LinuxIoPolicy};
 use hallows_core::linux_vcpu::msr::{LinuxMsrPolicy, MsrAction};
 use hallows_core::vcpu::modes::{efer_after_wrmsr, long_mode_after_cr0_write, mirror_guest_cr4};
 use hallows_core::vcpu::{Exception, IoAccess, IoDirection, PageFault};
-use hallows_core::vmx_caps::VmxControls;
+use hallows_core::vmx::caps::VmxControls;
 use hallows_vmm::mmio_bus::{emulate, EptAccess, MmioExit};
 use hallows_vmm::port_bus::{all_ones, PortBus};
 

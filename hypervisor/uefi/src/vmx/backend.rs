@@ -1,11 +1,11 @@
 //! Intel VMX behind the vendor seam ([`crate::arch::Backend`]): VMCS fields in, arch-neutral
 //! exits out (`hallows_core::vmx::translate`).
 
-use hallows_core::exit::ExitInfo;
 use hallows_core::vcpu::{Exception, Exit};
-use hallows_core::vmcs::{control, exit_info, guest};
+use hallows_core::vmx::caps::entry as entry_ctl;
+use hallows_core::vmx::exit::ExitInfo;
 use hallows_core::vmx::translate::{injection, translate};
-use hallows_core::vmx_caps::entry as entry_ctl;
+use hallows_core::vmx::vmcs::{control, exit_info, guest};
 use hallows_vmm::guest_memory::Paging;
 use hallows_vmm::mmio_bus::code_bitness;
 

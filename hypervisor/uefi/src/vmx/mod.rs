@@ -3,7 +3,7 @@
 
 use core::arch::{asm, global_asm};
 
-use hallows_core::vmcs;
+use hallows_core::vmx::vmcs;
 
 pub use hallows_core::hypercall::GuestRegs;
 

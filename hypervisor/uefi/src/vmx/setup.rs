@@ -8,11 +8,11 @@ use alloc::vec::Vec;
 
 use hallows_abi::layout::{stack_top, BOOT_INFO_GPA, PAGE_TABLES_GPA};
 use hallows_core::control_regs;
-use hallows_core::guest_state::{rt_guest_state, GuestEntry, DEFAULT_PAT};
 use hallows_core::linux_vcpu::ap_start::{linux_cr_masks, sipi_start_state};
 use hallows_core::vcpu::modes::{CR0_PG, EFER_LMA};
-use hallows_core::vmcs::{control, guest, host};
-use hallows_core::vmx_caps::{entry as entry_ctl, exit as vmx_exit, msr, pin, VmxControls};
+use hallows_core::vmx::caps::{entry as entry_ctl, exit as vmx_exit, msr, pin, VmxControls};
+use hallows_core::vmx::guest_state::{rt_guest_state, GuestEntry, DEFAULT_PAT};
+use hallows_core::vmx::vmcs::{control, guest, host};
 use legacy_linux::setup::EntryState;
 
 use super::{GuestRegs, VmFail};

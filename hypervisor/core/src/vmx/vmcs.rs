@@ -4,7 +4,7 @@
 //! full encoding writes all 64 bits. Grouped as the SDM groups them.
 //!
 //! ```
-//! use hallows_core::vmcs::{guest, exit_info};
+//! use hallows_core::vmx::vmcs::{guest, exit_info};
 //! assert_eq!(guest::RIP, 0x681E);
 //! assert_eq!(exit_info::EXIT_REASON, 0x4402);
 //! ```

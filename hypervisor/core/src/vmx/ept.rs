@@ -7,7 +7,7 @@
 //! an existing mapping, so a partition can never get two views of one guest address.
 //!
 //! ```
-//! # use hallows_core::ept::*;
+//! # use hallows_core::vmx::ept::*;
 //! struct Frames(Vec<[u64; 512]>);
 //! impl FrameAllocator for Frames {
 //!     fn alloc_zeroed(&mut self) -> Option<u64> {

@@ -19,8 +19,8 @@
 //! fixed bit exits (a control-register access exit).
 //!
 //! ```
-//! use hallows_core::guest_state::{check_guest_state, rt_guest_state, GuestEntry};
-//! use hallows_core::vmx_caps::{bochs_skylake_msr, VmxCapabilities};
+//! use hallows_core::vmx::guest_state::{check_guest_state, rt_guest_state, GuestEntry};
+//! use hallows_core::vmx::caps::{bochs_skylake_msr, VmxCapabilities};
 //! let caps = VmxCapabilities::from_msrs(bochs_skylake_msr);
 //! let plan = rt_guest_state(&caps, GuestEntry { rip: 0x10_0000, rsp: 0x20_0000, cr3: 0x2000 });
 //! let controls = caps.controls_for_partition().unwrap();
@@ -31,8 +31,8 @@
 //! }
 //! ```
 
-use crate::vmcs::{control, guest};
-use crate::vmx_caps::{entry, VmxCapabilities};
+use crate::vmx::caps::{entry, VmxCapabilities};
+use crate::vmx::vmcs::{control, guest};
 use arrayvec::ArrayVec;
 
 /// CR0 and CR4 bits: one set, owned by [`crate::control_regs`].
@@ -368,7 +368,7 @@ pub fn check_guest_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmx_caps::bochs_skylake_msr;
+    use crate::vmx::caps::bochs_skylake_msr;
 
     fn setup() -> (VmxCapabilities, GuestStatePlan, u32) {
         let caps = VmxCapabilities::from_msrs(bochs_skylake_msr);
@@ -443,9 +443,10 @@ mod tests {
         let no_pat = VmxCapabilities::from_msrs(|m| {
             let v = bochs_skylake_msr(m);
             match m {
-                crate::vmx_caps::msr::IA32_VMX_TRUE_ENTRY_CTLS => v & !((entry::LOAD_PAT as u64) << 32),
-                crate::vmx_caps::msr::IA32_VMX_TRUE_EXIT_CTLS => {
-                    v & !(((crate::vmx_caps::exit::SAVE_PAT | crate::vmx_caps::exit::LOAD_PAT) as u64) << 32)
+                crate::vmx::caps::msr::IA32_VMX_TRUE_ENTRY_CTLS => v & !((entry::LOAD_PAT as u64) << 32),
+                crate::vmx::caps::msr::IA32_VMX_TRUE_EXIT_CTLS => {
+                    v & !(((crate::vmx::caps::exit::SAVE_PAT | crate::vmx::caps::exit::LOAD_PAT) as u64)
+                        << 32)
                 }
                 _ => v,
             }

@@ -8,11 +8,11 @@
 //! faults. Check [`vmx_supported`] on CPUID.1:ECX first.
 //!
 //! ```
-//! use hallows_core::vmx_caps::{adjust, VmxCapabilities};
+//! use hallows_core::vmx::caps::{adjust, VmxCapabilities};
 //! // allowed-0 (must-be-one) bits in the low half, allowed-1 bits in the high half.
 //! assert_eq!(adjust(0x40, 0x0000_007f_0000_0016), Ok(0x56));
 //! assert_eq!(adjust(0x80, 0x0000_007f_0000_0016), Err(0x80)); // posted interrupts: not allowed
-//! let caps = VmxCapabilities::from_msrs(|msr| hallows_core::vmx_caps::bochs_skylake_msr(msr));
+//! let caps = VmxCapabilities::from_msrs(|msr| hallows_core::vmx::caps::bochs_skylake_msr(msr));
 //! caps.check_requirements().unwrap();
 //! let controls = caps.controls_for_partition().unwrap();
 //! assert!(controls.pin & 0x40 != 0); // VMX-preemption timer on

@@ -9,7 +9,7 @@
 //!   exits.
 //!
 //! ```
-//! use hallows_core::bitmaps::{fill_io_bitmaps, io_access_exits, fill_msr_bitmap, msr_access_exits};
+//! use hallows_core::vmx::bitmaps::{fill_io_bitmaps, io_access_exits, fill_msr_bitmap, msr_access_exits};
 //! let mut io = [0u8; 8192];
 //! fill_io_bitmaps(&mut io, [(0x3F8, 8)]).unwrap(); // COM1 passed through
 //! assert!(!io_access_exits(&io, 0x3F8, 1));

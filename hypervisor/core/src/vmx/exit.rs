@@ -4,7 +4,7 @@
 //! `crate::vcpu::Exit`; what an exit leads to is `crate::vcpu::decide`.
 //!
 //! ```
-//! use hallows_core::exit::{EptViolationQualification, ExitInfo, ExitReason};
+//! use hallows_core::vmx::exit::{EptViolationQualification, ExitInfo, ExitReason};
 //! // A write to a read-only page (qualification: write access, page readable).
 //! let ept = ExitInfo { reason: 48, qualification: 0b1010, guest_physical: 0xC000_0008, ..ExitInfo::default() };
 //! assert_eq!(ept.basic_reason(), ExitReason::EptViolation);
