@@ -23,3 +23,4 @@ pub mod hypercall;
 pub mod layout;
 pub mod limits;
 pub mod table;
+pub mod text;

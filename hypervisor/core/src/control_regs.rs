@@ -47,6 +47,14 @@ pub mod cr0 {
 }
 
 /// CR4 bits.
+/// IA32_EFER bits (architectural; VMX and SVM alike).
+pub mod efer {
+    pub const SCE: u64 = 1 << 0;
+    pub const LME: u64 = 1 << 8;
+    pub const LMA: u64 = 1 << 10;
+    pub const NXE: u64 = 1 << 11;
+}
+
 pub mod cr4 {
     pub const VME: u64 = 1 << 0;
     pub const PVI: u64 = 1 << 1;

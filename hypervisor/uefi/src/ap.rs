@@ -100,7 +100,7 @@ hv_ap_trampoline_end:
 static AP_STARTED: AtomicBool = AtomicBool::new(false);
 
 /// Reserves the trampoline page below 1 MiB (while boot services run).
-pub fn reserve_trampoline() -> Result<u64, String> {
+pub fn reserve_trampoline(_firmware: &crate::boot::BootServices) -> Result<u64, String> {
     boot::allocate_pages(AllocateType::MaxAddress(0x9_f000), MemoryType::LOADER_DATA, 1)
         .map(|p| p.as_ptr() as u64)
         .map_err(|e| alloc::format!("no free page below 1 MiB for the AP trampoline: {e:?}"))

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::convert::Infallible;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use hallows_abi::table::{MachineFacts, PartitionEntry, Table};
+use hallows_abi::table::{MachineFacts, Table};
 use hallows_core::lifecycle;
 use hallows_core::switched_state::{RT_MSR_READ_PASSTHROUGH, RT_MSR_WRITE_PASSTHROUGH};
 use hallows_core::vmx::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
@@ -37,7 +37,7 @@ use crate::{cpu, heap, host, hvlog, madt, run};
 pub const BOOT_HEAP_BYTES: usize = 4 << 20;
 
 /// Reads a file from the ESP directory the hypervisor was loaded from.
-fn read_esp_file(fs: &mut FileSystem, name: &str) -> Result<Vec<u8>, String> {
+fn read_esp_file(_firmware: &BootServices, fs: &mut FileSystem, name: &str) -> Result<Vec<u8>, String> {
     // The re-validator refused bad names already; checking here keeps the path rule and
     // its use in one place.
     hallows_abi::limits::check_file_name(name).map_err(|e| format!("bad file name `{name}`: {e}"))?;
@@ -60,7 +60,7 @@ fn rsdp() -> Option<u64> {
 /// Local APIC ids of the usable processors, the boot processor first: from the ACPI
 /// MADT, or from the firmware's MP services when the firmware publishes no ACPI tables
 /// (OVMF under Bochs has no ACPI source).
-fn processors() -> Result<Vec<u32>, String> {
+fn processors(_firmware: &BootServices) -> Result<Vec<u32>, String> {
     if let Some(rsdp) = rsdp() {
         // SAFETY: the RSDP comes from the firmware's configuration table.
         let mut ids = unsafe { madt::processor_apic_ids(rsdp) }.map_err(|e| format!("ACPI: {e}"))?;
@@ -90,8 +90,55 @@ fn processors() -> Result<Vec<u32>, String> {
     Ok(ids)
 }
 
+/// Proof that the firmware's boot services still run. Only [`boot`] makes one, and
+/// [`exit_boot_services`] consumes it: every function here that calls a boot service
+/// (files, memory map, page allocation, MP services, `Stall`) takes `&BootServices`, so
+/// none of them can be called after `ExitBootServices` by construction.
+pub struct BootServices(());
+
+/// What the ESP and the table give: read first, everything else depends on them.
+struct Inputs {
+    table: Table<'static>,
+    fs: FileSystem,
+}
+
+/// What the machine is and offers, checked against the table.
+struct Survey {
+    apic_ids: Vec<u32>,
+    free: Vec<Region>,
+    caps: VmxCapabilities,
+    controls: hallows_core::vmx::caps::VmxControls,
+    tsc_hz: u64,
+    xstate: XstatePolicy,
+    xsave: XsaveSupport,
+}
+
+/// Everything placed, reserved and loaded: what the running hypervisor is made of.
+struct Prepared {
+    partitions: Vec<Partition>,
+    io_bitmaps: Vec<u64>,
+    msr_bitmap: u64,
+    cores: Vec<CorePlan>,
+    host_cr3: u64,
+    trampoline: u64,
+    hv_bytes: u64,
+    log_level: u8,
+}
+
 /// Runs the boot flow; returns only with the reason the hypervisor refuses to start.
+/// Phases, in order: [`read_inputs`], [`survey_machine`], [`reserve_and_prepare`] (all
+/// with boot services), [`exit_boot_services`], then [`start`] (without).
 pub fn boot() -> Result<Infallible, String> {
+    let firmware = BootServices(());
+    let inputs = read_inputs(&firmware)?;
+    let survey = survey_machine(&firmware, &inputs.table)?;
+    let prepared = reserve_and_prepare(&firmware, inputs, &survey)?;
+    exit_boot_services(firmware);
+    start(survey, prepared)
+}
+
+/// The boot heap, the ESP and the table (re-validated), and the console the table names.
+fn read_inputs(firmware: &BootServices) -> Result<Inputs, String> {
     // A small boot heap below 4 GiB (the AP trampoline loads the host CR3, built from it,
     // in 32-bit code); the table's hypervisor reservation takes over once placed.
     let heap = boot::allocate_pages(
@@ -105,7 +152,8 @@ pub fn boot() -> Result<Infallible, String> {
     let fs = boot::get_image_file_system(boot::image_handle())
         .map_err(|e| format!("no ESP file system: {e:?}"))?;
     let mut fs = FileSystem::new(fs);
-    let table_bytes: &'static [u8] = read_esp_file(&mut fs, hallows_abi::limits::TABLE_FILE)?.leak();
+    let table_bytes: &'static [u8] =
+        read_esp_file(firmware, &mut fs, hallows_abi::limits::TABLE_FILE)?.leak();
     let table = Table::load(table_bytes).map_err(|e| format!("table.bin: {e}"))?;
     let console_port = table.platform().console_port.get();
     if console_port != 0 && console_port != crate::serial::COM1 {
@@ -118,10 +166,15 @@ pub fn boot() -> Result<Infallible, String> {
         table.schedules.len(),
         table.channels.len()
     );
+    Ok(Inputs { table, fs })
+}
 
-    let apic_ids = processors()?;
+/// Cores, free memory, cache allocation, VMX, the TSC rate and XSAVE: what the machine
+/// offers, and whether the table fits it.
+fn survey_machine(firmware: &BootServices, table: &Table) -> Result<Survey, String> {
+    let apic_ids = processors(firmware)?;
     crate::linux::note_processors(&apic_ids);
-    let free = free_memory()?;
+    let free = free_memory(firmware)?;
     let ram: u64 = free.iter().map(|r| r.bytes).sum();
     let cat = CatInfo::from_cpuid(|leaf, sub| {
         let r = cpu::cpuid(leaf, sub);
@@ -134,7 +187,7 @@ pub fn boot() -> Result<Infallible, String> {
         cat: cat.map(|c| (c.ways, table.platform().cat_min_ways.max(1))),
     };
     table.validate_against(&facts).map_err(|e| format!("the table does not fit this machine: {e}"))?;
-    crate::cache_alloc::plan_at_boot(&table)?;
+    crate::cache_alloc::plan_at_boot(table)?;
     crate::cache_alloc::program_boot_core();
     let caps = vmx_caps()?;
     let controls = caps.controls_for_partition().map_err(|e| format!("VMX controls: {e}"))?;
@@ -142,28 +195,35 @@ pub fn boot() -> Result<Infallible, String> {
         "CPU: VMX with EPT, VPID, unrestricted guest and the preemption timer (VMCS revision {:#x})",
         caps.revision_id()
     );
-    let tsc_hz = calibrate_tsc();
+    let tsc_hz = calibrate_tsc(firmware);
     let (xstate, xsave) = xsave_support();
+    Ok(Survey { apic_ids, free, caps, controls, tsc_hz, xstate, xsave })
+}
+
+/// Places every range and reserves it before the firmware allocates anything else, then
+/// loads the partitions and builds page tables, bitmaps and the per-core plans.
+fn reserve_and_prepare(firmware: &BootServices, inputs: Inputs, survey: &Survey) -> Result<Prepared, String> {
+    let Inputs { table, mut fs } = inputs;
     // Page tables and the AP trampoline come from memory below 4 GiB.
     let host_cr3 = host::build_page_tables();
-    let trampoline = crate::ap::reserve_trampoline()?;
+    let trampoline = crate::ap::reserve_trampoline(firmware)?;
 
-    // Place and reserve every range before the firmware allocates anything else.
-    let placed = place_table(&table, &free).map_err(|e| format!("memory placement: {e}"))?;
-    let hv = reserve_at("the hypervisor reservation", placed.hv_base, placed.hv_bytes)?;
+    let placed = place_table(&table, &survey.free).map_err(|e| format!("memory placement: {e}"))?;
+    let hv = reserve_at(firmware, "the hypervisor reservation", placed.hv_base, placed.hv_bytes)?;
     heap::HEAP.init(hv as usize, placed.hv_bytes as usize);
     let channels_hpa = match placed.channels_base {
-        Some(base) => reserve_at("the channel window", base, placed.channels_bytes)?,
+        Some(base) => reserve_at(firmware, "the channel window", base, placed.channels_bytes)?,
         None => 0,
     };
     for (i, p) in table.partitions.iter().enumerate() {
-        reserve_at(table.text(p.name), placed.partitions[i], p.ram_bytes.get())?;
+        reserve_at(firmware, table.text(p.name), placed.partitions[i], p.ram_bytes.get())?;
     }
 
     let mut partitions = Vec::new();
     let mut io_bitmaps = Vec::new();
-    for (i, p) in table.partitions.iter().enumerate() {
-        let part = prepare_partition(&table, i, p, &mut fs, placed.partitions[i], channels_hpa, tsc_hz)?;
+    for i in 0..table.partitions.len() {
+        let place = PartitionPlace { ram_hpa: placed.partitions[i], channels_hpa };
+        let part = prepare_partition(firmware, &table, i, &mut fs, place, survey.tsc_hz)?;
         partitions.push(part);
         io_bitmaps.push(io_bitmap(&table, i)?);
     }
@@ -174,7 +234,7 @@ pub fn boot() -> Result<Infallible, String> {
         &RT_MSR_READ_PASSTHROUGH,
         &RT_MSR_WRITE_PASSTHROUGH,
     );
-    let cores = plan_cores(&table, &apic_ids);
+    let cores = plan_cores(&table, &survey.apic_ids);
     let reserved = BOOT_HEAP_BYTES as u64
         + placed.hv_bytes
         + placed.channels_bytes
@@ -188,13 +248,35 @@ pub fn boot() -> Result<Infallible, String> {
     );
     let log_level = table.platform().log_level;
     drop(fs);
+    Ok(Prepared {
+        partitions,
+        io_bitmaps,
+        msr_bitmap,
+        cores,
+        host_cr3,
+        trampoline,
+        hv_bytes: placed.hv_bytes,
+        log_level,
+    })
+}
 
-    // From here on the firmware is gone: no boot services, no allocation from it.
-    // SAFETY: no boot-services protocol or pool allocation is used after this point
-    // (the file system handle was dropped; the heap is our own).
+/// Leaves the firmware for good. Consumes the proof that boot services run.
+fn exit_boot_services(firmware: BootServices) {
+    let BootServices(()) = firmware;
+    // SAFETY: no boot-services protocol or pool allocation is used after this point: the
+    // file system handle was dropped with the inputs, the heap is our own, and every
+    // function that calls a boot service needs the proof this consumed.
     let _memory_map = unsafe { boot::exit_boot_services(None) };
+}
+
+/// Without the firmware: interrupts quiet, the machine published, the other cores
+/// started, and this core's own loop.
+fn start(survey: Survey, prepared: Prepared) -> Result<Infallible, String> {
     crate::ap::quiet_interrupts();
     host::init_idt();
+    let Survey { caps, controls, tsc_hz, xstate, xsave, .. } = survey;
+    let Prepared { partitions, io_bitmaps, msr_bitmap, cores, host_cr3, trampoline, hv_bytes, log_level } =
+        prepared;
     let counters = || (0..cores.len()).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
     let (exits, switches, switch_ticks) = (counters(), counters(), counters());
     MACHINE.call_once(|| Machine {
@@ -216,15 +298,15 @@ pub fn boot() -> Result<Infallible, String> {
     });
     hvlog!(
         "hypervisor heap: {} KiB used of the {} MiB reservation",
-        (placed.hv_bytes as usize - heap::HEAP.remaining()) >> 10,
-        placed.hv_bytes >> 20
+        (hv_bytes as usize - heap::HEAP.remaining()) >> 10,
+        hv_bytes >> 20
     );
     crate::ap::start_all(trampoline);
     run::core_main(0)
 }
 
 /// Conventional RAM from the firmware's memory map, as placement regions.
-fn free_memory() -> Result<Vec<Region>, String> {
+fn free_memory(_firmware: &BootServices) -> Result<Vec<Region>, String> {
     let map = boot::memory_map(MemoryType::LOADER_DATA).map_err(|e| format!("memory map: {e:?}"))?;
     Ok(map
         .entries()
@@ -234,7 +316,7 @@ fn free_memory() -> Result<Vec<Region>, String> {
 }
 
 /// Reserves `bytes` at host-physical `base` (chosen by placement) from the firmware.
-fn reserve_at(what: &str, base: u64, bytes: u64) -> Result<u64, String> {
+fn reserve_at(_firmware: &BootServices, what: &str, base: u64, bytes: u64) -> Result<u64, String> {
     boot::allocate_pages(AllocateType::Address(base), MemoryType::LOADER_DATA, bytes.div_ceil(4096) as usize)
         .map(|p| p.as_ptr() as u64)
         .map_err(|e| format!("cannot reserve {} MiB at {base:#x} for {what}: {e:?}", bytes >> 20))
@@ -257,27 +339,34 @@ fn vmx_caps() -> Result<VmxCapabilities, String> {
 }
 
 /// TSC ticks per second, measured against the firmware's stall service.
-fn calibrate_tsc() -> u64 {
+fn calibrate_tsc(_firmware: &BootServices) -> u64 {
     let t0 = cpu::rdtsc();
     boot::stall(core::time::Duration::from_millis(20));
     let ticks = cpu::rdtsc() - t0;
     ticks * 50
 }
 
-/// Reserves, maps (EPT) and loads one partition.
-fn prepare_partition(
-    table: &Table,
-    i: usize,
-    p: &PartitionEntry,
-    fs: &mut FileSystem,
+/// Where a partition's memory is, as placed and reserved.
+struct PartitionPlace {
     ram_hpa: u64,
     channels_hpa: u64,
+}
+
+/// Reserves, maps (EPT) and loads partition `i`.
+fn prepare_partition(
+    firmware: &BootServices,
+    table: &Table,
+    i: usize,
+    fs: &mut FileSystem,
+    place: PartitionPlace,
     tsc_hz: u64,
 ) -> Result<Partition, String> {
+    let PartitionPlace { ram_hpa, channels_hpa } = place;
+    let p = table.partitions.get(i).ok_or_else(|| format!("no partition {i} in the table"))?;
     let name = String::from(table.text(p.name));
     let linux = partition::is_linux(p.kind);
     let ram_bytes = p.ram_bytes.get();
-    let image = if linux { Vec::new() } else { read_esp_file(fs, table.text(p.image))? };
+    let image = if linux { Vec::new() } else { read_esp_file(firmware, fs, table.text(p.image))? };
     // RAM, channel regions and MMIO, exactly as the host-tested boot plan builds them.
     let ept = boot_plan::partition_ept(table, i, ram_hpa, channels_hpa, &mut HeapFrames)
         .map_err(|e| format!("partition {name}: {e}"))?;
@@ -313,7 +402,7 @@ fn prepare_partition(
     if linux {
         // A Linux partition that cannot be prepared (missing kernel, bad image) is halted;
         // the other partitions still run.
-        if let Err(e) = crate::linux::prepare(table, p, &part) {
+        if let Err(e) = crate::linux::prepare(firmware, table, p, &part) {
             hvlog!("partition {}: Linux cannot boot: {e}; halted, the other partitions run", part.name);
             let _ = part.apply(lifecycle::Event::Halt(lifecycle::Cause::Hypervisor));
         }

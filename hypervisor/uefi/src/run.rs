@@ -766,7 +766,7 @@ impl Core {
                 if let Err(e) = Hw::skip_instruction() {
                     return self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE RIP: {e}"));
                 }
-                let message = env.fault_message.unwrap_or_else(Text::new);
+                let message = env.fault_message.unwrap_or_default();
                 match self.health(m, slot, class, &format_args!("reported: {message}")) {
                     Next::Skip => Next::Resume,
                     other => other,

@@ -67,6 +67,7 @@
 //! ```
 
 use super::apic::{logical_id, reg, ApicIdMap};
+use crate::control_regs::efer;
 use crate::vmx::bitmaps::fill_msr_bitmap;
 use hallows_abi::health::EventClass;
 
@@ -155,7 +156,7 @@ pub const APIC_BASE_ADDRESS: u64 = 0xFEE0_0000;
 /// MTRR type write-back.
 const WB: u64 = 6;
 /// EFER bits a guest may set.
-const EFER_ALLOWED: u64 = 1 | 1 << 8 | 1 << 10 | 1 << 11;
+const EFER_ALLOWED: u64 = efer::SCE | efer::LME | efer::LMA | efer::NXE;
 /// ARCH_CAPABILITIES bit 21: IA32_XAPIC_DISABLE_STATUS exists.
 pub const ARCH_CAP_XAPIC_DISABLE: u64 = 1 << 21;
 

@@ -7,11 +7,9 @@ use super::Kind;
 use crate::control_regs::cr4;
 use crate::xstate::{XsetbvRefusal, XstatePolicy};
 
-/// CR0.PG.
-pub const CR0_PG: u64 = 1 << 31;
-/// EFER.LME (long mode enable) and EFER.LMA (long mode active).
-pub const EFER_LME: u64 = 1 << 8;
-pub const EFER_LMA: u64 = 1 << 10;
+/// CR0.PG, EFER.LME (long mode enable) and EFER.LMA (long mode active).
+pub use crate::control_regs::cr0::PG as CR0_PG;
+pub use crate::control_regs::efer::{LMA as EFER_LMA, LME as EFER_LME};
 
 /// A change of long mode that a CR0 write causes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,15 +35,10 @@ use crate::vmx::caps::{entry, VmxCapabilities};
 use crate::vmx::vmcs::{control, guest};
 use arrayvec::ArrayVec;
 
+/// IA32_EFER bits.
+pub use crate::control_regs::efer;
 /// CR0 and CR4 bits: one set, owned by [`crate::control_regs`].
 pub use crate::control_regs::{cr0, cr4};
-/// IA32_EFER bits.
-pub mod efer {
-    pub const SCE: u64 = 1 << 0;
-    pub const LME: u64 = 1 << 8;
-    pub const LMA: u64 = 1 << 10;
-    pub const NXE: u64 = 1 << 11;
-}
 
 /// Selector of the flat 64-bit code segment.
 pub const CODE_SELECTOR: u64 = 0x08;

@@ -55,7 +55,7 @@ fn open_esp() -> Result<boot::ScopedProtocol<SimpleFileSystem>, String> {
 }
 
 /// Reads `\rusthallows\NAME` into fresh firmware pages.
-pub fn read(name: &str) -> Result<EspFile, String> {
+pub fn read(_firmware: &crate::boot::BootServices, name: &str) -> Result<EspFile, String> {
     hallows_abi::limits::check_file_name(name).map_err(|e| format!("bad file name `{name}`: {e}"))?;
     let path: String = hallows_abi::limits::esp_path_chars(name).collect();
     let path16 = CString16::try_from(path.as_str()).map_err(|_| format!("bad file name `{name}`"))?;

@@ -110,7 +110,12 @@ pub fn of(partition: usize) -> Option<&'static LinuxPartition> {
 }
 
 /// Boot phase: loads the kernel and initramfs of `entry` into `part`'s RAM.
-pub fn prepare(table: &Table, entry: &PartitionEntry, part: &Partition) -> Result<(), String> {
+pub fn prepare(
+    firmware: &crate::boot::BootServices,
+    table: &Table,
+    entry: &PartitionEntry,
+    part: &Partition,
+) -> Result<(), String> {
     let all_ids = APIC_IDS.lock().clone();
     let apic_ids: Vec<u32> = entry
         .cores
@@ -120,9 +125,9 @@ pub fn prepare(table: &Table, entry: &PartitionEntry, part: &Partition) -> Resul
     let map = ApicIdMap::identity(&apic_ids).map_err(|e| format!("APIC ids {apic_ids:?}: {e:?}"))?;
     let kernel_name = table.text(entry.image);
     let t0 = crate::cpu::rdtsc();
-    let kernel = esp::read(kernel_name)?;
+    let kernel = esp::read(firmware, kernel_name)?;
     let initramfs_name = table.text(entry.initramfs);
-    let initramfs = if initramfs_name.is_empty() { None } else { Some(esp::read(initramfs_name)?) };
+    let initramfs = if initramfs_name.is_empty() { None } else { Some(esp::read(firmware, initramfs_name)?) };
     let read_ticks = crate::cpu::rdtsc() - t0;
     let cmdline: String =
         hallows_core::boot_plan::linux_cmdline(table, part.index).map_err(|e| format!("{e}"))?.concat();

@@ -39,14 +39,13 @@ use crate::run::Next;
 use crate::text::Text;
 use crate::vmx::GuestRegs;
 use crate::{hvlog, memory};
+use x86::msr::{
+    IA32_APIC_BASE, IA32_X2APIC_APICID as X2APIC_ID, IA32_X2APIC_ICR as X2APIC_ICR,
+    IA32_X2APIC_LDR as X2APIC_LDR, IA32_X2APIC_LVT_TIMER as X2APIC_LVT_TIMER,
+};
 
-const IA32_APIC_BASE: u32 = 0x1B;
 const APIC_BASE_EXTD: u64 = 1 << 10;
 const APIC_BASE_EN: u64 = 1 << 11;
-const X2APIC_LVT_TIMER: u32 = 0x832;
-const X2APIC_LDR: u32 = 0x80D;
-const X2APIC_ID: u32 = 0x802;
-const X2APIC_ICR: u32 = 0x830;
 /// ICR delivery mode NMI.
 const ICR_NMI: u64 = 4 << 8;
 const LVT_MASKED: u64 = 1 << 16;

@@ -20,9 +20,7 @@ use crate::cpu::{self, rdmsr};
 use crate::host::CoreTables;
 use crate::machine::Machine;
 use crate::memory;
-
-/// The page-attribute table MSR.
-const IA32_PAT: u32 = 0x277;
+use x86::msr::IA32_PAT;
 
 fn write(field: u32, value: u64) -> Result<(), String> {
     // SAFETY: every value is computed by the hypervisor from the partition's own resources
