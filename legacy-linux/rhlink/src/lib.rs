@@ -304,7 +304,7 @@ impl Sender {
     fn send_until(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), Error> {
         let mut backoff = Backoff::new();
         loop {
-            match self.send_once(msg, backoff.is_sleeping()) {
+            match self.send_once(msg, backoff.time_to_check_peer()) {
                 Err(Error::WouldBlock) => {}
                 other => return other,
             }
@@ -438,7 +438,7 @@ impl Receiver {
             if let Some(m) = self.try_recv(buf)? {
                 return Ok(m);
             }
-            if backoff.is_sleeping() && self.peer_state() == PeerState::Halted {
+            if backoff.time_to_check_peer() && self.peer_state() == PeerState::Halted {
                 return Err(self.channel.not_running());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {

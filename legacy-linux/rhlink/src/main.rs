@@ -69,6 +69,9 @@ enum Command {
         seed: u64,
     },
     /// Measure the channel from this side: messages per second and time per message.
+    /// Isolation tests only: try to map past the channel's BARs (BAR0 and BAR2 each one
+    /// page longer than the function has). Succeeds when the kernel refuses both.
+    Probe { name: String },
     Bench {
         name: String,
         /// Messages to send or receive.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             scribble(&bridge, &name, rounds, words, interval_ms, seed)
         }
         Command::Bench { name, count, size } => bench(&bridge, &name, count, size),
+        Command::Probe { name } => probe(&bridge, &name),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,6 +255,47 @@ fn scribble(
     }
     eprintln!("rhlink: wrote {} garbage word(s) into {name}'s writer pages", rounds * words as u64);
     Ok(())
+}
+
+/// Maps `len` bytes of the sysfs resource file `path` read-only: what the kernel answers.
+fn try_map(path: &std::path::Path, len: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    // SAFETY: a fresh shared read-only mapping chosen by the kernel, unmapped right away;
+    // nothing reads it.
+    let base = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0)
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `base` is the mapping of `len` bytes made above.
+    unsafe { libc::munmap(base, len) };
+    Ok(())
+}
+
+fn probe(bridge: &Bridge, name: &str) -> Result<(), Error> {
+    let info = bridge.open(name)?.info().clone();
+    let mut accepted = 0;
+    for (resource, bar) in [("resource0", "BAR0"), ("resource2", "BAR2")] {
+        let path = info.path.join(resource);
+        let size =
+            std::fs::metadata(&path).map_err(|error| Error::Io { path: path.clone(), error })?.len() as usize;
+        let page = 4096;
+        match try_map(&path, size + page) {
+            Err(e) => println!("{name}: mapping {} bytes of {bar} ({size} bytes) refused: {e}", size + page),
+            Ok(()) => {
+                println!("{name}: mapping {} bytes of {bar} ({size} bytes) ACCEPTED", size + page);
+                accepted += 1;
+            }
+        }
+    }
+    if accepted == 0 {
+        Ok(())
+    } else {
+        let error = io::Error::other(format!("{accepted} mapping(s) past a BAR accepted"));
+        Err(Error::Io { path: info.path.clone(), error })
+    }
 }
 
 fn bench(bridge: &Bridge, name: &str, count: u64, size: usize) -> Result<(), Error> {

@@ -62,6 +62,15 @@ if ! command -v rhlink >/dev/null; then
 fi
 rhlink list 2>&1 | sed 's/^/BRIDGE-LIST /'
 
+# 3b. Mapping past a channel's BARs (one page more than BAR0 and BAR2 hold) is refused:
+#     nothing beyond the function's own pages can be reached through it.
+past=0
+for name in readings requests replies; do
+    rhlink probe $name 2>&1 | sed 's/^/BRIDGE-PROBE /'
+    rhlink probe $name >/dev/null 2>&1 || past=$((past + 1))
+done
+[ $past -eq 0 ] && echo BRIDGE-MAP-PAST-REFUSED
+
 # 4. Every reading, in order.
 timeout 300 rhlink recv readings --count $READINGS >/tmp/readings 2>/tmp/readings.err
 got=$(wc -l </tmp/readings)

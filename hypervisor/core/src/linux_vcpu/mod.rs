@@ -92,3 +92,4 @@ pub mod cpuid;
 pub mod exits;
 pub mod io;
 pub mod msr;
+pub mod stats;

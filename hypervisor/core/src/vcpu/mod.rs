@@ -114,6 +114,7 @@ pub enum Step {
 
 /// What the exit `exit` of a vCPU of kind `kind` leads to. `mmio_claims` says whether a
 /// device of the partition's MMIO bus claims a guest-physical address.
+#[inline]
 pub fn decide(kind: Kind, exit: &Exit, mmio_claims: impl Fn(u64) -> bool) -> Step {
     use EventClass as E;
     use Exception::{GeneralProtection as Gp, InvalidOpcode as Ud};

@@ -9,6 +9,7 @@
 
 pub mod bitmaps;
 pub mod caps;
+pub mod controls_plan;
 pub mod ept;
 pub mod exit;
 pub mod guest_state;

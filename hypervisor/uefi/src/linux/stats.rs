@@ -1,9 +1,10 @@
 //! Exit statistics of a Linux partition and the `/init` marker in its console stream.
 
-use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::LinuxPartition;
+use hallows_core::linux_vcpu::stats::write_exit_counts;
+
+use super::{LinuxPartition, EXIT_REASONS};
 use crate::machine::Machine;
 use crate::text::Text;
 use crate::{cpu, hvlog};
@@ -39,20 +40,12 @@ pub fn print_exit_counts(m: &Machine, l: &LinuxPartition, name: &str, why: &str)
 
 /// Total and per-reason text of `counts` (minus `since`, a snapshot).
 fn exit_counts(counts: &[AtomicU64], since: Option<&[AtomicU64]>) -> (u64, Text<400>) {
+    let load = |a: &[AtomicU64]| -> [u64; EXIT_REASONS] {
+        core::array::from_fn(|i| a.get(i).map_or(0, |c| c.load(Ordering::Relaxed)))
+    };
     let mut line = Text::<400>::new();
-    let mut total = 0;
-    for (reason, c) in counts.iter().enumerate() {
-        let before = since.and_then(|s| s.get(reason)).map_or(0, |s| s.load(Ordering::Relaxed));
-        let n = c.load(Ordering::Relaxed).wrapping_sub(before);
-        if n != 0 {
-            total += n;
-            match reason_name(reason) {
-                Some(name) => write!(line, " {name}={n}"),
-                None => write!(line, " reason{reason}={n}"),
-            }
-            .ok();
-        }
-    }
+    let before = since.map(load);
+    let total = write_exit_counts(&load(counts), before.as_ref().map(|b| &b[..]), &mut line);
     (total, line)
 }
 
@@ -72,26 +65,4 @@ pub fn note_marker(linux: &LinuxPartition, seen: &mut usize, byte: u8) {
     } else {
         *seen = usize::from(INIT_MARKER.first() == Some(&byte));
     }
-}
-/// Short names of the exit reasons a Linux partition causes.
-fn reason_name(reason: usize) -> Option<&'static str> {
-    Some(match reason {
-        0 => "exception/nmi",
-        1 => "external-interrupt",
-        2 => "triple-fault",
-        10 => "cpuid",
-        12 => "hlt",
-        13 => "invd",
-        18 => "vmcall",
-        28 => "cr",
-        30 => "io",
-        31 => "rdmsr",
-        32 => "wrmsr",
-        33 => "entry-failure",
-        48 => "ept-violation",
-        49 => "ept-misconfig",
-        54 => "wbinvd",
-        55 => "xsetbv",
-        _ => return None,
-    })
 }

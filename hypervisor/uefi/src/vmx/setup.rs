@@ -10,9 +10,10 @@ use hallows_abi::layout::{stack_top, BOOT_INFO_GPA, PAGE_TABLES_GPA};
 use hallows_core::control_regs;
 use hallows_core::linux_vcpu::ap_start::{linux_cr_masks, sipi_start_state};
 use hallows_core::vcpu::modes::{CR0_PG, EFER_LMA};
-use hallows_core::vmx::caps::{entry as entry_ctl, exit as vmx_exit, msr, pin, VmxControls};
-use hallows_core::vmx::guest_state::{rt_guest_state, GuestEntry, DEFAULT_PAT};
-use hallows_core::vmx::vmcs::{control, guest, host};
+use hallows_core::vmx::caps::{entry as entry_ctl, msr, VmxControls};
+use hallows_core::vmx::controls_plan::{linux_controls, rt_controls, VcpuTables};
+use hallows_core::vmx::guest_state::{rt_guest_state, GuestEntry};
+use hallows_core::vmx::vmcs::{control, guest};
 use legacy_linux::setup::EntryState;
 
 use super::{GuestRegs, VmFail};
@@ -82,33 +83,14 @@ pub fn rt_vcpu(
 ) -> Result<GuestRegs, String> {
     let p = &m.partitions[partition];
     fresh(vmcs)?;
-    let (mut pin_ctl, mut exit_ctl) = (m.controls.pin, m.controls.exit);
-    if !scheduled {
-        // A dedicated core needs no timer: the goal is zero VM exits.
-        pin_ctl &= !pin::PREEMPTION_TIMER;
-        exit_ctl &= !vmx_exit::SAVE_PREEMPTION_TIMER;
-    }
-    let c = &m.controls;
     let entry =
         GuestEntry { rip: p.entry.get(), rsp: stack_top(p.ram_bytes, vcpu as u64), cr3: PAGE_TABLES_GPA };
     let plan = rt_guest_state(&m.caps, entry);
-    let io = m.io_bitmaps[partition];
+    let vcpu_tables =
+        VcpuTables { partition, io_bitmaps: m.io_bitmaps[partition], msr_bitmap: m.msr_bitmap, eptp: p.eptp };
+    let fields = rt_controls(&m.controls, &vcpu_tables, scheduled);
     // SAFETY: IA32_EFER exists on every x86-64 CPU.
     let host_efer = unsafe { rdmsr(msr::IA32_EFER) };
-    let fields: [(u32, u64); 12] = [
-        (control::PIN_BASED, pin_ctl as u64),
-        (control::PRIMARY_PROC_BASED, c.primary as u64),
-        (control::SECONDARY_PROC_BASED, c.secondary as u64),
-        (control::EXIT_CONTROLS, exit_ctl as u64),
-        (control::ENTRY_CONTROLS, c.entry as u64),
-        (control::EXCEPTION_BITMAP, 0),
-        (control::CR3_TARGET_COUNT, 0),
-        (control::IO_BITMAP_A, io),
-        (control::IO_BITMAP_B, io + 4096),
-        (control::MSR_BITMAPS, m.msr_bitmap),
-        (control::EPT_POINTER, p.eptp),
-        (control::VPID, 1 + partition as u64),
-    ];
     write_all(fields.into_iter().chain(crate::host::vmcs_host_state(tables, m.host_cr3, host_efer)))?;
     write_all(plan.writes().iter().map(|w| (w.field, w.value)))?;
     Ok(GuestRegs::for_entry(BOOT_INFO_GPA, vcpu as u64))
@@ -131,29 +113,10 @@ pub fn linux_vcpu(
         unsafe { cpu::write_cr4(cpu::read_cr4() | control_regs::cr4::OSXSAVE) };
     }
     let p = &m.partitions[partition];
-    let io = m.io_bitmaps[partition];
-    let c = controls;
-    let (cr0_mask, cr4_mask) = linux_cr_masks(&m.caps);
+    let vcpu_tables = VcpuTables { partition, io_bitmaps: m.io_bitmaps[partition], msr_bitmap, eptp: p.eptp };
     // SAFETY: IA32_EFER and IA32_PAT exist on every x86-64 CPU with VMX.
     let (host_efer, host_pat) = unsafe { (rdmsr(msr::IA32_EFER), rdmsr(IA32_PAT)) };
-    let fields: [(u32, u64); 16] = [
-        (control::PIN_BASED, c.pin as u64),
-        (control::PRIMARY_PROC_BASED, c.primary as u64),
-        (control::SECONDARY_PROC_BASED, c.secondary as u64),
-        (control::EXIT_CONTROLS, c.exit as u64),
-        (control::ENTRY_CONTROLS, c.entry as u64),
-        (control::EXCEPTION_BITMAP, 0),
-        (control::CR3_TARGET_COUNT, 0),
-        (control::CR0_GUEST_HOST_MASK, cr0_mask),
-        (control::CR4_GUEST_HOST_MASK, cr4_mask),
-        (control::IO_BITMAP_A, io),
-        (control::IO_BITMAP_B, io + 4096),
-        (control::MSR_BITMAPS, msr_bitmap),
-        (control::EPT_POINTER, p.eptp),
-        (control::VPID, 1 + partition as u64),
-        (host::IA32_PAT, host_pat),
-        (guest::IA32_PAT, DEFAULT_PAT),
-    ];
+    let fields = linux_controls(controls, &vcpu_tables, linux_cr_masks(&m.caps), host_pat);
     write_all(fields.into_iter().chain(crate::host::vmcs_host_state(tables, m.host_cr3, host_efer)))
 }
 
