@@ -50,7 +50,10 @@ fn main(bi: &'static BootInfo) -> ! {
                         println!("bridge-peer: all {sent} readings sent");
                     }
                     if sent.is_power_of_two() && sent >= 256 {
-                        println!("bridge-peer: {sent} readings sent, {} TSC ticks per send", send_ticks / sent);
+                        println!(
+                            "bridge-peer: {sent} readings sent, {} TSC ticks per send",
+                            send_ticks / sent
+                        );
                     }
                 }
                 Err(PortError::Full) => {}
