@@ -515,7 +515,8 @@ impl Core {
         let v = &self.vcpus[slot];
         let p = &m.partitions[v.partition];
         if let Some(l) = &v.linux {
-            l.linux.first_entry_tsc.store(t, Ordering::SeqCst);
+            // The partition's first entry (its boot vCPU's): what its statistics count from.
+            let _ = l.linux.first_entry_tsc.compare_exchange(0, t, Ordering::SeqCst, Ordering::SeqCst);
         }
         hvlog!(
             "core {}: first entry into {}partition {} {} TSC ticks after hypervisor entry",
