@@ -44,6 +44,7 @@
 use crate::vmx::caps::{entry, VmxCapabilities};
 use crate::vmx::guest_state::{cr0, GuestStatePlan, DEFAULT_PAT};
 use crate::vmx::vmcs::{control, guest};
+use legacy_linux::setup::EntryState;
 
 /// Where a vCPU is in the start-up protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +215,57 @@ pub fn sipi_start_state(caps: &VmxCapabilities, entry_controls: u32, vector: u8)
     p
 }
 
+/// The Linux boot vCPU's entry state: the reset-like state of a SIPI (`sipi_start_state`),
+/// overridden by the boot plan's entry state `e` (legacy-linux: 64-bit protocol with paging
+/// on, or 32-bit). IA-32e mode follows EFER.LMA; CR0/CR4 get the bits VMX forces while
+/// their shadows show what the boot protocol asked for.
+pub fn boot_entry_state(caps: &VmxCapabilities, entry_controls: u32, e: &EntryState) -> GuestStatePlan {
+    let mut p = sipi_start_state(caps, entry_controls, 0);
+    let cr0_forced = caps.cr0_fixed0 & !(cr0::PE | cr0::PG);
+    let long_mode = e.efer & crate::control_regs::efer::LMA != 0;
+    let entry_controls = if long_mode {
+        entry_controls | entry::IA32E_MODE_GUEST
+    } else {
+        entry_controls & !entry::IA32E_MODE_GUEST
+    };
+    let writes = [
+        (control::ENTRY_CONTROLS, entry_controls as u64),
+        (guest::CR0, (e.cr0 | cr0_forced) & caps.cr0_fixed1),
+        (control::CR0_READ_SHADOW, e.cr0),
+        (guest::CR3, e.cr3),
+        (guest::CR4, caps.fix_cr4(e.cr4)),
+        (control::CR4_READ_SHADOW, e.cr4),
+        (guest::IA32_EFER, e.efer),
+        (guest::RIP, e.rip),
+        (guest::RSP, e.rsp),
+        (guest::RFLAGS, e.rflags | 2),
+        (guest::GDTR_BASE, e.gdtr_base),
+        (guest::GDTR_LIMIT, e.gdtr_limit as u64),
+        (guest::IDTR_BASE, e.idtr_base),
+        (guest::IDTR_LIMIT, e.idtr_limit as u64),
+    ];
+    for (field, value) in writes {
+        p.set(field, value);
+    }
+    let segments = [
+        (guest::CS_SELECTOR, guest::CS_BASE, guest::CS_LIMIT, guest::CS_ACCESS_RIGHTS, e.cs),
+        (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS, e.data),
+        (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS, e.data),
+        (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS, e.data),
+        (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS, e.data),
+        (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS, e.data),
+        (guest::TR_SELECTOR, guest::TR_BASE, guest::TR_LIMIT, guest::TR_ACCESS_RIGHTS, e.tr),
+        (guest::LDTR_SELECTOR, guest::LDTR_BASE, guest::LDTR_LIMIT, guest::LDTR_ACCESS_RIGHTS, e.ldtr),
+    ];
+    for (selector, base, limit, access, s) in segments {
+        p.set(selector, s.selector as u64);
+        p.set(base, s.base);
+        p.set(limit, s.limit as u64);
+        p.set(access, s.access_rights as u64);
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +375,49 @@ mod tests {
         let mut p = sipi_start_state(&caps, 0, 1);
         p.set(guest::SS_ACCESS_RIGHTS, REAL_DATA_ACCESS | 3 << 5);
         assert_eq!(check_real_mode(&p, &caps), Err("SS.DPL must be 0 with CR0.PE = 0"));
+    }
+
+    #[test]
+    fn the_boot_vcpu_enters_in_the_boot_plans_state() {
+        use legacy_linux::setup::{BootProtocol, Segment};
+        let caps = VmxCapabilities::from_msrs(bochs_skylake_msr);
+        let flat = |selector, access_rights| Segment { selector, base: 0, limit: 0xFFFF_FFFF, access_rights };
+        let e = EntryState {
+            protocol: BootProtocol::Linux64,
+            rip: 0x100_0000,
+            rsp: 0x9_0000,
+            rsi: 0x7000,
+            rbx: 0,
+            rflags: 2,
+            cr0: 0x8000_0031,
+            cr3: 0x9000,
+            cr4: cr4::PAE,
+            efer: crate::control_regs::efer::LME | crate::control_regs::efer::LMA,
+            cs: flat(0x10, 0xA09B),
+            data: flat(0x18, 0xC093),
+            tr: Segment { selector: 0, base: 0, limit: 0x67, access_rights: 0x8B },
+            ldtr: Segment { selector: 0, base: 0, limit: 0, access_rights: 1 << 16 },
+            gdtr_base: 0x1000,
+            gdtr_limit: 0x27,
+            idtr_base: 0,
+            idtr_limit: 0,
+        };
+        let plan = boot_entry_state(&caps, entry::IA32E_MODE_GUEST | 0x11FF, &e);
+        // Long mode: IA-32e entry; the shadows show the protocol's values, the real CR4
+        // carries VMXE.
+        assert_ne!(plan.get(control::ENTRY_CONTROLS).unwrap() as u32 & entry::IA32E_MODE_GUEST, 0);
+        assert_eq!(plan.get(control::CR0_READ_SHADOW), Some(0x8000_0031));
+        assert_eq!(plan.get(control::CR4_READ_SHADOW), Some(cr4::PAE));
+        assert_ne!(plan.get(guest::CR4).unwrap() & cr4::VMXE, 0);
+        assert_eq!(plan.get(guest::RIP), Some(0x100_0000));
+        assert_eq!(plan.get(guest::CS_SELECTOR), Some(0x10));
+        assert_eq!(plan.get(guest::SS_ACCESS_RIGHTS), Some(0xC093));
+        assert_eq!(plan.get(guest::LDTR_ACCESS_RIGHTS), Some(1 << 16));
+        // What the SIPI state sets and the boot plan does not say stays (debug state).
+        assert_eq!(plan.get(guest::DR7), Some(0x400));
+        // A 32-bit entry leaves IA-32e mode off.
+        let protected = EntryState { efer: 0, cr0: 0x11, cr4: 0, ..e };
+        let plan = boot_entry_state(&caps, entry::IA32E_MODE_GUEST | 0x11FF, &protected);
+        assert_eq!(plan.get(control::ENTRY_CONTROLS).unwrap() as u32 & entry::IA32E_MODE_GUEST, 0);
     }
 }

@@ -4,16 +4,13 @@
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use hallows_abi::layout::{stack_top, BOOT_INFO_GPA, PAGE_TABLES_GPA};
 use hallows_core::control_regs;
-use hallows_core::linux_vcpu::ap_start::{linux_cr_masks, sipi_start_state};
-use hallows_core::vcpu::modes::{CR0_PG, EFER_LMA};
-use hallows_core::vmx::caps::{entry as entry_ctl, msr, VmxControls};
+use hallows_core::linux_vcpu::ap_start::{boot_entry_state, linux_cr_masks, sipi_start_state};
+use hallows_core::vmx::caps::{msr, VmxControls};
 use hallows_core::vmx::controls_plan::{linux_controls, rt_controls, VcpuTables};
 use hallows_core::vmx::guest_state::{rt_guest_state, GuestEntry};
-use hallows_core::vmx::vmcs::{control, guest};
 use legacy_linux::setup::EntryState;
 
 use super::{GuestRegs, VmFail};
@@ -123,49 +120,8 @@ pub fn linux_vcpu(
 /// The Linux boot vCPU's entry state: the reset-like state of a SIPI, overridden by the
 /// boot plan's 64-bit entry state. Returns its registers.
 pub fn linux_boot_entry(m: &Machine, controls: &VmxControls, e: &EntryState) -> Result<GuestRegs, String> {
-    let caps = &m.caps;
-    write_all(sipi_start_state(caps, controls.entry, 0).writes().iter().map(|w| (w.field, w.value)))?;
-    let cr0_forced = caps.cr0_fixed0 & !(1 | CR0_PG);
-    let entry_controls = if e.efer & EFER_LMA != 0 {
-        controls.entry | entry_ctl::IA32E_MODE_GUEST
-    } else {
-        controls.entry & !entry_ctl::IA32E_MODE_GUEST
-    };
-    let mut fields: Vec<(u32, u64)> = alloc::vec![
-        (control::ENTRY_CONTROLS, entry_controls as u64),
-        (guest::CR0, (e.cr0 | cr0_forced) & caps.cr0_fixed1),
-        (control::CR0_READ_SHADOW, e.cr0),
-        (guest::CR3, e.cr3),
-        (guest::CR4, caps.fix_cr4(e.cr4)),
-        (control::CR4_READ_SHADOW, e.cr4),
-        (guest::IA32_EFER, e.efer),
-        (guest::RIP, e.rip),
-        (guest::RSP, e.rsp),
-        (guest::RFLAGS, e.rflags | 2),
-        (guest::GDTR_BASE, e.gdtr_base),
-        (guest::GDTR_LIMIT, e.gdtr_limit as u64),
-        (guest::IDTR_BASE, e.idtr_base),
-        (guest::IDTR_LIMIT, e.idtr_limit as u64),
-    ];
-    let segments = [
-        (guest::CS_SELECTOR, guest::CS_BASE, guest::CS_LIMIT, guest::CS_ACCESS_RIGHTS, e.cs),
-        (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS, e.data),
-        (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS, e.data),
-        (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS, e.data),
-        (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS, e.data),
-        (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS, e.data),
-        (guest::TR_SELECTOR, guest::TR_BASE, guest::TR_LIMIT, guest::TR_ACCESS_RIGHTS, e.tr),
-        (guest::LDTR_SELECTOR, guest::LDTR_BASE, guest::LDTR_LIMIT, guest::LDTR_ACCESS_RIGHTS, e.ldtr),
-    ];
-    for (sel, base, limit, ar, s) in segments {
-        fields.extend([
-            (sel, s.selector as u64),
-            (base, s.base),
-            (limit, s.limit as u64),
-            (ar, s.access_rights as u64),
-        ]);
-    }
-    write_all(fields)?;
+    let plan = boot_entry_state(&m.caps, controls.entry, e);
+    write_all(plan.writes().iter().map(|w| (w.field, w.value)))?;
     Ok(GuestRegs { rsi: e.rsi, rbx: e.rbx, ..GuestRegs::default() })
 }
 
