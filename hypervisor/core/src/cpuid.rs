@@ -48,7 +48,6 @@ pub fn filter(leaf: u32, _subleaf: u32, host: [u32; 4]) -> [u32; 4] {
 
 const MONITOR: u32 = 1 << 3;
 const PDCM: u32 = 1 << 15;
-const OSXSAVE: u32 = 1 << 27;
 const PKU: u32 = 1 << 3;
 const OSPKE: u32 = 1 << 4;
 const WAITPKG: u32 = 1 << 5;
@@ -70,10 +69,12 @@ pub fn rt_view(
 ) -> [u32; 4] {
     let [eax, ebx, ecx, edx] = filter(leaf, subleaf, host);
     match leaf {
-        1 => {
-            let osxsave = if guest_cr4 & crate::control_regs::cr4::OSXSAVE != 0 { OSXSAVE } else { 0 };
-            [eax, ebx, (ecx & !(MONITOR | PDCM | OSXSAVE)) | osxsave, edx]
-        }
+        1 => [
+            eax,
+            ebx,
+            crate::vcpu::modes::mirror_guest_cr4(1, subleaf, ecx & !(MONITOR | PDCM), guest_cr4),
+            edx,
+        ],
         7 => [eax, ebx, ecx & !(PKU | OSPKE | WAITPKG), edx],
         0xD => xstate.cpuid_leaf_0xd(subleaf, [eax, ebx, ecx, edx]),
         _ => [eax, ebx, ecx, edx],
@@ -83,6 +84,9 @@ pub fn rt_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CPUID.1:ECX.OSXSAVE.
+    const OSXSAVE: u32 = 1 << 27;
 
     #[test]
     fn rt_view_follows_the_rt_policy() {

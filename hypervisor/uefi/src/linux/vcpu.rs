@@ -46,8 +46,6 @@ use x86::msr::{
 
 const APIC_BASE_EXTD: u64 = 1 << 10;
 const APIC_BASE_EN: u64 = 1 << 11;
-/// ICR delivery mode NMI.
-const ICR_NMI: u64 = 4 << 8;
 const LVT_MASKED: u64 = 1 << 16;
 /// Debugging aid: each secondary vCPU logs its first this many exits (reason, RIP, RAX,
 /// RCX), and so does the boot vCPU after it started another one. 0 in normal builds.
@@ -395,7 +393,7 @@ impl LinuxVcpu {
         let own = if x2apic { (unsafe { rdmsr(X2APIC_ID) }) as u32 } else { u32::MAX };
         for id in self.linux.map.guest_ids().iter().filter(|&&id| x2apic && id != own) {
             // SAFETY: an NMI (delivery mode 4) in x2APIC mode to one of the partition's cores.
-            unsafe { wrmsr(X2APIC_ICR, (*id as u64) << 32 | ICR_NMI) };
+            unsafe { wrmsr(X2APIC_ICR, (*id as u64) << 32 | crate::apic::ICR_NMI as u64) };
         }
     }
 
