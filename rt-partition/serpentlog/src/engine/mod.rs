@@ -1,9 +1,70 @@
 //! The broker engine. [`Engine`] is the contract between the engine and the protocol
 //! layer (`serve`): everything a request can ask of the broker, as plain values.
-//! The implementation (segments in a byte region that survives the partition's restarts,
-//! recovery by CRC scan) lives in the submodules.
+//! [`Broker`] implements it over one byte region that survives the partition's restarts
+//! (the broker keeps no other durable state); [`Broker::open`] formats or recovers it.
+//!
+//! # Region layout
+//!
+//! ```text
+//! region ─┬─ header (64 B): "SERPLOG1", format version, crc32, config fingerprint, bytes used
+//!         ├─ group area: max_groups slots, each: name record (72 B) + per partition two
+//!         │  alternating copies of the committed offset (2 × 24 B)        (see groups.rs)
+//!         ├─ arena of topic 0 partition 0 ─┬─ segment slot 0 ─┬─ segment header (32 B)
+//!         │                                │                  ├─ batch, batch, ... ─ 4 zero bytes
+//!         │                                │                  └─ (unused to the slot's end)
+//!         │                                ├─ segment slot 1
+//!         │                                └─ ... S slots, S = max(2, ⌈retention_bytes / segment_bytes⌉ + 1)
+//!         ├─ arena of topic 0 partition 1 ...
+//!         └─ arenas of the next topics, in declaration order; the rest of the region is unused
+//! ```
+//!
+//! - A partition's log is a few *live* segments, oldest to newest, with contiguous
+//!   offsets; the others are free (invalid header). Appends go to the newest; when a batch
+//!   does not fit, the log rolls to a free slot, or else reuses the oldest segment's slot
+//!   (dropping it: Kafka's roll). The newest segment is never dropped, so its header
+//!   always records where offsets continue: offsets are never reused.
+//! - A batch (see `batch.rs`) is a 48-byte header (magic, crc32, length, base offset,
+//!   timestamp, producer id, first sequence, record count, flags) and length-prefixed
+//!   values. An append writes 4 zero bytes after the batch's end, then the batch, CRC
+//!   last: a scan stops at the first batch that does not check (torn tail), and a batch
+//!   only counts if its base offset continues the segment, so stale batches of a reused
+//!   slot (smaller offsets) never come back.
+//! - Recovery reads every segment header of every arena, scans the valid ones, and keeps
+//!   the newest segment plus the older ones that continue it without a gap; the rest is
+//!   invalidated. The idempotent producers' table is rebuilt from the live batch headers;
+//!   committed offsets from the group area (the valid copy with the higher sequence).
+//! - A region whose header is blank, damaged or carries another fingerprint (topics,
+//!   partitions, segment sizes, segment counts, max_groups, format version) is formatted:
+//!   header zeroed, group area zeroed, every segment header zeroed, header written last.
+//! - In memory, each live segment keeps a sparse index (one entry per ~4 KiB of batches)
+//!   so fetch walks at most a few batch headers to reach an offset.
+//!
+//! Key placement: FNV-1a (32 bit) of the key modulo the topic's partitions
+//! ([`partition_for_key`]). The largest batch a topic takes is
+//! `min(max_batch_bytes, segment_bytes - 32)` bytes as [`batch_bytes`] counts them
+//! (48 + Σ (4 + value length)).
 
 use crate::ErrorCode;
+
+mod batch;
+mod broker;
+mod bytes;
+mod groups;
+mod layout;
+mod partition;
+mod producers;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+pub use batch::batch_bytes;
+pub use broker::{partition_for_key, region_bytes, Broker, FormatReason, Recovery};
+pub use bytes::fnv1a_32;
+pub use layout::{
+    BrokerConfig, ConfigError, TopicConfig, BATCH_HEADER_BYTES, MAX_GROUPS, MAX_GROUP_NAME_BYTES,
+    MAX_PRODUCERS, MAX_SEGMENTS_PER_PARTITION, MAX_SEGMENT_BYTES, MAX_TOPIC_NAME_BYTES, MAX_TOTAL_PARTITIONS,
+    MIN_SEGMENT_BYTES, RECORD_OVERHEAD_BYTES, REGION_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 
 /// Where a produced batch goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
