@@ -285,7 +285,8 @@ impl Engine for Broker<'_> {
             return Err(ErrorCode::BadRequest);
         }
         let length = batch_bytes(records).ok_or(ErrorCode::RecordTooLarge)?;
-        if length > self.batch_limit(topic)? {
+        let capacity = self.partitions.get(global).ok_or(ErrorCode::UnknownPartition)?.batch_capacity();
+        if length > self.max_batch_bytes.min(capacity) {
             return Err(ErrorCode::RecordTooLarge);
         }
         let count = u32::try_from(records.len()).map_err(|_| ErrorCode::RecordTooLarge)?;

@@ -29,6 +29,10 @@
 //!   last: a scan stops at the first batch that does not check (torn tail), and a batch
 //!   only counts if its base offset continues the segment, so stale batches of a reused
 //!   slot (smaller offsets) never come back.
+//! - A roll that reuses the oldest segment's slot drops that segment first (its header
+//!   is zeroed, then the new header written): a crash between the two leaves the log
+//!   without that segment and without the batch, as if retention had run and the
+//!   (unacknowledged) append had not. Every other cut leaves the batch whole or absent.
 //! - Recovery reads every segment header of every arena, scans the valid ones, and keeps
 //!   the newest segment plus the older ones that continue it without a gap; the rest is
 //!   invalidated. The idempotent producers' table is rebuilt from the live batch headers;
