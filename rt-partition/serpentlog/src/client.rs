@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use crate::engine::{Appended, FetchedRecord, Placement, Producer};
 use crate::protocol::{
     decode_response, encode_request, FetchView, Kind, ProduceBuilder, Request, Response, TopicsView,
-    MAX_FRAME_BYTES, PRODUCE_RECORD_OVERHEAD, REQUEST_HEADER_BYTES,
+    MAX_FRAME_BYTES, REQUEST_HEADER_BYTES,
 };
 use crate::ErrorCode;
 
@@ -156,25 +156,16 @@ impl<T: Transport> Client<T> {
         self.tx.len()
     }
 
-    /// Whether a produce of values with these lengths fits one request frame.
-    pub fn batch_fits(
-        &self,
-        topic: &str,
-        placement: Placement<'_>,
-        lengths: impl IntoIterator<Item = usize>,
-    ) -> bool {
-        let key = match placement {
+    /// The bytes a produce request to `topic` has for its values: each value takes
+    /// [`crate::protocol::PRODUCE_RECORD_OVERHEAD`] plus its length (for batching records into frames).
+    pub fn batch_room(&self, topic: &str, placement: Placement<'_>) -> usize {
+        let placement_bytes = match placement {
             Placement::Key(k) => 2 + k.len(),
             Placement::Partition(_) => 4,
         };
-        let fixed = REQUEST_HEADER_BYTES + 1 + topic.len() + 1 + key + 1 + 12 + 2;
-        let mut total = fixed;
-        let mut count = 0usize;
-        for len in lengths {
-            total += PRODUCE_RECORD_OVERHEAD + len;
-            count += 1;
-        }
-        count > 0 && count <= usize::from(u16::MAX) && total <= self.tx.len()
+        // Header, name, placement tag and value, producer flag, id and sequence, count.
+        let fixed = REQUEST_HEADER_BYTES + 1 + topic.len() + 1 + placement_bytes + 1 + 12 + 2;
+        self.tx.len().saturating_sub(fixed)
     }
 
     /// Sends the request in `tx[..len]` and waits for its answer; returns the answer's
@@ -404,6 +395,11 @@ impl Consumer {
             next_offset,
             max_bytes: u32::MAX,
         })
+    }
+
+    /// Moves the consumer: the next record it hands out is the one at `offset`.
+    pub fn seek(&mut self, offset: u64) {
+        self.next_offset = offset;
     }
 
     /// The offset of the next record this consumer hands out.

@@ -3,6 +3,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
+use crate::protocol::PRODUCE_RECORD_OVERHEAD;
 use crate::serve::Server;
 use crate::testing::MemoryEngine;
 
@@ -100,8 +101,17 @@ fn produce_fetch_commit_and_topics() {
     assert_eq!(topics[0], TopicInfo { name: "sensor".into(), partitions: vec![(0, 2)] });
     assert_eq!(topics[1].partitions.len(), 3);
     assert_eq!(c.fetch("nope", 0, 0, 1).unwrap_err(), ClientError::Broker(ErrorCode::UnknownTopic));
-    assert!(c.batch_fits("sensor", Placement::Partition(0), [400]));
-    assert!(!c.batch_fits("sensor", Placement::Partition(0), [480]));
+    // The room is exact: a batch filling it is accepted, one byte more is not.
+    let room = c.batch_room("sensor", Placement::Partition(0));
+    let values = [vec![1u8; 100], vec![2u8; room - 100 - 2 * PRODUCE_RECORD_OVERHEAD]];
+    let c2 = &mut client(512).with_producer_id(3);
+    assert_eq!(c2.batch_room("sensor", Placement::Partition(0)), room);
+    assert!(c2.produce("sensor", Placement::Partition(0), &[&values[0], &values[1]]).is_ok());
+    let over = vec![3u8; room - 100 - 2 * PRODUCE_RECORD_OVERHEAD + 1];
+    assert_eq!(
+        c2.produce("sensor", Placement::Partition(0), &[&values[0], &over]).unwrap_err(),
+        ClientError::Invalid(ErrorCode::RecordTooLarge)
+    );
     let big = [0u8; 600];
     assert_eq!(
         c.produce("sensor", Placement::Partition(0), &[&big]).unwrap_err(),
