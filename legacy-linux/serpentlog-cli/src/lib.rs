@@ -6,6 +6,8 @@
 //! partition P start S end E` per partition, one summary line per produce or bench phase.
 //! Errors say what went wrong and what to do.
 
+#![forbid(unsafe_code)]
+
 pub mod transport;
 
 use std::fmt::Display;

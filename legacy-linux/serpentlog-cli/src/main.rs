@@ -1,6 +1,8 @@
 //! `serpentlog`: produce to, consume from and benchmark the SerpentLog broker partition
 //! over this Linux partition's channel pair. Errors go to stderr with a non-zero status.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, BufReader};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
