@@ -25,6 +25,20 @@ fn serpentlog(sys: &FakeSysfs, args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Runs legacy-linux/rhlink/tests-initramfs/serpentlog.sh with `serpentlog` on its PATH
+/// (a wrapper adding `--sysfs`) and `env` as the kernel command line would set it.
+fn initramfs_script(sys: &FakeSysfs, env: &[(&str, &str)]) -> Output {
+    let bin = sys.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("serpentlog");
+    let script = format!("#!/bin/sh\nexec '{}' --sysfs '{}' \"$@\"\n", env!("CARGO_BIN_EXE_serpentlog"), sys.root.display());
+    std::fs::write(&wrapper, script).unwrap();
+    Command::new("chmod").arg("755").arg(&wrapper).status().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../rhlink/tests-initramfs/serpentlog.sh");
+    Command::new("sh").arg(script).env("PATH", path).envs(env.iter().copied()).output().unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -108,6 +122,10 @@ fn produce_consume_topics_bench_over_the_channel_pair() {
             "{report}"
         );
         eprintln!("{report}");
+
+        // The initramfs script, with `serpentlog` on its PATH pointed at the fake sysfs.
+        let out = initramfs_script(&sys, &[("sltopic", "events"), ("slpartition", "1"), ("slcount", "700")]);
+        assert!(text(&out.stdout).ends_with("SERPENTLOG-LAST offset 3699: counter 699\nRHTEST-RESULT ok\n"), "{}{}", text(&out.stdout), text(&out.stderr));
 
         let out = serpentlog(&sys, &["consume", "nope"], b"");
         assert!(!out.status.success());
