@@ -31,7 +31,11 @@ fn initramfs_script(sys: &FakeSysfs, env: &[(&str, &str)]) -> Output {
     let bin = sys.root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let wrapper = bin.join("serpentlog");
-    let script = format!("#!/bin/sh\nexec '{}' --sysfs '{}' \"$@\"\n", env!("CARGO_BIN_EXE_serpentlog"), sys.root.display());
+    let script = format!(
+        "#!/bin/sh\nexec '{}' --sysfs '{}' \"$@\"\n",
+        env!("CARGO_BIN_EXE_serpentlog"),
+        sys.root.display()
+    );
     std::fs::write(&wrapper, script).unwrap();
     Command::new("chmod").arg("755").arg(&wrapper).status().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
@@ -125,7 +129,12 @@ fn produce_consume_topics_bench_over_the_channel_pair() {
 
         // The initramfs script, with `serpentlog` on its PATH pointed at the fake sysfs.
         let out = initramfs_script(&sys, &[("sltopic", "events"), ("slpartition", "1"), ("slcount", "700")]);
-        assert!(text(&out.stdout).ends_with("SERPENTLOG-LAST offset 3699: counter 699\nRHTEST-RESULT ok\n"), "{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            text(&out.stdout).ends_with("SERPENTLOG-LAST offset 3699: counter 699\nRHTEST-RESULT ok\n"),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
 
         let out = serpentlog(&sys, &["consume", "nope"], b"");
         assert!(!out.status.success());

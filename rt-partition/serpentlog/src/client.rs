@@ -17,8 +17,8 @@ use alloc::vec::Vec;
 
 use crate::engine::{Appended, FetchedRecord, Placement, Producer};
 use crate::protocol::{
-    decode_response, encode_request, FetchView, Kind, ProduceBuilder, Request, Response, TopicsView,
-    MAX_FRAME_BYTES, REQUEST_HEADER_BYTES,
+    decode_response, encode_request, peek_response, FetchView, Kind, ProduceBuilder, Request, Response,
+    TopicsView, MAX_FRAME_BYTES, REQUEST_HEADER_BYTES,
 };
 use crate::ErrorCode;
 
@@ -191,12 +191,11 @@ impl<T: Transport> Client<T> {
             while waits <= self.timing.waits_per_attempt {
                 if let Some(n) = self.transport.try_recv(&mut self.rx).map_err(ClientError::Transport)? {
                     let n = n.min(self.rx.len());
-                    match decode_response(&self.rx[..n]) {
-                        Ok(frame) if frame.correlation == correlation && frame.kind & 0x7f == kind as u8 => {
-                            return Ok(n)
-                        }
-                        _ => self.stale_answers += 1,
+                    // Only the header here: the body is decoded once, by the caller.
+                    if peek_response(&self.rx[..n]) == Some((kind.response_byte(), correlation)) {
+                        return Ok(n);
                     }
+                    self.stale_answers += 1;
                     continue;
                 }
                 waits += 1;

@@ -228,3 +228,61 @@ fn consumer_behind_retention_gets_out_of_range() {
     assert_eq!(fresh.position(), 5);
     assert_eq!(fresh.poll(&mut c, |_| {}).unwrap(), 5);
 }
+
+/// A broker that answers with whatever bytes the test gives it (a hostile or broken
+/// response channel): the client must not panic, whatever arrives.
+struct Garbage {
+    answers: VecDeque<Vec<u8>>,
+}
+
+impl Transport for Garbage {
+    type Error = ();
+
+    fn frame_capacity(&self) -> usize {
+        256
+    }
+
+    fn try_send(&mut self, _frame: &[u8]) -> Result<bool, ()> {
+        Ok(true)
+    }
+
+    fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ()> {
+        Ok(self.answers.pop_front().map(|a| {
+            let n = a.len().min(buf.len());
+            buf[..n].copy_from_slice(&a[..n]);
+            n
+        }))
+    }
+
+    fn wait(&mut self) {}
+}
+
+proptest::proptest! {
+    #[test]
+    fn garbage_answers_never_panic(
+        answers in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 0..6),
+        header in proptest::prelude::any::<bool>(),
+    ) {
+        let answers = answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut a)| {
+                if header {
+                    // A plausible header (a fetch answer to the i-th attempt) before the garbage.
+                    let mut framed = vec![b'S', b'L', 1, 0x83];
+                    framed.extend_from_slice(&(i as u32 + 1).to_le_bytes());
+                    framed.append(&mut a);
+                    framed
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let mut c = Client::new(Garbage { answers }).with_timing(Timing { waits_per_attempt: 2, attempts: 2 });
+        if let Ok(view) = c.fetch("t", 0, 0, 100) {
+            let _ = view.iter().count();
+        }
+        let _ = c.topics();
+        let _ = c.committed("g", "t", 0);
+    }
+}

@@ -326,6 +326,14 @@ pub enum Response<'a> {
     Committed(Option<u64>),
 }
 
+/// A response's kind byte and correlation id from its header alone (no body check): what
+/// a client needs to skip answers that are not the one it waits for, cheaply.
+pub fn peek_response(frame: &[u8]) -> Option<(u8, u32)> {
+    let mut r = Reader::new(frame);
+    let (version, kind, correlation) = header(&mut r).ok()?;
+    (version == VERSION && kind & RESPONSE_BIT != 0).then_some((kind, correlation))
+}
+
 /// Decodes one response frame. An error code the crate does not know is
 /// [`ErrorCode::BadRequest`] (the frame is malformed from our point of view).
 pub fn decode_response(frame: &[u8]) -> Result<ResponseFrame<'_>, ErrorCode> {

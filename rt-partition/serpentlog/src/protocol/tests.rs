@@ -140,6 +140,7 @@ fn simple_responses_and_errors_round_trip() {
         let n = encode_error(&mut buf, Kind::Produce as u8, 4, error);
         let frame = decode_response(&buf[..n]).unwrap();
         assert_eq!((frame.correlation, frame.kind, frame.body), (4, 0x82, Err(error)));
+        assert_eq!(peek_response(&buf[..n]), Some((0x82, 4)));
     }
     assert_eq!(encode_error(&mut buf[..9], 1, 1, ErrorCode::BadRequest), 0);
     // An unknown error code, a request's kind byte, a bad flag: malformed answers.
@@ -219,6 +220,64 @@ fn topics_builder_pages() {
     let mut b = TopicsBuilder::new(&mut buf, 3, 1, 0).unwrap();
     assert!(b.push("a", 0, |_| (0, 0)));
     assert!(!b.push("b", 0, |_| (0, 0)));
+}
+
+/// Host cost of the codec's hot paths (not a timed test: prints figures).
+/// `cargo test --release -p serpentlog --lib codec_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn codec_cost() {
+    extern crate std;
+    use std::time::Instant;
+    let value = [0x5au8; 100];
+    let rounds = 200_000u32;
+    let mut buf = vec![0u8; 4096];
+    let mut records = 0usize;
+    let started = Instant::now();
+    for i in 0..rounds {
+        let mut b = ProduceBuilder::new(
+            &mut buf,
+            i,
+            "sensor",
+            Placement::Partition(0),
+            Some(Producer { id: 1, sequence: i }),
+        )
+        .unwrap();
+        while b.fits(value.len()) {
+            b.push(&value).unwrap();
+        }
+        records += b.count();
+        let len = b.finish().unwrap();
+        let Ok((_, Request::Produce(p))) = decode_request(core::hint::black_box(&buf[..len])) else {
+            panic!()
+        };
+        core::hint::black_box(p.records.iter().count());
+    }
+    let ns = started.elapsed().as_nanos() as f64;
+    std::println!(
+        "produce encode+decode: {:.1} ns per 100-byte record ({} per frame)",
+        ns / records as f64,
+        records / rounds as usize
+    );
+    let started = Instant::now();
+    let mut records = 0usize;
+    for i in 0..rounds {
+        let mut b = FetchBuilder::new(&mut buf, i, u32::MAX).unwrap();
+        let mut offset = 0;
+        while b.push(FetchedRecord { offset, timestamp_ms: 7, value: &value }) {
+            offset += 1;
+        }
+        records += b.count();
+        let len = b.finish(offset, offset);
+        let Ok(ResponseFrame { body: Ok(Response::Fetch(v)), .. }) =
+            decode_response(core::hint::black_box(&buf[..len]))
+        else {
+            panic!()
+        };
+        core::hint::black_box(v.iter().count());
+    }
+    let ns = started.elapsed().as_nanos() as f64;
+    std::println!("fetch encode+decode: {:.1} ns per 100-byte record", ns / records as f64);
 }
 
 fn name() -> impl Strategy<Value = String> {
