@@ -139,6 +139,55 @@ fn at<'a>(words: &[Word<'a>], i: usize) -> Word<'a> {
     words.get(i).copied().unwrap_or(Word { text: ";", line: end.0, column: end.1 })
 }
 
+/// Consumer groups a broker built by [`broker_config`] remembers.
+pub const BROKER_GROUPS: u32 = 16;
+/// Idempotent (producer, partition) pairs it remembers.
+pub const BROKER_PRODUCERS: u32 = 64;
+/// The largest batch it appends: the largest frame the protocol carries.
+pub const BROKER_MAX_BATCH_BYTES: u32 = 64 * 1024;
+
+/// The engine configuration for `topics` in a region of `region_bytes` bytes. A topic
+/// with a size retention keeps that much; the partitions of topics without one share
+/// what is left of the region equally (their logs roll, dropping the oldest segment, when
+/// their share is full), so "kept until storage runs out" means exactly the region.
+pub fn broker_config(
+    topics: &[TopicDecl],
+    region_bytes: usize,
+) -> Result<crate::engine::BrokerConfig, crate::engine::ConfigError> {
+    use crate::engine::{BrokerConfig, ConfigError as EngineError, TopicConfig};
+    let mut config = BrokerConfig {
+        topics: Vec::with_capacity(topics.len()),
+        max_batch_bytes: BROKER_MAX_BATCH_BYTES,
+        max_groups: BROKER_GROUPS,
+        max_producers: BROKER_PRODUCERS,
+    };
+    for t in topics {
+        // `parse` bounds segments to MAX_SEGMENT_BYTES (2^30), which fits a u32.
+        let segment_bytes = u32::try_from(t.segment_bytes).map_err(|_| EngineError::LayoutOverflow)?;
+        config.topics.push(TopicConfig {
+            name: t.name.clone(),
+            partitions: t.partitions,
+            segment_bytes,
+            // Unlimited topics start at the smallest arena (two segments) and grow below.
+            retention_bytes: t.retention_bytes.unwrap_or(t.segment_bytes),
+            retention_ms: t.retention_ms,
+        });
+    }
+    let unlimited: u64 =
+        topics.iter().filter(|t| t.retention_bytes.is_none()).map(|t| u64::from(t.partitions)).sum();
+    let smallest = crate::engine::region_bytes(&config)? as u64;
+    let spare = (region_bytes as u64).saturating_sub(smallest);
+    if let Some(share) = spare.checked_div(unlimited) {
+        for (t, decl) in config.topics.iter_mut().zip(topics) {
+            if decl.retention_bytes.is_none() {
+                let extra_segments = share / decl.segment_bytes.max(1);
+                t.retention_bytes = decl.segment_bytes.saturating_mul(extra_segments.saturating_add(1));
+            }
+        }
+    }
+    Ok(config)
+}
+
 /// Parses the declarations.
 pub fn parse(text: &str) -> Result<Vec<TopicDecl>, ConfigError> {
     let words = words(text);

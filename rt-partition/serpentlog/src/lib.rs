@@ -8,6 +8,8 @@
 //! - [`serve`]: the broker's side: a request frame in, a response frame out.
 //! - [`client`]: the client library for RT partitions and Linux, over any [`client::Transport`].
 //! - [`config`]: the broker's topic declarations (text from its boot info).
+//! - [`load`]: generated, self-numbered record values and an order checker (tests, CLI,
+//!   benchmarks).
 //! - [`error::ErrorCode`]: the small documented set of errors a client can see.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -20,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod load;
 pub mod protocol;
 pub mod serve;
 #[cfg(any(test, feature = "testing"))]

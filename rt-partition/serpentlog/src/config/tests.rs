@@ -149,3 +149,33 @@ proptest! {
         }
     }
 }
+
+mod broker_config {
+    use crate::config::{broker_config, parse};
+    use crate::engine::{region_bytes, Broker, Engine, Placement};
+    use alloc::vec;
+
+    #[test]
+    fn limited_topics_keep_their_size_and_unlimited_ones_share_the_rest() {
+        let topics =
+            parse("topic a segment 4KiB retention 16KiB; topic b partitions 2 segment 4KiB").unwrap();
+        let config = broker_config(&topics, 1 << 20).unwrap();
+        assert_eq!(config.topics[0].retention_bytes, 16 * 1024);
+        let b = &config.topics[1];
+        assert!(b.retention_bytes > 300 * 1024, "{b:?}");
+        let used = region_bytes(&config).unwrap();
+        assert!(used <= 1 << 20 && used > (1 << 20) - 3 * 8 * 1024, "{used}");
+        let mut region = vec![0u8; 1 << 20];
+        let (mut broker, _) = Broker::open(config, &mut region, 0).unwrap();
+        assert!(broker.produce("b", Placement::Partition(1), None, &[b"x"], 0).is_ok());
+    }
+
+    #[test]
+    fn a_region_too_small_is_the_engine_error() {
+        let topics = parse("topic a segment 64KiB retention 1MiB").unwrap();
+        let err = broker_config(&topics, 1 << 20).and_then(|c| region_bytes(&c).map(|_| c));
+        let config = err.unwrap();
+        let mut region = vec![0u8; 1 << 20];
+        assert!(Broker::open(config, &mut region, 0).is_err());
+    }
+}
