@@ -1,6 +1,6 @@
 #!/bin/sh
-# SerpentLog from Linux: produces ${slcount} generated records of ${slsize} bytes (8-byte
-# counter from 0) to ${sltopic} partition ${slpartition}, then consumes them back from the
+# SerpentLog from Linux: produces ${slcount} generated records of ${slsize} bytes (`rec`
+# and a number from 1) to ${sltopic} partition ${slpartition}, then consumes them back from the
 # first one produced and checks the counters (none lost, repeated or reordered).
 topic=${sltopic:-events} partition=${slpartition:-0} count=${slcount:-1000} size=${slsize:-16}
 client=${slclient:-linux}
@@ -18,7 +18,7 @@ last=$(serpentlog --client "$client" consume "$topic" --partition "$partition" -
     exit 1
 }
 echo "SERPENTLOG-LAST $last"
-if [ "$last" = "offset $((${first:-0} + count - 1)): counter $((count - 1))" ]; then
+if [ "$last" = "offset $((${first:-0} + count - 1)): counter $count" ]; then
     echo "RHTEST-RESULT ok"
 else
     echo "RHTEST-RESULT fail: last record read was '$last'"

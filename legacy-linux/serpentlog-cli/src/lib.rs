@@ -18,6 +18,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use serpentlog::client::{Client, ClientError, Consumer, StartAt, Timing, Transport};
 use serpentlog::engine::{FetchedRecord, Placement};
+use serpentlog::load;
 use serpentlog::protocol::PRODUCE_RECORD_OVERHEAD;
 use serpentlog::ErrorCode;
 
@@ -53,11 +54,11 @@ pub enum Command {
         /// retried after a lost answer is appended once.
         #[arg(long)]
         partition: Option<u32>,
-        /// Produce this many generated records (an 8-byte little-endian counter from 0,
-        /// padded to --size bytes) instead of reading stdin.
+        /// Produce this many generated records instead of reading stdin: `rec ` and the
+        /// record's number (from 1) in 10 digits, padded with `.` to --size bytes.
         #[arg(long)]
         count: Option<u64>,
-        /// Bytes per generated record (at least 8).
+        /// Bytes per generated record (at least 14).
         #[arg(long, default_value_t = 16)]
         size: usize,
         /// Idempotent producer id (default: one made from the process id and the time).
@@ -82,8 +83,8 @@ pub enum Command {
         /// Stop after this many records (waiting for them).
         #[arg(long)]
         count: Option<u64>,
-        /// Records carry 8-byte counters (as `produce --count` makes them): print the
-        /// counter, and fail on a gap, repeat or reordering.
+        /// Records are generated ones (as `produce --count` makes them): print their
+        /// numbers (`counter N`), and fail on a gap, repeat or reordering.
         #[arg(long)]
         sequence: bool,
     },
@@ -250,11 +251,11 @@ where
     Ok(())
 }
 
-/// An 8-byte little-endian counter padded with zeros to `size` bytes, into `buf`.
+/// Generated record number `k` (`serpentlog::load`) of `size` bytes, into `buf`.
 fn counter_value(buf: &mut Vec<u8>, k: u64, size: usize) {
-    buf.clear();
-    buf.extend_from_slice(&k.to_le_bytes());
-    buf.resize(size.max(8), 0);
+    buf.resize(size.max(load::NUMBERED_BYTES), 0);
+    let len = load::generated(k, size, buf);
+    buf.truncate(len);
 }
 
 /// Produces `count` generated records, or the lines of `input`, batching as many records
@@ -293,11 +294,14 @@ where
     };
     match count {
         Some(n) => {
-            if size < 8 {
-                return Err(CliError("--size must be at least 8 (the counter)".into()));
+            if size < load::NUMBERED_BYTES {
+                return Err(CliError(format!(
+                    "--size must be at least {} (`rec ` and the record's number)",
+                    load::NUMBERED_BYTES
+                )));
             }
             let mut value = Vec::with_capacity(size);
-            for k in 0..n {
+            for k in 1..=n {
                 counter_value(&mut value, k, size);
                 add(client, &mut batch, &value, &mut produced)?;
             }
@@ -425,16 +429,15 @@ where
     Ok(printed)
 }
 
-/// The record's 8-byte counter, checked to follow the previous one.
+/// The generated record's number, checked to follow the previous one.
 fn sequence_check(record: FetchedRecord<'_>, expected: &mut Option<u64>) -> Result<u64, CliError> {
-    let Some(bytes) = record.value.get(..8) else {
+    let Some(k) = load::number_of(record.value) else {
         return Err(CliError(format!(
-            "offset {}: {} bytes, no 8-byte counter",
+            "offset {}: {}, not a generated record (`rec` and a 10-digit number)",
             record.offset,
-            record.value.len()
+            render(record.value)
         )));
     };
-    let k = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
     if let Some(e) = expected.filter(|e| *e != k) {
         return Err(CliError(format!(
             "offset {}: expected counter {e}, got {k} (lost, repeated or reordered)",

@@ -105,21 +105,21 @@ fn generated_load_is_batched_and_checked_in_order() {
     assert_eq!(out, "produced 500 records to events partition 3 offsets 0..=499\n");
     let requests = c.transport().requests;
     assert!(requests < 60, "{requests} requests for 500 records: not batched");
-    assert_eq!(engine.borrow().values("events", 3)[499][..8], 499u64.to_le_bytes());
+    assert_eq!(engine.borrow().values("events", 3)[499], b"rec 0000000500......");
     let out = run_text(&mut c, &["consume", "events", "--partition", "3", "--sequence"], "").unwrap();
     assert_eq!(out.lines().count(), 500);
-    assert_eq!(out.lines().last(), Some("offset 499: counter 499"));
+    assert_eq!(out.lines().last(), Some("offset 499: counter 500"));
     // A gap is reported.
     engine.borrow_mut().drop_before("events", 3, 0);
     let mut broken = engine.borrow().clone();
-    broken.produce("events", Placement::Partition(3), None, &[&7u64.to_le_bytes()], 0).unwrap();
+    broken.produce("events", Placement::Partition(3), None, &[b"rec 0000000007"], 0).unwrap();
     *engine.borrow_mut() = broken;
     let e = run_text(&mut c, &["consume", "events", "--partition", "3", "--sequence"], "").unwrap_err();
-    assert!(e.0.contains("expected counter 500, got 7"), "{e}");
+    assert!(e.0.contains("expected counter 501, got 7"), "{e}");
     assert!(run_text(&mut c, &["produce", "events", "--count", "1", "--size", "4"], "")
         .unwrap_err()
         .0
-        .contains("at least 8"));
+        .contains("at least 14"));
 }
 
 #[test]

@@ -108,7 +108,7 @@ fn produce_consume_topics_bench_over_the_channel_pair() {
             b"",
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert_eq!(text(&out.stdout).lines().last(), Some("offset 2999: counter 2999"));
+        assert_eq!(text(&out.stdout).lines().last(), Some("offset 2999: counter 3000"));
 
         let out = serpentlog(&sys, &["topics"], b"");
         assert_eq!(
@@ -130,7 +130,7 @@ fn produce_consume_topics_bench_over_the_channel_pair() {
         // The initramfs script, with `serpentlog` on its PATH pointed at the fake sysfs.
         let out = initramfs_script(&sys, &[("sltopic", "events"), ("slpartition", "1"), ("slcount", "700")]);
         assert!(
-            text(&out.stdout).ends_with("SERPENTLOG-LAST offset 3699: counter 699\nRHTEST-RESULT ok\n"),
+            text(&out.stdout).ends_with("SERPENTLOG-LAST offset 3699: counter 700\nRHTEST-RESULT ok\n"),
             "{}{}",
             text(&out.stdout),
             text(&out.stderr)
