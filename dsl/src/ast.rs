@@ -130,6 +130,10 @@ pub struct Partition {
     pub health: Vec<HealthRule>,
     /// `restarts N per DURATION`: the health monitor's restart budget.
     pub restarts: Option<Spanned<RestartBudget>>,
+    /// `persistent SIZE` (RT): memory the partition keeps across its own restarts.
+    pub persistent: Option<Spanned<u64>>,
+    /// `args "TEXT"` (RT): text the partition reads from its boot info.
+    pub args: Option<Spanned<String>>,
     /// The block had syntax errors: missing settings are not reported again.
     pub broken: bool,
 }

@@ -61,6 +61,8 @@ pub fn to_model(file: &File) -> TableModel {
                     .map_or(0, |r| (r.value.window_ns.value / NANOS_PER_MILLI) as u32),
                 llc_code_ways: p.llc_code_ways.as_ref().and_then(|w| crate::check::way_block(&w.value)),
                 mba_percent: p.memory_bandwidth.as_ref().map_or(0, |m| m.value.min(u8::MAX as u64) as u8),
+                persistent_bytes: p.persistent.as_ref().map_or(0, |s| s.value),
+                args: text(&p.args),
             }
         })
         .collect();

@@ -90,6 +90,7 @@ codes! {
     ReserveMisaligned = "PT0407", Error, "a hypervisor reservation that is zero or not a multiple of 2 MiB";
     PinnedOverlapsMmio = "PT0408", Error, "pinned partition memory that overlaps a passed-through MMIO range";
     StacksLeaveNoRoom = "PT0409", Error, "a real-time partition whose vCPU stacks leave less than 256 KiB for its image and heap";
+    PersistentBad = "PT0410", Error, "a persistent region that is zero, not a multiple of 4 KiB, or larger than 64 MiB";
     // Cache.
     WaysOutOfRange = "PT0501", Error, "cache ways the platform's LLC does not have";
     WaysTooNarrow = "PT0502", Error, "fewer cache ways than the platform's minimum CAT mask";
@@ -126,6 +127,7 @@ codes! {
     LinuxCmdlineBad = "PT0805", Error, "a Linux command line too long for the hypervisor's suffix, or holding control characters";
     FileNameBad = "PT0806", Error, "an image, kernel or initramfs name that is not a UEFI file name inside `\\rusthallows\\`";
     RestartBudgetBad = "PT0807", Error, "a restart budget outside 1-16 restarts per 1 ms to 1 hour";
+    ArgsBad = "PT0808", Error, "partition arguments longer than 512 bytes or holding characters other than printable ASCII";
     // Platform.
     PlatformBad = "PT0901", Error, "a platform value that cannot be right (zero cores, minimum CAT width above the ways, a console UART past port 0xffff)";
     // Warnings.

@@ -194,9 +194,13 @@ fn partition_lines(p: &Partition, lines: &mut Vec<Line>) {
     if let Some(v) = &p.kind {
         push(lines, 1, v.span.start, format!("kind {}", if v.value == Kind::Linux { "linux" } else { "rt" }));
     }
-    for (word, v) in
-        [("image", &p.image), ("kernel", &p.kernel), ("initramfs", &p.initramfs), ("cmdline", &p.cmdline)]
-    {
+    for (word, v) in [
+        ("image", &p.image),
+        ("kernel", &p.kernel),
+        ("initramfs", &p.initramfs),
+        ("cmdline", &p.cmdline),
+        ("args", &p.args),
+    ] {
         if let Some(v) = v {
             push(lines, 1, v.span.start, format!("{word} {}", quote(&v.value)));
         }
@@ -207,6 +211,9 @@ fn partition_lines(p: &Partition, lines: &mut Vec<Line>) {
     if let Some(v) = &p.memory {
         let at = p.pinned.as_ref().map_or(String::new(), |b| format!(" at {}", hex(b.value)));
         push(lines, 1, v.span.start, format!("memory {}{at}", size(v.value)));
+    }
+    if let Some(v) = &p.persistent {
+        push(lines, 1, v.span.start, format!("persistent {}", size(v.value)));
     }
     if let Some(v) = &p.llc_ways {
         push(lines, 1, v.span.start, format!("llc_ways {}", index_list(&v.value)));

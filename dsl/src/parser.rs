@@ -58,6 +58,8 @@ pub const PARTITION_SETTINGS: &[&str] = &[
     "privileges",
     "on",
     "restarts",
+    "persistent",
+    "args",
 ];
 /// Settings of `channel`.
 pub const CHANNEL_SETTINGS: &[&str] = &["kind", "from", "to", "message", "depth", "linux"];
@@ -121,6 +123,8 @@ pub const STATEMENT_SYNTAX: &[(&str, &str, &str, &str)] = &[
     ("partition", "privileges", "privileges query | restart | halt_system, ...", "privileges query, restart"),
     ("partition", "on", "on EVENT ACTION", "on panic restart"),
     ("partition", "restarts", "restarts COUNT per DURATION", "restarts 3 per 10 s"),
+    ("partition", "persistent", "persistent SIZE", "persistent 2 MiB"),
+    ("partition", "args", "args \"TEXT\"", "args \"topics=orders:4\""),
     ("channel", "kind", "kind sampling | queuing", "kind queuing"),
     ("channel", "from", "from PARTITION", "from sensor"),
     ("channel", "to", "to PARTITION", "to logger"),
@@ -732,6 +736,8 @@ impl Parser<'_> {
             privileges: Vec::new(),
             health: Vec::new(),
             restarts: None,
+            persistent: None,
+            args: None,
             broken: false,
         };
         let mut privileges_kw: Option<Spanned<()>> = None;
@@ -742,12 +748,13 @@ impl Parser<'_> {
                     let v = s.choice("partition kind", KINDS)?;
                     set(&mut s.diags, &mut p.kind, v, &kw);
                 }
-                "image" | "kernel" | "initramfs" | "cmdline" => {
+                "image" | "kernel" | "initramfs" | "cmdline" | "args" => {
                     let v = s.string(&format!("the {} as a quoted string", kw.value))?;
                     let slot = match kw.value.as_str() {
                         "image" => &mut p.image,
                         "kernel" => &mut p.kernel,
                         "initramfs" => &mut p.initramfs,
+                        "args" => &mut p.args,
                         _ => &mut p.cmdline,
                     };
                     set(&mut s.diags, slot, v, &kw);
@@ -772,6 +779,10 @@ impl Parser<'_> {
                 "llc_ways" => {
                     let v = s.index_list("a cache way or range, e.g. `0-3`")?;
                     set(&mut s.diags, &mut p.llc_ways, v, &kw);
+                }
+                "persistent" => {
+                    let v = s.size()?;
+                    set(&mut s.diags, &mut p.persistent, v, &kw);
                 }
                 "llc_code_ways" => {
                     let v = s.index_list("a cache way or range for code, e.g. `4-5`")?;

@@ -243,6 +243,16 @@ fn render_partitions(m: &TableModel, out: &mut String) {
         if !p.cmdline.is_empty() {
             extras.push(format!("cmdline \"{}\"", p.cmdline));
         }
+        if p.persistent_bytes != 0 {
+            extras.push(format!(
+                "persistent {} at {:#x}, kept across restarts",
+                size(p.persistent_bytes),
+                hallows_abi::layout::PERSISTENT_WINDOW_GPA
+            ));
+        }
+        if !p.args.is_empty() {
+            extras.push(format!("args \"{}\"", p.args));
+        }
         let privileges: Vec<&str> =
             [(PRIV_QUERY, "query"), (PRIV_RESTART, "restart"), (PRIV_HALT_SYSTEM, "halt_system")]
                 .iter()
@@ -366,11 +376,13 @@ fn render_channels(m: &TableModel, out: &mut String) {
 fn render_memory(m: &TableModel, out: &mut String) {
     let parts: u64 = m.partitions.iter().map(|p| p.ram_bytes).sum();
     let chans: u64 = m.channels.iter().map(|c| c.bytes).sum();
+    let kept: u64 = m.partitions.iter().map(|p| p.persistent_bytes).sum();
     let hv = m.platform.hv_reserved_bytes.get();
-    let total = parts + chans + hv;
+    let total = parts + chans + kept + hv;
+    let kept_text = if kept == 0 { String::new() } else { format!(", persistent {}", approx_size(kept)) };
     let _ = write!(
         out,
-        "\nmemory: hypervisor {}, partitions {}, channels {}: {} in all",
+        "\nmemory: hypervisor {}, partitions {}{kept_text}, channels {}: {} in all",
         approx_size(hv),
         approx_size(parts),
         approx_size(chans),

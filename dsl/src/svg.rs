@@ -277,6 +277,8 @@ fn draw_ways(m: &TableModel, c: &mut Canvas) {
 fn draw_memory(m: &TableModel, c: &mut Canvas) {
     let hv = m.platform.hv_reserved_bytes.get();
     let parts: u64 = m.partitions.iter().map(|p| p.ram_bytes).sum();
+    // A partition's persistent region counts with the partition (its own block).
+    let parts: u64 = parts + m.partitions.iter().map(|p| p.persistent_bytes).sum::<u64>();
     let chans: u64 = m.channels.iter().map(|ch| ch.bytes).sum();
     let ram = m.platform.ram_bytes.get();
     let total = (hv + parts + chans).max(ram).max(1) as f64;
@@ -295,6 +297,9 @@ fn draw_memory(m: &TableModel, c: &mut Canvas) {
     segment(c, hv, "#333333", "hypervisor");
     for (i, p) in m.partitions.iter().enumerate() {
         segment(c, p.ram_bytes, color(i as u32), &p.name);
+        if p.persistent_bytes > 0 {
+            segment(c, p.persistent_bytes, color(i as u32), &format!("{} (persistent)", p.name));
+        }
     }
     if chans > 0 {
         segment(c, chans, "#999999", "channels");

@@ -270,6 +270,17 @@ fn edge_cases_are_refused_by_the_checker_or_boot() {
             rt(""),
             linux("mmio 0xf0000000 size 4 KiB")
         ),
+        // Persistent regions and args: on Linux, sizes and text the window or boot info
+        // cannot hold, MMIO over the region, RAM that fits only without the region's block.
+        format!("{}{}", rt(""), linux("persistent 64 KiB")),
+        format!("{}{}", rt(""), linux("args \"x\"")),
+        rt("persistent 0 B"),
+        rt("persistent 5000 B"),
+        rt("persistent 65 MiB"),
+        rt(&format!("args \"{}\"", "x".repeat(limits::ARGS_MAX + 1))),
+        rt("args \"a\tb\""),
+        rt("persistent 64 KiB; mmio 0xd0000000 size 4 KiB"),
+        format!("platform {{ ram 37 MiB }}\nhypervisor {{ reserve 32 MiB }}\n{}", rt("persistent 4 KiB")),
     ];
     for source in &refused {
         assert_eq!(judge(source), Ok(false), "the checker accepted:\n{source}");
@@ -321,6 +332,16 @@ fn edge_cases_are_refused_by_the_checker_or_boot() {
             "{}{}channel c {{ kind sampling; from a; to l; message 8 B }}\n",
             rt(""),
             linux("mmio 0xf0010000 size 4 KiB")
+        ),
+        rt("persistent 4 KiB"),
+        rt("persistent 64 MiB; args \"topics=orders:4,audit:1\""),
+        rt(&format!("args \"{}\"", "x".repeat(limits::ARGS_MAX))),
+        rt("persistent 64 KiB; mmio 0xd0010000 size 4 KiB"),
+        format!("platform {{ ram 38 MiB }}\nhypervisor {{ reserve 32 MiB }}\n{}", rt("persistent 4 KiB")),
+        format!(
+            "{}{}channel c {{ kind sampling; from a; to b; message 8 B }}\n",
+            rt("persistent 2 MiB; mmio 0xd0200000 size 4 KiB"),
+            two
         ),
     ];
     for source in &accepted {
@@ -384,11 +405,27 @@ fn edge_table() -> impl Strategy<Value = String> {
         vec![Some(0x40_0000_0000u64), Some(0xf_ffff_ffc0_0000), Some(0x10_0000_0000_0000), Some(0x30_0000)],
     );
     let pci = usually(false, vec![true]);
-    let rt_partition = (name_len.clone(), image, vcpus, memory, io, mmio, ways, pinned, pci);
+    // Persistent regions (bytes) and args (length; `None`: a tab inside).
+    let persistent = usually(
+        None,
+        vec![
+            Some(4096u64),
+            Some(64 << 10),
+            Some(2 * MIB),
+            Some(limits::PERSISTENT_MAX_BYTES),
+            Some(limits::PERSISTENT_MAX_BYTES + 4096),
+            Some(5000),
+            Some(0),
+        ],
+    );
+    let args = usually(Some(0usize), vec![Some(1), Some(limits::ARGS_MAX), Some(limits::ARGS_MAX + 1), None]);
+    let keep = (persistent, args);
+    let rt_partition = (name_len.clone(), image, vcpus, memory, io, mmio, ways, pinned, pci, keep);
     let linux_partition = proptest::option::of((
         usually(false, vec![true]),
         usually(128u64, vec![64, 3072, 3584, 3586, 4096]),
         usually(0usize, vec![40, limits::LINUX_CMDLINE_BUDGET, limits::LINUX_CMDLINE_BUDGET + 1]),
+        usually(false, vec![true]),
         usually(false, vec![true]),
     ));
     let channel = (
@@ -416,7 +453,7 @@ fn edge_table() -> impl Strategy<Value = String> {
             }
             s.push_str("}\nhypervisor { reserve 32 MiB }\n");
             let mut names = Vec::new();
-            for (i, (len, image, vcpus, mem, io, mmio, ways, pinned, pci)) in rts.iter().enumerate() {
+            for (i, (len, image, vcpus, mem, io, mmio, ways, pinned, pci, (persistent, args))) in rts.iter().enumerate() {
                 let name = format!("p{i}{}", "x".repeat(len.saturating_sub(2)));
                 let first = 16 * i as u32;
                 s.push_str(&format!(
@@ -439,11 +476,19 @@ fn edge_table() -> impl Strategy<Value = String> {
                 if *pci {
                     s.push_str(" pci \"00:03.0\"\n");
                 }
+                if let Some(bytes) = persistent {
+                    s.push_str(&format!(" persistent {bytes} B\n"));
+                }
+                match args {
+                    Some(0) => {}
+                    Some(n) => s.push_str(&format!(" args \"{}\"\n", "t".repeat(*n))),
+                    None => s.push_str(" args \"a\tb\"\n"),
+                }
                 s.push_str("}\n");
                 names.push(name);
             }
             let rt_count = names.len();
-            if let Some((on_scheduled_core, mem, cmdline, initramfs)) = linux {
+            if let Some((on_scheduled_core, mem, cmdline, initramfs, keeps)) = linux {
                 let cores = if on_scheduled_core { "0" } else { "48-49" };
                 s.push_str(&format!(
                     "partition linux {{\n kind linux\n kernel \"vmlinux\"\n cores {cores}\n memory {mem} MiB\n"
@@ -453,6 +498,9 @@ fn edge_table() -> impl Strategy<Value = String> {
                 }
                 if initramfs {
                     s.push_str(" initramfs \"initramfs.cpio\"\n");
+                }
+                if keeps {
+                    s.push_str(" persistent 64 KiB\n args \"x\"\n");
                 }
                 s.push_str("}\n");
                 names.push("linux".to_string());

@@ -1,6 +1,6 @@
 //! Checks of the boot-info page and the memory plan derived from it.
 
-use hallows_abi::bootinfo::{BootInfo, MAX_CHANNELS, NAME_MAX};
+use hallows_abi::bootinfo::{BootInfo, ARGS_MAX, MAX_CHANNELS, NAME_MAX};
 use hallows_abi::layout::{IMAGE_BASE_GPA, RT_MAX_RAM, STACK_BYTES};
 
 /// Why a boot-info page is unusable.
@@ -8,7 +8,7 @@ use hallows_abi::layout::{IMAGE_BASE_GPA, RT_MAX_RAM, STACK_BYTES};
 pub enum BootInfoError {
     /// Magic or version differ from what this SDK was built against.
     BadMagicOrVersion,
-    /// A name length or the channel count is out of range.
+    /// A name or arguments length, or the channel count, is out of range.
     BadCounts,
     /// RAM size, image end or stack area are inconsistent.
     BadMemory,
@@ -25,6 +25,7 @@ pub fn check(bi: &BootInfo) -> Result<(), BootInfoError> {
         || bi.channel_count as usize > MAX_CHANNELS
         || bi.vcpu_count == 0
         || bi.channels().iter().any(|c| c.name_len as usize > NAME_MAX)
+        || bi.args_len as usize > ARGS_MAX
     {
         return Err(BootInfoError::BadCounts);
     }
@@ -34,6 +35,10 @@ pub fn check(bi: &BootInfo) -> Result<(), BootInfoError> {
         && bi.stacks_bottom <= bi.ram_bytes
         && bi.ram_bytes <= RT_MAX_RAM;
     if !ordered || bi.ram_bytes - bi.stacks_bottom < stacks {
+        return Err(BootInfoError::BadMemory);
+    }
+    // A persistent region is described completely or not at all.
+    if (bi.persistent_gpa != 0 || bi.persistent_bytes != 0) && crate::persistent::described(bi).is_none() {
         return Err(BootInfoError::BadMemory);
     }
     Ok(())
@@ -96,6 +101,27 @@ mod tests {
         let mut bi = sample();
         bi.name_len = 33;
         assert_eq!(check(&bi), Err(BootInfoError::BadCounts));
+    }
+
+    #[test]
+    fn args_and_persistent_region_are_read_from_the_boot_info() {
+        let mut bi = sample();
+        assert_eq!((bi.args(), crate::persistent::described(&bi)), ("", None));
+        bi.args_len = hallows_abi::bootinfo::fill_args(&mut bi.args, "topics=orders:4,audit:1");
+        bi.persistent_gpa = hallows_abi::layout::PERSISTENT_WINDOW_GPA;
+        bi.persistent_bytes = 64 << 10;
+        assert_eq!(check(&bi), Ok(()));
+        assert_eq!(bi.args(), "topics=orders:4,audit:1");
+        assert_eq!(crate::persistent::described(&bi), Some((bi.persistent_gpa, 64 << 10)));
+        bi.args_len = ARGS_MAX as u32 + 1;
+        assert_eq!(check(&bi), Err(BootInfoError::BadCounts));
+        let mut bi = sample();
+        bi.persistent_bytes = 64 << 10; // a size without its base
+        assert_eq!(check(&bi), Err(BootInfoError::BadMemory));
+        let mut bi = sample();
+        bi.persistent_gpa = hallows_abi::layout::PERSISTENT_WINDOW_GPA;
+        bi.persistent_bytes = 100; // not whole pages
+        assert_eq!(check(&bi), Err(BootInfoError::BadMemory));
     }
 
     #[test]

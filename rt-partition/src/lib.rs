@@ -17,7 +17,9 @@
 //! The SDK provides the `_start` entry, boot-info checks, a heap (`alloc` works), the
 //! console ([`print!`], [`println!`]), hypercalls ([`hypercall`]), time ([`time`]),
 //! periodic tasks with deadline monitoring ([`periodic`]), sampling and queuing ports
-//! ([`port`]) and a panic handler that reports to the health monitor and halts.
+//! ([`port`]), the memory a partition keeps across its restarts ([`persistent`]), its
+//! `args` text ([`BootInfo::args`]) and a panic handler that reports to the health monitor
+//! and halts.
 #![cfg_attr(not(test), no_std)]
 
 pub mod boot;
@@ -26,6 +28,7 @@ pub mod fixed;
 pub mod heap;
 pub mod hypercall;
 pub mod periodic;
+pub mod persistent;
 pub mod port;
 #[cfg(target_os = "none")]
 mod rt;

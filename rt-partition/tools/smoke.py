@@ -36,6 +36,9 @@ IMAGE_BASE = 0x100000
 STACK_BYTES = 0x10000
 CHANNEL_WINDOW_GPA = 0xC000_0000
 MAGIC = int.from_bytes(b"RHBOOTI1", "little")
+# hallows_abi::bootinfo::BOOT_INFO_VERSION; version 2's persistent region and args follow
+# the 16 channel slots and stay zero here (none).
+BOOT_INFO_VERSION = 2
 PAGE = 0x1000
 TSC_HZ = 1_000_000_000
 CLASSES = ["memory_violation", "io_violation", "msr_violation", "forbidden_instruction",
@@ -58,7 +61,7 @@ def name_field(name):
 
 def boot_info(name, ram, image_end, channels, restart_count, vcpus):
     nm, nlen = name_field(name)
-    head = struct.pack("<QII32sIIQQQQQII", MAGIC, 1, 3, nm, nlen, vcpus, ram, image_end,
+    head = struct.pack("<QII32sIIQQQQQII", MAGIC, BOOT_INFO_VERSION, 3, nm, nlen, vcpus, ram, image_end,
                        ram - vcpus * STACK_BYTES, TSC_HZ, 0, restart_count, len(channels))
     assert len(head) == 104
     body = b""

@@ -102,7 +102,10 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
             }
             let ram = p.memory.as_ref().map_or(0, |m| m.value);
             let linux = p.kind.as_ref().is_some_and(|k| k.value == Kind::Linux);
-            if let Some(conflict) = limits::mmio_conflict(base, size, ram, channels[pi] > 0, linux) {
+            let persistent_bytes = p.persistent.as_ref().filter(|_| !linux).map_or(0, |s| s.value);
+            let map =
+                limits::GuestMap { ram_bytes: ram, has_channels: channels[pi] > 0, linux, persistent_bytes };
+            if let Some(conflict) = limits::mmio_conflict(base, size, map) {
                 let (message, hint) = match conflict {
                     limits::MmioConflict::InsideRam => (
                         format!("this MMIO range lies inside `{}`'s own RAM (guest-physical 0-{ram:#x})", p.name.value),
@@ -120,6 +123,15 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
                     limits::MmioConflict::InsideChannelWindow => (
                         "this MMIO range overlaps the channel window (guest-physical 0xc0000000-0xcfffffff)".to_string(),
                         "a partition with channels sees them there: pass registers outside that window",
+                    ),
+                    limits::MmioConflict::InsidePersistentRegion => (
+                        format!(
+                            "this MMIO range overlaps `{}`'s persistent region (guest-physical {:#x}-{:#x})",
+                            p.name.value,
+                            hallows_abi::layout::PERSISTENT_WINDOW_GPA,
+                            hallows_abi::layout::PERSISTENT_WINDOW_GPA + persistent_bytes - 1
+                        ),
+                        "the partition's persistent memory is mapped there: pass registers outside it",
                     ),
                     limits::MmioConflict::BeyondGuestPhysical => (
                         "this MMIO range reaches past guest-physical 2^48".to_string(),

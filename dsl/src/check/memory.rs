@@ -12,10 +12,13 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
     // The compiler packs the regions one after the other: their sum is the window's end.
     let channels: u64 =
         sys.channels.iter().filter_map(|c| super::channels::region_bytes(c)).fold(0, u64::saturating_add);
-    // Exactly what placement takes: each block rounded to 2 MiB, the channel window as one.
+    let persistent: u64 = persistent_regions(sys).fold(0, u64::saturating_add);
+    // Exactly what placement takes: each block rounded to 2 MiB (a persistent region is a
+    // block of its own), the channel window as one.
     let needed = hallows_abi::limits::ram_needed(
         sys.platform.reserve,
         sys.partitions.iter().filter_map(|p| p.memory.as_ref()).map(|m| m.value),
+        persistent_regions(sys),
         channels,
     );
     if needed > available {
@@ -24,8 +27,16 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
             Diagnostic::new(Code::RamExhausted, span, format!("the table needs {} MiB of RAM, the platform has {} MiB", needed >> 20, available >> 20))
                 .label(format!("{} MiB short", (needed - available).div_ceil(1 << 20)))
                 .hint(format!(
-                    "partitions need {} MiB, channels {} KiB (placed as {} MiB: the channel window is one 2 MiB-rounded block) and the hypervisor reserves {} MiB: shrink them or use `ram auto`",
+                    "partitions need {} MiB{}, channels {} KiB (placed as {} MiB: the channel window is one 2 MiB-rounded block) and the hypervisor reserves {} MiB: shrink them or use `ram auto`",
                     partitions >> 20,
+                    if persistent > 0 {
+                        format!(
+                            " and their persistent regions {} KiB (each placed as a 2 MiB-rounded block)",
+                            persistent >> 10
+                        )
+                    } else {
+                        String::new()
+                    },
                     channels >> 10,
                     hallows_abi::limits::round_to_large_page(channels).unwrap_or(u64::MAX) >> 20,
                     sys.platform.reserve >> 20
@@ -34,6 +45,16 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
     } else {
         check_fragmentation(sys, available, channels, diags);
     }
+}
+
+fn is_rt(p: &crate::ast::Partition) -> bool {
+    p.kind.as_ref().is_none_or(|k| k.value == crate::ast::Kind::Rt)
+}
+
+/// The persistent regions the compiler writes (RT partitions only; a Linux partition's is
+/// refused by the partition rules and never compiled).
+fn persistent_regions<'s>(sys: &'s System<'_>) -> impl Iterator<Item = u64> + 's {
+    sys.partitions.iter().filter(|p| is_rt(p)).filter_map(|p| p.persistent.as_ref()).map(|s| s.value)
 }
 
 /// With pinned partitions, enough RAM in total is not enough: the pins split it, and each
@@ -59,6 +80,18 @@ fn check_fragmentation(sys: &System<'_>, available: u64, channels: u64, diags: &
     }
     if channels > 0 {
         requests.push(Request { name: "the channel window", bytes: channels, pinned: None });
+    }
+    // In `hallows_core::placement::place_table`'s order: persistent regions last.
+    let kept: Vec<(String, u64)> = sys
+        .partitions
+        .iter()
+        .filter(|p| is_rt(p))
+        .filter_map(|p| {
+            p.persistent.as_ref().map(|s| (format!("{}'s persistent region", p.name.value), s.value))
+        })
+        .collect();
+    for (name, bytes) in &kept {
+        requests.push(Request { name, bytes: *bytes, pinned: None });
     }
     let mut bases = vec![0; requests.len()];
     if let Err(PlacementError::DoesNotFit { name, bytes, largest_free }) = place(&free, &requests, &mut bases)

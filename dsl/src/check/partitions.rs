@@ -40,6 +40,68 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
         check_files(p, diags);
         check_stacks(sys, pi, p, diags);
         check_restarts(p, diags);
+        check_keep(p, diags);
+    }
+}
+
+/// `persistent SIZE` and `args "TEXT"`: whole pages up to the window's size, and text the
+/// boot info can hold (`hallows_abi::limits`, which the re-validator and boot path call
+/// too). Whether they belong to the partition's kind is [`check_one`]'s business.
+fn check_keep(p: &Partition, diags: &mut Vec<Diagnostic>) {
+    if let Some(size) = &p.persistent {
+        if let Err(e) = limits::check_persistent(size.value) {
+            let max_mib = limits::PERSISTENT_MAX_BYTES >> 20;
+            let (label, hint) = match e {
+                limits::PersistentError::Empty => (
+                    "zero bytes".to_string(),
+                    "leave `persistent` out when the partition keeps nothing across restarts".to_string(),
+                ),
+                limits::PersistentError::Misaligned => (
+                    "not a multiple of 4 KiB".to_string(),
+                    format!(
+                        "the region is mapped in whole pages; try `persistent {} KiB`",
+                        size.value.div_ceil(4096) * 4
+                    ),
+                ),
+                limits::PersistentError::TooLarge { .. } => (
+                    format!("more than {max_mib} MiB"),
+                    format!("the persistent window holds {max_mib} MiB; keep the rest in a file on the Linux side or shrink it"),
+                ),
+            };
+            diags.push(
+                Diagnostic::new(
+                    Code::PersistentBad,
+                    size.span,
+                    format!("`{}`'s persistent region cannot be mapped: {e}", p.name.value),
+                )
+                .label(label)
+                .hint(hint),
+            );
+        }
+    }
+    if let Some(args) = &p.args {
+        if let Err(e) = limits::check_args(&args.value) {
+            let (label, hint) = match e {
+                limits::ArgsError::TooLong { len, max } => (
+                    format!("{len} bytes, at most {max}"),
+                    format!("the boot info holds {max} bytes of arguments: shorten them"),
+                ),
+                limits::ArgsError::NotPrintable { offset } => (
+                    format!("byte {offset} is not printable ASCII"),
+                    "use printable ASCII only (spaces included); no tabs, newlines or non-ASCII characters"
+                        .to_string(),
+                ),
+            };
+            diags.push(
+                Diagnostic::new(
+                    Code::ArgsBad,
+                    args.span,
+                    format!("`{}`'s arguments cannot be given to it in its boot info", p.name.value),
+                )
+                .label(label)
+                .hint(hint),
+            );
+        }
     }
 }
 
@@ -252,6 +314,24 @@ fn check_one(sys: &System<'_>, p: &Partition, diags: &mut Vec<Diagnostic>) {
                 "Linux",
                 "a Linux partition boots a `kernel`; rename `image` to `kernel`",
             );
+            wrong_kind(
+                diags,
+                "args",
+                &p.args,
+                "Linux",
+                "a Linux partition takes its parameters in `cmdline`; `args` is for real-time partitions",
+            );
+            if let Some(size) = &p.persistent {
+                diags.push(
+                    Diagnostic::new(
+                        Code::WrongKindSetting,
+                        size.span,
+                        "`persistent` does not apply to a Linux partition",
+                    )
+                    .label("not used by Linux partitions")
+                    .hint("only real-time partitions keep a persistent region across restarts; a Linux partition keeps its data on its own disks or in a real-time partition's region"),
+                );
+            }
         }
         None => {}
     }

@@ -83,6 +83,9 @@ pub enum Mode {
     /// Sleeps for minutes in `Yield(until)`: a restart another partition asks for must
     /// still happen at once.
     Sleep,
+    /// Counts its boots in its persistent region, prints the count and its `args`, then
+    /// writes beyond its RAM (give it `persistent` and `on memory_violation restart`).
+    Keeper,
     /// Writes beyond its RAM (the default).
     OutsideRam,
 }
@@ -114,6 +117,7 @@ pub const MODES: &[(&str, Mode)] = &[
     ("deadline", Mode::Deadline),
     ("readonly", Mode::ReadOnlyChannel),
     ("sleeper", Mode::Sleep),
+    ("keeper", Mode::Keeper),
 ];
 
 /// The mode a partition called `name` runs.
@@ -141,6 +145,7 @@ mod tests {
         assert_eq!(mode_for("rogue_port"), Mode::Port);
         assert_eq!(mode_for("rogue_pqr"), Mode::PqrAssoc);
         assert_eq!(mode_for("cr4tsd"), Mode::Cr4(ForbiddenCr4Bit::Tsd));
+        assert_eq!(mode_for("keeper"), Mode::Keeper);
         assert_eq!(mode_for("rogue"), Mode::OutsideRam);
         assert_eq!(mode_for(""), Mode::OutsideRam);
     }

@@ -5,12 +5,16 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `BootInfo::magic`: "RHBOOTI1" little-endian.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"RHBOOTI1");
-/// Layout version of [`BootInfo`].
-pub const BOOT_INFO_VERSION: u32 = 1;
+/// Layout version of [`BootInfo`]. Version 2 appends the persistent region and the
+/// partition's arguments.
+pub const BOOT_INFO_VERSION: u32 = 2;
 /// Longest partition or channel name carried in boot info (longer names are cut).
 pub const NAME_MAX: usize = 32;
 /// Most channels described to one partition.
 pub const MAX_CHANNELS: usize = 16;
+/// Longest `args` text of a partition (bytes of printable ASCII), see
+/// [`crate::limits::check_args`].
+pub const ARGS_MAX: usize = 512;
 
 /// One channel endpoint as a partition sees it.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -60,6 +64,16 @@ pub struct BootInfo {
     pub restart_count: u32,
     pub channel_count: u32,
     pub channels: [ChannelInfo; MAX_CHANNELS],
+    /// Guest-physical base of the persistent region
+    /// ([`crate::layout::PERSISTENT_WINDOW_GPA`]), 0 when the partition has none. Its
+    /// bytes survive the partition's restarts by the health monitor; they are zero at boot.
+    pub persistent_gpa: u64,
+    /// Size of the persistent region in bytes (whole pages), 0 when none.
+    pub persistent_bytes: u64,
+    /// The partition's `args` text from the table (printable ASCII).
+    pub args_len: u32,
+    pub _pad: u32,
+    pub args: [u8; ARGS_MAX],
 }
 
 impl BootInfo {
@@ -67,6 +81,20 @@ impl BootInfo {
     pub fn name(&self) -> &str {
         let len = (self.name_len as usize).min(NAME_MAX);
         core::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+
+    /// The partition's arguments (`args "TEXT"` in its table entry; empty when none, or
+    /// when the field does not hold text).
+    pub fn args(&self) -> &str {
+        let len = (self.args_len as usize).min(ARGS_MAX);
+        core::str::from_utf8(&self.args[..len]).unwrap_or("")
+    }
+
+    /// The persistent region as `(guest-physical base, bytes)`, or `None` when the
+    /// partition has none.
+    pub fn persistent_region(&self) -> Option<(u64, u64)> {
+        (self.persistent_gpa != 0 && self.persistent_bytes != 0)
+            .then_some((self.persistent_gpa, self.persistent_bytes))
     }
 
     /// The channels actually described.
@@ -85,6 +113,15 @@ impl ChannelInfo {
         let len = (self.name_len as usize).min(NAME_MAX);
         core::str::from_utf8(&self.name[..len]).unwrap_or("?")
     }
+}
+
+/// Copies `args` (already checked by [`crate::limits::check_args`]) into the boot info's
+/// field; longer text is cut at [`ARGS_MAX`] bytes. Returns the length.
+pub fn fill_args(field: &mut [u8; ARGS_MAX], args: &str) -> u32 {
+    let len = args.len().min(ARGS_MAX);
+    field.fill(0);
+    field[..len].copy_from_slice(&args.as_bytes()[..len]);
+    len as u32
 }
 
 /// Copies `name` into a fixed name field, cutting at a character boundary; returns the length.
@@ -118,6 +155,22 @@ mod tests {
         assert_eq!(bi.name(), "é".repeat(16));
         bi.name_len = 200;
         assert_eq!(bi.name().len(), 32);
+    }
+
+    #[test]
+    fn args_and_persistent_region_read_back() {
+        let mut bi = BootInfo::new_zeroed();
+        assert_eq!((bi.args(), bi.persistent_region()), ("", None));
+        bi.args_len = fill_args(&mut bi.args, "topics=a:1");
+        assert_eq!(bi.args(), "topics=a:1");
+        bi.args_len = 10_000;
+        assert_eq!(bi.args().len(), ARGS_MAX);
+        bi.args[0] = 0xff;
+        assert_eq!(bi.args(), "", "not text: empty, never a panic");
+        bi.persistent_gpa = crate::layout::PERSISTENT_WINDOW_GPA;
+        assert_eq!(bi.persistent_region(), None);
+        bi.persistent_bytes = 0x1_0000;
+        assert_eq!(bi.persistent_region(), Some((crate::layout::PERSISTENT_WINDOW_GPA, 0x1_0000)));
     }
 
     #[test]

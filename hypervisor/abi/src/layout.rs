@@ -9,10 +9,13 @@
 //!   ...        heap (from the end of the image to the stacks)
 //!   top        one STACK_BYTES stack per vCPU, vCPU 0 highest
 //! 0xC000_0000  CHANNEL_WINDOW: shared pages of the partition's channels
+//! 0xD000_0000  PERSISTENT_WINDOW: the partition's persistent region (kept across its
+//!              restarts), when its table entry has one
 //! ```
 //!
 //! The guest enters in 64-bit long mode with paging on, identity-mapped with 2 MiB pages
-//! over its RAM and its channel window, `rdi` = [`BOOT_INFO_GPA`], `rsi` = vCPU index,
+//! over its RAM, its channel window and its persistent region (4 KiB pages where a size is
+//! not a 2 MiB multiple), `rdi` = [`BOOT_INFO_GPA`], `rsi` = vCPU index,
 //! `rsp` = the top of that vCPU's stack, interrupts disabled.
 
 /// Size of a small page.
@@ -33,6 +36,11 @@ pub const STACK_BYTES: u64 = 0x1_0000;
 pub const CHANNEL_WINDOW_GPA: u64 = 0xC000_0000;
 /// Size of the channel window.
 pub const CHANNEL_WINDOW_BYTES: u64 = 0x1000_0000;
+/// Guest-physical base of the persistent region: right after the channel window, so it
+/// collides with neither RAM (which ends below the channel window) nor channels. Its own
+/// host memory, kept across the partition's restarts (see `hallows_core::lifecycle::
+/// RestartScope`); sizes are limited by [`crate::limits::PERSISTENT_MAX_BYTES`].
+pub const PERSISTENT_WINDOW_GPA: u64 = CHANNEL_WINDOW_GPA + CHANNEL_WINDOW_BYTES;
 /// The largest RAM a real-time partition may have: RAM must end below the channel window.
 pub const RT_MAX_RAM: u64 = CHANNEL_WINDOW_GPA;
 /// The smallest RAM a real-time partition may have (page tables, image, one stack).
@@ -53,6 +61,8 @@ mod tests {
         const { assert!(PAGE_TABLES_END_GPA <= IMAGE_BASE_GPA) };
         const { assert!(IMAGE_BASE_GPA < RT_MIN_RAM) };
         const { assert!(RT_MAX_RAM <= CHANNEL_WINDOW_GPA) };
+        const { assert!(CHANNEL_WINDOW_GPA + CHANNEL_WINDOW_BYTES <= PERSISTENT_WINDOW_GPA) };
+        const { assert!(PERSISTENT_WINDOW_GPA.is_multiple_of(LARGE_PAGE_SIZE)) };
         assert_eq!(stack_top(RT_MIN_RAM, 0), RT_MIN_RAM);
         assert_eq!(stack_top(RT_MIN_RAM, 1), RT_MIN_RAM - STACK_BYTES);
     }

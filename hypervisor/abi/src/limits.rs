@@ -12,10 +12,11 @@
 //! the very same code.
 
 use crate::layout::{
-    CHANNEL_WINDOW_BYTES, CHANNEL_WINDOW_GPA, IMAGE_BASE_GPA, LARGE_PAGE_SIZE, PAGE_SIZE, STACK_BYTES,
+    CHANNEL_WINDOW_BYTES, CHANNEL_WINDOW_GPA, IMAGE_BASE_GPA, LARGE_PAGE_SIZE, PAGE_SIZE,
+    PERSISTENT_WINDOW_GPA, STACK_BYTES,
 };
 
-pub use crate::bootinfo::{MAX_CHANNELS as MAX_CHANNELS_PER_PARTITION, NAME_MAX};
+pub use crate::bootinfo::{ARGS_MAX, MAX_CHANNELS as MAX_CHANNELS_PER_PARTITION, NAME_MAX};
 
 // ---------------------------------------------------------------------------------------
 // Names and files.
@@ -239,19 +240,28 @@ pub enum MmioConflict {
     /// It overlaps the channel window of a partition that has channels (for a Linux
     /// partition: its bridge window, where its channel functions' BARs are).
     InsideChannelWindow,
+    /// It overlaps the persistent region of an RT partition that has one
+    /// ([`PERSISTENT_WINDOW_GPA`]).
+    InsidePersistentRegion,
+}
+
+/// What of a partition's guest-physical map an MMIO range must keep clear of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestMap {
+    /// RAM, guest-physical `0 .. ram_bytes`.
+    pub ram_bytes: u64,
+    pub has_channels: bool,
+    pub linux: bool,
+    /// Bytes of the persistent region at [`PERSISTENT_WINDOW_GPA`] (RT only; 0: none).
+    pub persistent_bytes: u64,
 }
 
 /// Checks an MMIO range (`base`, `size`, already page aligned and non-empty) against the
-/// guest-physical map of a partition with `ram_bytes` of RAM, which has channels or not.
-/// A Linux partition's channels are in its bridge window ([`LINUX_BRIDGE_BARS_GPA`] ..
-/// [`LINUX_BRIDGE_WINDOW_END`]), an RT partition's in the channel window.
-pub fn mmio_conflict(
-    base: u64,
-    size: u64,
-    ram_bytes: u64,
-    has_channels: bool,
-    linux: bool,
-) -> Option<MmioConflict> {
+/// guest-physical map of a partition. A Linux partition's channels are in its bridge
+/// window ([`LINUX_BRIDGE_BARS_GPA`] .. [`LINUX_BRIDGE_WINDOW_END`]), an RT partition's in
+/// the channel window; an RT partition's persistent region is at [`PERSISTENT_WINDOW_GPA`].
+pub fn mmio_conflict(base: u64, size: u64, map: GuestMap) -> Option<MmioConflict> {
+    let GuestMap { ram_bytes, has_channels, linux, persistent_bytes } = map;
     let end = base.checked_add(size)?;
     let overlaps = |start: u64, bytes: u64| base < start.saturating_add(bytes) && start < end;
     let (window, window_bytes) = if linux {
@@ -265,6 +275,8 @@ pub fn mmio_conflict(
         Some(MmioConflict::InsideRam)
     } else if has_channels && overlaps(window, window_bytes) {
         Some(MmioConflict::InsideChannelWindow)
+    } else if !linux && persistent_bytes > 0 && overlaps(PERSISTENT_WINDOW_GPA, persistent_bytes) {
+        Some(MmioConflict::InsidePersistentRegion)
     } else {
         None
     }
@@ -310,19 +322,94 @@ pub const fn round_to_large_page(bytes: u64) -> Option<u64> {
 }
 
 /// Host RAM a table needs, exactly as placement takes it: the hypervisor reservation,
-/// every partition's RAM and one block for the channel window up to its highest region
-/// end, each rounded up to 2 MiB. Saturates instead of overflowing.
+/// every partition's RAM, every persistent region (its own block, 0 for none) and one
+/// block for the channel window up to its highest region end, each rounded up to 2 MiB.
+/// Saturates instead of overflowing.
 pub fn ram_needed(
     hv_reserved: u64,
     partitions: impl IntoIterator<Item = u64>,
+    persistent: impl IntoIterator<Item = u64>,
     channel_window_end: u64,
 ) -> u64 {
     let round = |b: u64| round_to_large_page(b).unwrap_or(u64::MAX);
     partitions
         .into_iter()
+        .chain(persistent)
         .map(round)
         .fold(round(hv_reserved), u64::saturating_add)
         .saturating_add(round(channel_window_end))
+}
+
+// ---------------------------------------------------------------------------------------
+// What an RT partition keeps across its restarts, and the text it is given.
+
+/// The largest persistent region a partition may have: the window at
+/// [`PERSISTENT_WINDOW_GPA`] is this long.
+pub const PERSISTENT_MAX_BYTES: u64 = 64 << 20;
+
+/// Why a persistent region's size cannot be placed and mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersistentError {
+    /// Zero bytes (a table entry says "none" with zero; the language then leaves it out).
+    Empty,
+    /// Not a whole number of 4 KiB pages.
+    Misaligned,
+    /// Larger than [`PERSISTENT_MAX_BYTES`].
+    TooLarge { max: u64 },
+}
+
+impl core::fmt::Display for PersistentError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => write!(f, "the persistent region is empty"),
+            Self::Misaligned => write!(f, "the persistent region is not a multiple of 4 KiB"),
+            Self::TooLarge { max } => write!(f, "the persistent region exceeds {} MiB", max >> 20),
+        }
+    }
+}
+
+/// Checks the size of a persistent region (present, so non-zero).
+pub const fn check_persistent(bytes: u64) -> Result<(), PersistentError> {
+    if bytes == 0 {
+        Err(PersistentError::Empty)
+    } else if !bytes.is_multiple_of(PAGE_SIZE) {
+        Err(PersistentError::Misaligned)
+    } else if bytes > PERSISTENT_MAX_BYTES {
+        Err(PersistentError::TooLarge { max: PERSISTENT_MAX_BYTES })
+    } else {
+        Ok(())
+    }
+}
+
+/// Why a partition's `args` text cannot be given to it in its boot info.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgsError {
+    /// Longer than [`ARGS_MAX`] bytes (the boot info's field).
+    TooLong { len: usize, max: usize },
+    /// A byte that is not printable ASCII (0x20 ..= 0x7e), at this offset.
+    NotPrintable { offset: usize },
+}
+
+impl core::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::TooLong { len, max } => write!(f, "the arguments have {len} bytes, at most {max} fit"),
+            Self::NotPrintable { offset } => {
+                write!(f, "the arguments hold a byte that is not printable ASCII at offset {offset}")
+            }
+        }
+    }
+}
+
+/// Checks an RT partition's arguments: printable ASCII, at most [`ARGS_MAX`] bytes.
+pub fn check_args(args: &str) -> Result<(), ArgsError> {
+    if let Some(offset) = args.bytes().position(|b| !(0x20..=0x7e).contains(&b)) {
+        return Err(ArgsError::NotPrintable { offset });
+    }
+    if args.len() > ARGS_MAX {
+        return Err(ArgsError::TooLong { len: args.len(), max: ARGS_MAX });
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -536,12 +623,14 @@ mod tests {
     fn linux_mmio_must_not_cover_the_bridge_window() {
         const MIB: u64 = 1 << 20;
         let inside = Some(MmioConflict::InsideChannelWindow);
-        assert_eq!(mmio_conflict(LINUX_BRIDGE_BARS_GPA, 0x1000, 64 * MIB, true, true), inside);
-        assert_eq!(mmio_conflict(LINUX_BRIDGE_WINDOW_END - 0x1000, 0x1000, 64 * MIB, true, true), inside);
-        assert_eq!(mmio_conflict(LINUX_BRIDGE_WINDOW_END, 0x1000, 64 * MIB, true, true), None);
-        assert_eq!(mmio_conflict(LINUX_BRIDGE_BARS_GPA, 0x1000, 64 * MIB, false, true), None);
+        let linux =
+            |has_channels| GuestMap { ram_bytes: 64 * MIB, has_channels, linux: true, persistent_bytes: 0 };
+        assert_eq!(mmio_conflict(LINUX_BRIDGE_BARS_GPA, 0x1000, linux(true)), inside);
+        assert_eq!(mmio_conflict(LINUX_BRIDGE_WINDOW_END - 0x1000, 0x1000, linux(true)), inside);
+        assert_eq!(mmio_conflict(LINUX_BRIDGE_WINDOW_END, 0x1000, linux(true)), None);
+        assert_eq!(mmio_conflict(LINUX_BRIDGE_BARS_GPA, 0x1000, linux(false)), None);
         // The RT channel window means nothing to a Linux partition.
-        assert_eq!(mmio_conflict(CHANNEL_WINDOW_GPA, 0x1000, 64 * MIB, true, true), None);
+        assert_eq!(mmio_conflict(CHANNEL_WINDOW_GPA, 0x1000, linux(true)), None);
     }
 
     #[test]
@@ -609,17 +698,25 @@ mod tests {
     #[test]
     fn mmio_must_not_cover_ram_or_the_channel_window() {
         const MIB: u64 = 1 << 20;
-        assert_eq!(mmio_conflict(0x1000, 0x1000, 4 * MIB, false, false), Some(MmioConflict::InsideRam));
-        assert_eq!(mmio_conflict(4 * MIB, 0x1000, 4 * MIB, false, false), None);
-        assert_eq!(mmio_conflict(CHANNEL_WINDOW_GPA, 0x1000, 4 * MIB, false, false), None);
+        let rt = |ram_bytes, has_channels| GuestMap { ram_bytes, has_channels, ..GuestMap::default() };
+        assert_eq!(mmio_conflict(0x1000, 0x1000, rt(4 * MIB, false)), Some(MmioConflict::InsideRam));
+        assert_eq!(mmio_conflict(4 * MIB, 0x1000, rt(4 * MIB, false)), None);
+        assert_eq!(mmio_conflict(CHANNEL_WINDOW_GPA, 0x1000, rt(4 * MIB, false)), None);
         assert_eq!(
-            mmio_conflict(CHANNEL_WINDOW_GPA - 0x1000, 0x2000, 4 * MIB, true, false),
+            mmio_conflict(CHANNEL_WINDOW_GPA - 0x1000, 0x2000, rt(4 * MIB, true)),
             Some(MmioConflict::InsideChannelWindow)
         );
         assert_eq!(
-            mmio_conflict(GUEST_PHYS_LIMIT - 0x1000, 0x2000, 0, false, false),
+            mmio_conflict(GUEST_PHYS_LIMIT - 0x1000, 0x2000, rt(0, false)),
             Some(MmioConflict::BeyondGuestPhysical)
         );
+        let keeping = GuestMap { persistent_bytes: 64 << 10, ..rt(4 * MIB, false) };
+        assert_eq!(
+            mmio_conflict(PERSISTENT_WINDOW_GPA + 0xF000, 0x1000, keeping),
+            Some(MmioConflict::InsidePersistentRegion)
+        );
+        assert_eq!(mmio_conflict(PERSISTENT_WINDOW_GPA + 0x1_0000, 0x1000, keeping), None);
+        assert_eq!(mmio_conflict(PERSISTENT_WINDOW_GPA, 0x1000, rt(4 * MIB, false)), None);
     }
 
     #[test]
@@ -662,9 +759,40 @@ mod tests {
     #[test]
     fn ram_needed_rounds_like_placement() {
         const MIB: u64 = 1 << 20;
-        assert_eq!(ram_needed(32 * MIB, [4 * MIB], 0x1000), 38 * MIB);
-        assert_eq!(ram_needed(32 * MIB, [], 0), 32 * MIB);
-        assert_eq!(ram_needed(u64::MAX, [u64::MAX], u64::MAX), u64::MAX);
+        assert_eq!(ram_needed(32 * MIB, [4 * MIB], [], 0x1000), 38 * MIB);
+        assert_eq!(ram_needed(32 * MIB, [], [], 0), 32 * MIB);
+        // A persistent region is a block of its own; "none" (0) takes nothing.
+        assert_eq!(ram_needed(32 * MIB, [4 * MIB], [64 << 10, 0], 0), 38 * MIB);
+        assert_eq!(ram_needed(u64::MAX, [u64::MAX], [u64::MAX], u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn persistent_regions_are_whole_pages_up_to_the_limit() {
+        assert_eq!(check_persistent(64 << 10), Ok(()));
+        assert_eq!(check_persistent(PERSISTENT_MAX_BYTES), Ok(()));
+        assert_eq!(check_persistent(0), Err(PersistentError::Empty));
+        assert_eq!(check_persistent(5000), Err(PersistentError::Misaligned));
+        assert_eq!(
+            check_persistent(PERSISTENT_MAX_BYTES + PAGE_SIZE),
+            Err(PersistentError::TooLarge { max: PERSISTENT_MAX_BYTES })
+        );
+        // The whole window stays clear of the Linux bridge window and the APICs.
+        const { assert!(PERSISTENT_WINDOW_GPA + PERSISTENT_MAX_BYTES <= LINUX_BRIDGE_BARS_GPA) };
+        assert_eq!(reserved_mmio_conflict(PERSISTENT_WINDOW_GPA, PERSISTENT_MAX_BYTES), None);
+    }
+
+    #[test]
+    fn args_are_printable_ascii_that_fits_the_boot_info() {
+        assert_eq!(check_args(""), Ok(()));
+        assert_eq!(check_args("topics=orders:4,audit:1 retention=64MiB"), Ok(()));
+        assert_eq!(check_args(&"a".repeat(ARGS_MAX)), Ok(()));
+        assert_eq!(
+            check_args(&"a".repeat(ARGS_MAX + 1)),
+            Err(ArgsError::TooLong { len: ARGS_MAX + 1, max: ARGS_MAX })
+        );
+        assert_eq!(check_args("a\tb"), Err(ArgsError::NotPrintable { offset: 1 }));
+        assert_eq!(check_args("é"), Err(ArgsError::NotPrintable { offset: 0 }));
+        assert_eq!(check_args("a\x7f"), Err(ArgsError::NotPrintable { offset: 1 }));
     }
 
     proptest! {

@@ -95,7 +95,7 @@ fn fields_round_trip() {
     ];
     let bytes = model(&parts, PLATFORM_CDP | PLATFORM_REQUIRE_CAT, (10, 2)).to_bytes();
     let t = Table::load(&bytes).unwrap();
-    assert_eq!(t.header.version_minor.get(), 2);
+    assert_eq!(t.header.version_minor.get(), VERSION_MINOR);
     assert_eq!(t.header.partitions.entry_size.get() as usize, PARTITION_ENTRY_SIZE);
     assert_eq!(t.code_ways(0), Some((2, 2)));
     assert_eq!(t.code_ways(1), None);

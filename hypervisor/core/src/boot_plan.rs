@@ -14,8 +14,8 @@ use core::fmt;
 use zerocopy::FromZeros;
 
 use hallows_abi::bootinfo::{fill_name, ChannelInfo, MAX_CHANNELS};
-use hallows_abi::layout::CHANNEL_WINDOW_GPA;
-use hallows_abi::limits::{self, CmdlineError, FileNameError, NameError};
+use hallows_abi::layout::{CHANNEL_WINDOW_GPA, PERSISTENT_WINDOW_GPA};
+use hallows_abi::limits::{self, ArgsError, CmdlineError, FileNameError, NameError, PersistentError};
 use hallows_abi::table::{MachineFacts, MachineMismatch, Table, KIND_LINUX};
 
 use crate::guest_paging::{check_identity_paging, PagingError};
@@ -97,6 +97,20 @@ pub enum BootError<'a> {
     LinuxBridge {
         partition: usize,
     },
+    /// A persistent region or arguments on a Linux partition, or ones the boot info and
+    /// the persistent window cannot hold.
+    Keep {
+        partition: usize,
+        problem: KeepProblem,
+    },
+}
+
+/// What is wrong with a partition's persistent region or arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeepProblem {
+    OnLinux,
+    Persistent(PersistentError),
+    Args(ArgsError),
 }
 
 impl fmt::Display for BootError<'_> {
@@ -131,6 +145,14 @@ impl fmt::Display for BootError<'_> {
             Self::NoFrames { partition } => write!(f, "partition {partition}: out of memory for EPT"),
             Self::NoPartition { partition } => write!(f, "no partition {partition} in the table"),
             Self::LinuxCpus { partition, error } => write!(f, "partition {partition}: {error}"),
+            Self::Keep { partition, problem } => match problem {
+                KeepProblem::OnLinux => write!(
+                    f,
+                    "partition {partition}: a persistent region or arguments on a Linux partition"
+                ),
+                KeepProblem::Persistent(e) => write!(f, "partition {partition}: {e}"),
+                KeepProblem::Args(e) => write!(f, "partition {partition}: args: {e}"),
+            },
             Self::LinuxBridge { partition } => write!(
                 f,
                 "partition {partition}: its channels' PCI functions do not fit its bridge window (or its RAM reaches into it)"
@@ -170,8 +192,29 @@ pub fn channel_infos(
     Ok(out)
 }
 
-/// Builds partition `i`'s EPT: RAM at `ram_hpa`, its channel regions inside the channel
-/// block at `channels_hpa`, and its MMIO ranges (uncacheable, at guest = host physical).
+/// What partition `p` keeps across restarts and is told at entry, as its boot info gives
+/// it: the persistent region `(guest-physical base, bytes)` (`(0, 0)` when none) and its
+/// arguments. Refuses both on a Linux partition, and what the persistent window or the
+/// boot info's field cannot hold.
+pub fn keep_info<'t>(table: &Table<'t>, p: usize) -> Result<((u64, u64), &'t str), BootError<'static>> {
+    let entry = table.partitions.get(p).ok_or(BootError::NoPartition { partition: p })?;
+    let refuse = |problem| BootError::Keep { partition: p, problem };
+    let (bytes, args) = (table.persistent_bytes(p), table.args(p));
+    if entry.kind == KIND_LINUX && (bytes != 0 || !args.is_empty()) {
+        return Err(refuse(KeepProblem::OnLinux));
+    }
+    if bytes != 0 {
+        limits::check_persistent(bytes).map_err(|e| refuse(KeepProblem::Persistent(e)))?;
+    }
+    limits::check_args(args).map_err(|e| refuse(KeepProblem::Args(e)))?;
+    let region = if bytes == 0 { (0, 0) } else { (PERSISTENT_WINDOW_GPA, bytes) };
+    Ok((region, args))
+}
+
+/// Builds partition `i`'s EPT: RAM at `ram_hpa`, its persistent region at
+/// `persistent_hpa` (read-write, write-back, at [`PERSISTENT_WINDOW_GPA`]), its channel
+/// regions inside the channel block at `channels_hpa`, and its MMIO ranges (uncacheable,
+/// at guest = host physical).
 /// An RT partition sees its channel regions in its channel window; a Linux partition at
 /// the BAR2 of each channel's PCI function (`crate::bridge::linux_channels`), with the
 /// same per-page rights, the rest of each BAR and the register blocks left unmapped.
@@ -180,6 +223,7 @@ pub fn partition_ept<A: FrameAllocator + ?Sized>(
     i: usize,
     ram_hpa: u64,
     channels_hpa: u64,
+    persistent_hpa: Option<u64>,
     frames: &mut A,
 ) -> Result<Ept, BootError<'static>> {
     let p = table.partitions.get(i).ok_or(BootError::NoPartition { partition: i })?;
@@ -203,6 +247,15 @@ pub fn partition_ept<A: FrameAllocator + ?Sized>(
     let mut ept = Ept::new(frames).ok_or(BootError::NoFrames { partition: i })?;
     ept.map_partition(frames, p.ram_bytes.get(), ram_hpa, &mappings)
         .map_err(|error| BootError::Ept { partition: i, error })?;
+    let ((gpa, bytes), _) = keep_info(table, i)?;
+    if bytes != 0 {
+        // Placement gives every persistent region a block; without one nothing is mapped
+        // and the guest's accesses fault.
+        if let Some(hpa) = persistent_hpa {
+            ept.map(frames, gpa, hpa, bytes, Rights::RW, MemoryType::WriteBack)
+                .map_err(|error| BootError::Ept { partition: i, error })?;
+        }
+    }
     for (mi, r) in table.mmio_ranges.iter().enumerate().filter(|(_, r)| r.partition.get() as usize == i) {
         let (base, size) = (r.base.get(), r.size.get());
         ept.map(frames, base, base, size, Rights::RW, MemoryType::Uncacheable)
@@ -258,7 +311,8 @@ pub fn plan<'a, A: FrameAllocator + ?Sized>(
         limits::check_file_name(table.text(p.image))
             .map_err(|error| BootError::FileName { partition: i, error })?;
         channel_infos(table, i)?;
-        partition_ept(table, i, placed.partitions[i], channels_hpa, frames)?;
+        let ((_, persistent_bytes), _) = keep_info(table, i)?;
+        partition_ept(table, i, placed.partitions[i], channels_hpa, placed.persistent[i], frames)?;
         fill_io_bitmaps(&mut io_bits, io_ranges(table, i))
             .map_err(|error| BootError::IoBitmap { partition: i, error })?;
         if p.kind == KIND_LINUX {
@@ -280,7 +334,7 @@ pub fn plan<'a, A: FrameAllocator + ?Sized>(
             if limits::rt_image_room(ram_bytes, p.cores.len()) < limits::RT_MIN_IMAGE_ROOM {
                 return Err(BootError::StacksLeaveNoRoom { partition: i });
             }
-            check_identity_paging(ram_bytes, table.channel_window_end())
+            check_identity_paging(ram_bytes, table.channel_window_end(), persistent_bytes)
                 .map_err(|error| BootError::GuestPaging { partition: i, error })?;
         }
     }
@@ -352,8 +406,9 @@ mod tests {
         let infos = channel_infos(&table, 1).unwrap();
         assert_eq!((infos.len(), infos[0].is_writer, infos[0].name()), (1, 0, "c"));
         assert_eq!(infos[0].gpa, CHANNEL_WINDOW_GPA);
-        let ept = partition_ept(&table, 0, placed.partitions[0], placed.channels_base.unwrap(), &mut frames)
-            .unwrap();
+        let ept =
+            partition_ept(&table, 0, placed.partitions[0], placed.channels_base.unwrap(), None, &mut frames)
+                .unwrap();
         assert_eq!(ept.translate(&frames, 0xFE00_0000), Some((0xFE00_0000, Rights::RW)));
         assert_eq!(ept.translate(&frames, CHANNEL_WINDOW_GPA).map(|t| t.1), Some(Rights::RW));
         assert_eq!(linux_cmdline(&table, 0).unwrap(), ["", limits::LINUX_CMDLINE_SUFFIX]);
@@ -430,9 +485,46 @@ mod tests {
 
     #[test]
     fn guest_paging_is_checked_without_the_partition_ram() {
-        assert_eq!(check_identity_paging(4 * MIB, 0x1000), Ok(()));
-        assert_eq!(check_identity_paging(3 << 30, 256 * MIB), Ok(()));
-        assert_eq!(check_identity_paging(3 * MIB, 0), Err(PagingError::BadRamSize { ram_bytes: 3 * MIB }));
-        assert_eq!(check_identity_paging(4 * MIB, 5), Err(PagingError::BadChannelWindow { bytes: 5 }));
+        assert_eq!(check_identity_paging(4 * MIB, 0x1000, 0), Ok(()));
+        assert_eq!(check_identity_paging(3 << 30, 256 * MIB, limits::PERSISTENT_MAX_BYTES), Ok(()));
+        assert_eq!(check_identity_paging(3 * MIB, 0, 0), Err(PagingError::BadRamSize { ram_bytes: 3 * MIB }));
+        assert_eq!(check_identity_paging(4 * MIB, 5, 0), Err(PagingError::BadChannelWindow { bytes: 5 }));
+    }
+
+    #[test]
+    fn a_persistent_region_is_placed_apart_and_mapped_in_its_window() {
+        let mut m = model(vec![rt("a", vec![0], 4), rt("b", vec![1], 4)]);
+        m.partitions[0].persistent_bytes = 64 << 10;
+        m.partitions[0].args = "topics=t:1".into();
+        let bytes = m.to_bytes();
+        let table = Table::load(&bytes).unwrap();
+        let mut frames = VecFrames::new(4096);
+        let placed = plan(&table, &MACHINE, &mut frames).unwrap();
+        let hpa = placed.persistent[0].unwrap();
+        assert_eq!(placed.persistent[1], None);
+        let ram = |i: usize| (placed.partitions[i], placed.partitions[i] + 4 * MIB);
+        for i in 0..2 {
+            assert!(hpa + (2 * MIB) <= ram(i).0 || ram(i).1 <= hpa, "its own block, apart from RAM");
+        }
+        assert_eq!(keep_info(&table, 0).unwrap(), ((PERSISTENT_WINDOW_GPA, 64 << 10), "topics=t:1"));
+        assert_eq!(keep_info(&table, 1).unwrap(), ((0, 0), ""));
+        let ept =
+            partition_ept(&table, 0, placed.partitions[0], 0, placed.persistent[0], &mut frames).unwrap();
+        assert_eq!(ept.translate(&frames, PERSISTENT_WINDOW_GPA + 0xF000), Some((hpa + 0xF000, Rights::RW)));
+        assert_eq!(ept.translate(&frames, PERSISTENT_WINDOW_GPA + 0x1_0000), None);
+        let other = partition_ept(&table, 1, placed.partitions[1], 0, None, &mut frames).unwrap();
+        assert_eq!(other.translate(&frames, PERSISTENT_WINDOW_GPA), None);
+        // The boot path refuses by itself what a hand-made table might carry.
+        let mut m = model(vec![rt("a", vec![0], 4)]);
+        m.partitions[0].args = "a\u{1}".into();
+        let bytes = m.to_bytes();
+        let t = Table::parse(&bytes).unwrap();
+        assert_eq!(
+            plan(&t, &MACHINE, &mut frames),
+            Err(BootError::Keep {
+                partition: 0,
+                problem: KeepProblem::Args(ArgsError::NotPrintable { offset: 1 })
+            })
+        );
     }
 }

@@ -249,7 +249,8 @@ mod tests {
         let mut frames = VecFrames::new(4096);
         let channels_hpa = 0x4000_0000;
         let ept =
-            crate::boot_plan::partition_ept(&table, linux, 0x1000_0000, channels_hpa, &mut frames).unwrap();
+            crate::boot_plan::partition_ept(&table, linux, 0x1000_0000, channels_hpa, None, &mut frames)
+                .unwrap();
         for b in &bars {
             let entry = table.channels.get(b.channel).unwrap();
             let region_hpa = channels_hpa + entry.window_offset.get();

@@ -8,7 +8,9 @@
 //!   pages and page 0 left not-present so null dereferences fault;
 //! - the channel window `CHANNEL_WINDOW_GPA..+channel_window_bytes`: writable and
 //!   no-execute. The guest tables only describe addresses; EPT enforces the real rights
-//!   (a reader's view of a channel is read-only in EPT whatever these tables say).
+//!   (a reader's view of a channel is read-only in EPT whatever these tables say);
+//! - the persistent region `PERSISTENT_WINDOW_GPA..+persistent_bytes` (0: none):
+//!   writable and no-execute, like the channel window.
 //!
 //! Every page is supervisor, writable, write-back (PAT index 0). The table area is
 //! zeroed first, so the function also serves a restart.
@@ -17,15 +19,16 @@
 //! # use hallows_core::guest_paging::build_identity_paging;
 //! # use hallows_abi::layout::PAGE_TABLES_GPA;
 //! let mut ram = vec![0u8; 4 << 20];
-//! let cr3 = build_identity_paging(&mut ram, 4 << 20, 0x1000).unwrap();
+//! let cr3 = build_identity_paging(&mut ram, 4 << 20, 0x1000, 0).unwrap();
 //! assert_eq!(cr3, PAGE_TABLES_GPA);
 //! ```
 
 use core::fmt;
 use hallows_abi::layout::{
     CHANNEL_WINDOW_BYTES, CHANNEL_WINDOW_GPA, LARGE_PAGE_SIZE, PAGE_SIZE, PAGE_TABLES_END_GPA,
-    PAGE_TABLES_GPA, RT_MAX_RAM, RT_MIN_RAM,
+    PAGE_TABLES_GPA, PERSISTENT_WINDOW_GPA, RT_MAX_RAM, RT_MIN_RAM,
 };
+use hallows_abi::limits::PERSISTENT_MAX_BYTES;
 
 /// Entry bit: present.
 pub const PTE_PRESENT: u64 = 1 << 0;
@@ -47,6 +50,8 @@ pub enum PagingError {
     RamSliceTooSmall { slice_bytes: u64, ram_bytes: u64 },
     /// The channel window size is not a page multiple or exceeds `CHANNEL_WINDOW_BYTES`.
     BadChannelWindow { bytes: u64 },
+    /// The persistent region is not a page multiple or exceeds `PERSISTENT_MAX_BYTES`.
+    BadPersistentRegion { bytes: u64 },
     /// The tables do not fit in `PAGE_TABLES_GPA..PAGE_TABLES_END_GPA`.
     OutOfTablePages,
 }
@@ -62,6 +67,7 @@ impl fmt::Display for PagingError {
                 write!(f, "RAM slice of {slice_bytes:#x} bytes is smaller than RAM size {ram_bytes:#x}")
             }
             Self::BadChannelWindow { bytes } => write!(f, "bad channel window size {bytes:#x}"),
+            Self::BadPersistentRegion { bytes } => write!(f, "bad persistent region size {bytes:#x}"),
             Self::OutOfTablePages => write!(f, "guest page tables do not fit their reserved area"),
         }
     }
@@ -73,6 +79,7 @@ pub fn build_identity_paging(
     ram: &mut [u8],
     ram_bytes: u64,
     channel_window_bytes: u64,
+    persistent_bytes: u64,
 ) -> Result<u64, PagingError> {
     if !ram_bytes.is_multiple_of(LARGE_PAGE_SIZE) || !(RT_MIN_RAM..=RT_MAX_RAM).contains(&ram_bytes) {
         return Err(PagingError::BadRamSize { ram_bytes });
@@ -80,25 +87,38 @@ pub fn build_identity_paging(
     if (ram.len() as u64) < ram_bytes {
         return Err(PagingError::RamSliceTooSmall { slice_bytes: ram.len() as u64, ram_bytes });
     }
-    write_tables(ram, ram_bytes, channel_window_bytes)
+    write_tables(ram, ram_bytes, channel_window_bytes, persistent_bytes)
 }
 
 /// Whether [`build_identity_paging`] succeeds for a partition with `ram_bytes` of RAM and
-/// `channel_window_bytes` of channel window, without the partition's RAM: the tables are
-/// built in a scratch copy of the table area (the boot plan checks every table this way).
-pub fn check_identity_paging(ram_bytes: u64, channel_window_bytes: u64) -> Result<(), PagingError> {
+/// `channel_window_bytes` of channel window and `persistent_bytes` of persistent region,
+/// without the partition's RAM: the tables are built in a scratch copy of the table area
+/// (the boot plan checks every table this way).
+pub fn check_identity_paging(
+    ram_bytes: u64,
+    channel_window_bytes: u64,
+    persistent_bytes: u64,
+) -> Result<(), PagingError> {
     if !ram_bytes.is_multiple_of(LARGE_PAGE_SIZE) || !(RT_MIN_RAM..=RT_MAX_RAM).contains(&ram_bytes) {
         return Err(PagingError::BadRamSize { ram_bytes });
     }
     let mut scratch = alloc::vec![0u8; PAGE_TABLES_END_GPA as usize];
-    write_tables(&mut scratch, ram_bytes, channel_window_bytes).map(|_| ())
+    write_tables(&mut scratch, ram_bytes, channel_window_bytes, persistent_bytes).map(|_| ())
 }
 
 /// Writes the tables into `area`, which holds guest-physical `0..PAGE_TABLES_END_GPA` at
 /// least (the RAM size was checked by the caller).
-fn write_tables(ram: &mut [u8], ram_bytes: u64, channel_window_bytes: u64) -> Result<u64, PagingError> {
+fn write_tables(
+    ram: &mut [u8],
+    ram_bytes: u64,
+    channel_window_bytes: u64,
+    persistent_bytes: u64,
+) -> Result<u64, PagingError> {
     if !channel_window_bytes.is_multiple_of(PAGE_SIZE) || channel_window_bytes > CHANNEL_WINDOW_BYTES {
         return Err(PagingError::BadChannelWindow { bytes: channel_window_bytes });
+    }
+    if !persistent_bytes.is_multiple_of(PAGE_SIZE) || persistent_bytes > PERSISTENT_MAX_BYTES {
+        return Err(PagingError::BadPersistentRegion { bytes: persistent_bytes });
     }
     ram[PAGE_TABLES_GPA as usize..PAGE_TABLES_END_GPA as usize].fill(0);
     let mut tables = Tables { ram, next_free: PAGE_TABLES_GPA + PAGE_SIZE };
@@ -112,12 +132,8 @@ fn write_tables(ram: &mut [u8], ram_bytes: u64, channel_window_bytes: u64) -> Re
         tables.map(pml4, gpa, true, ram_flags)?;
     }
     let window_flags = PTE_PRESENT | PTE_WRITABLE | PTE_NO_EXECUTE;
-    let mut offset = 0;
-    while offset < channel_window_bytes {
-        let large = channel_window_bytes - offset >= LARGE_PAGE_SIZE;
-        tables.map(pml4, CHANNEL_WINDOW_GPA + offset, large, window_flags)?;
-        offset += if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
-    }
+    tables.map_window(pml4, CHANNEL_WINDOW_GPA, channel_window_bytes, window_flags)?;
+    tables.map_window(pml4, PERSISTENT_WINDOW_GPA, persistent_bytes, window_flags)?;
     Ok(pml4)
 }
 
@@ -153,6 +169,18 @@ impl Tables<'_> {
         self.next_free += PAGE_SIZE;
         self.write(table, index, new | PTE_PRESENT | PTE_WRITABLE);
         Ok(new)
+    }
+
+    /// Maps `base..base + bytes` (a 2 MiB aligned base): 2 MiB pages while they fit, then
+    /// 4 KiB pages.
+    fn map_window(&mut self, pml4: u64, base: u64, bytes: u64, flags: u64) -> Result<(), PagingError> {
+        let mut offset = 0;
+        while offset < bytes {
+            let large = bytes - offset >= LARGE_PAGE_SIZE;
+            self.map(pml4, base + offset, large, flags)?;
+            offset += if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
+        }
+        Ok(())
     }
 
     fn map(&mut self, pml4: u64, gpa: u64, large: bool, flags: u64) -> Result<(), PagingError> {
@@ -219,7 +247,7 @@ mod tests {
     fn ram_is_identity_mapped_except_page_zero() {
         let ram_bytes = 6 * MIB;
         let mut ram = vec![0u8; ram_bytes as usize];
-        let cr3 = build_identity_paging(&mut ram, ram_bytes, 0).unwrap();
+        let cr3 = build_identity_paging(&mut ram, ram_bytes, 0, 0).unwrap();
         assert_eq!(cr3, PAGE_TABLES_GPA);
         assert_eq!(walk(&ram, cr3, 0), None);
         assert_eq!(walk(&ram, cr3, 0xFFF), None);
@@ -240,7 +268,7 @@ mod tests {
         let ram_bytes = 2 * MIB;
         let mut ram = vec![0u8; ram_bytes as usize];
         let window = 2 * MIB + 3 * PAGE_SIZE;
-        let cr3 = build_identity_paging(&mut ram, ram_bytes, window).unwrap();
+        let cr3 = build_identity_paging(&mut ram, ram_bytes, window, 0).unwrap();
         for off in [0, PAGE_SIZE, 2 * MIB - 1, 2 * MIB, window - 1] {
             let t = walk(&ram, cr3, CHANNEL_WINDOW_GPA + off).unwrap();
             assert_eq!(t.phys, CHANNEL_WINDOW_GPA + off);
@@ -257,16 +285,45 @@ mod tests {
     }
 
     #[test]
+    fn persistent_region_is_mapped_beside_a_full_channel_window() {
+        let ram_bytes = 2 * MIB;
+        let mut ram = vec![0u8; ram_bytes as usize];
+        let region = 4 * MIB + 16 * PAGE_SIZE;
+        let cr3 = build_identity_paging(&mut ram, ram_bytes, CHANNEL_WINDOW_BYTES, region).unwrap();
+        for off in [0, PAGE_SIZE, 4 * MIB, region - 1] {
+            let t = walk(&ram, cr3, PERSISTENT_WINDOW_GPA + off).unwrap();
+            assert_eq!(t.phys, PERSISTENT_WINDOW_GPA + off);
+            assert!(t.writable && !t.executable);
+        }
+        assert_eq!(walk(&ram, cr3, PERSISTENT_WINDOW_GPA + region), None);
+        let last = CHANNEL_WINDOW_GPA + CHANNEL_WINDOW_BYTES - 1;
+        assert_eq!(walk(&ram, cr3, last).unwrap().phys, last, "the window before it is whole");
+        // The largest region fits the table area, and a restart's rebuild without one
+        // leaves nothing of it behind.
+        build_identity_paging(&mut ram, ram_bytes, CHANNEL_WINDOW_BYTES, PERSISTENT_MAX_BYTES).unwrap();
+        build_identity_paging(&mut ram, ram_bytes, 0, 0).unwrap();
+        assert_eq!(walk(&ram, cr3, PERSISTENT_WINDOW_GPA), None);
+        assert_eq!(
+            build_identity_paging(&mut ram, ram_bytes, 0, 5),
+            Err(PagingError::BadPersistentRegion { bytes: 5 })
+        );
+        assert_eq!(
+            check_identity_paging(ram_bytes, 0, PERSISTENT_MAX_BYTES + PAGE_SIZE),
+            Err(PagingError::BadPersistentRegion { bytes: PERSISTENT_MAX_BYTES + PAGE_SIZE })
+        );
+    }
+
+    #[test]
     fn largest_layout_fits_the_table_area_and_rebuild_clears_old_entries() {
         let ram_bytes = RT_MAX_RAM;
         // 3 GiB, zero-filled lazily by the allocator: only the table pages are touched.
         let mut ram = vec![0u8; ram_bytes as usize];
-        let cr3 = build_identity_paging(&mut ram, ram_bytes, CHANNEL_WINDOW_BYTES - PAGE_SIZE).unwrap();
+        let cr3 = build_identity_paging(&mut ram, ram_bytes, CHANNEL_WINDOW_BYTES - PAGE_SIZE, 0).unwrap();
         assert_eq!(walk(&ram, cr3, RT_MAX_RAM - 1).unwrap().phys, RT_MAX_RAM - 1);
         let last = CHANNEL_WINDOW_GPA + CHANNEL_WINDOW_BYTES - 2 * PAGE_SIZE;
         assert_eq!(walk(&ram, cr3, last).unwrap().phys, last);
         // Rebuilding smaller leaves nothing of the old map behind.
-        build_identity_paging(&mut ram, 2 * MIB, 0).unwrap();
+        build_identity_paging(&mut ram, 2 * MIB, 0, 0).unwrap();
         assert_eq!(walk(&ram, cr3, 2 * MIB), None);
         assert_eq!(walk(&ram, cr3, last), None);
     }
@@ -275,21 +332,21 @@ mod tests {
     fn refuses_bad_sizes() {
         let mut ram = vec![0u8; 4 * MIB as usize];
         assert_eq!(
-            build_identity_paging(&mut ram, 3 * MIB, 0),
+            build_identity_paging(&mut ram, 3 * MIB, 0, 0),
             Err(PagingError::BadRamSize { ram_bytes: 3 * MIB })
         );
-        assert_eq!(build_identity_paging(&mut ram, 0, 0), Err(PagingError::BadRamSize { ram_bytes: 0 }));
+        assert_eq!(build_identity_paging(&mut ram, 0, 0, 0), Err(PagingError::BadRamSize { ram_bytes: 0 }));
         assert_eq!(
-            build_identity_paging(&mut ram, 6 * MIB, 0),
+            build_identity_paging(&mut ram, 6 * MIB, 0, 0),
             Err(PagingError::RamSliceTooSmall { slice_bytes: 4 * MIB, ram_bytes: 6 * MIB })
         );
         assert_eq!(
-            build_identity_paging(&mut ram, 2 * MIB, 5),
+            build_identity_paging(&mut ram, 2 * MIB, 5, 0),
             Err(PagingError::BadChannelWindow { bytes: 5 })
         );
         let too_big = CHANNEL_WINDOW_BYTES + PAGE_SIZE;
         assert_eq!(
-            build_identity_paging(&mut ram, 2 * MIB, too_big),
+            build_identity_paging(&mut ram, 2 * MIB, too_big, 0),
             Err(PagingError::BadChannelWindow { bytes: too_big })
         );
     }

@@ -100,6 +100,46 @@ pub enum Cause {
     Hypervisor,
 }
 
+/// How much of a partition's memory a restart starts afresh. RAM always; the persistent
+/// region (`persistent SIZE` in the table) only for a clean restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartScope {
+    /// The health monitor's restarts (a fault, the partition's own request, another
+    /// partition's request): the persistent region keeps its bytes, so the partition can
+    /// recover what it wrote there.
+    KeepPersistent,
+    /// An operator's clean restart (halt, then start with `--clean`): nothing of the
+    /// previous runs survives.
+    Clean,
+}
+
+/// Why a partition's memory is being (re)loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// The first load at boot.
+    Boot,
+    Restart(RestartScope),
+}
+
+/// Which of a partition's memory a (re)load rewrites: RAM becomes zeroes and the image's
+/// bytes, the persistent region zeroes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scrub {
+    pub ram: bool,
+    pub persistent: bool,
+}
+
+/// What a (re)load scrubs. RAM every time (nothing of a previous run may survive in it);
+/// the persistent region at boot (the firmware left anything there) and on a clean
+/// restart, never on a restart that keeps it.
+pub const fn scrub(reload: Reload) -> Scrub {
+    let persistent = match reload {
+        Reload::Boot | Reload::Restart(RestartScope::Clean) => true,
+        Reload::Restart(RestartScope::KeepPersistent) => false,
+    };
+    Scrub { ram: true, persistent }
+}
+
 /// What happens to a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -215,6 +255,16 @@ mod tests {
         }
         assert!(next(State::Halted, Event::Started).is_err(), "a halted vCPU is never entered");
         assert!(next(State::Booting, Event::Fault).is_err(), "nothing ran yet");
+    }
+
+    #[test]
+    fn only_a_restart_that_keeps_it_leaves_the_persistent_region_alone() {
+        assert_eq!(scrub(Reload::Boot), Scrub { ram: true, persistent: true });
+        assert_eq!(scrub(Reload::Restart(RestartScope::Clean)), Scrub { ram: true, persistent: true });
+        assert_eq!(
+            scrub(Reload::Restart(RestartScope::KeepPersistent)),
+            Scrub { ram: true, persistent: false }
+        );
     }
 
     #[test]

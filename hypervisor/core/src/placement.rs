@@ -8,8 +8,9 @@
 //! the largest free block left, so the console line says what to change.
 //!
 //! [`place_table`] applies this to a partition table: the hypervisor reservation
-//! (`Platform::hv_reserved_bytes`), each partition's RAM (honouring `PFLAG_PINNED`), and
-//! one block for the whole channel window (channel `c` lives at
+//! (`Platform::hv_reserved_bytes`), each partition's RAM (honouring `PFLAG_PINNED`), each
+//! persistent region (a block of its own, so scrubbing RAM on a restart never touches it),
+//! and one block for the whole channel window (channel `c` lives at
 //! `channels_base + c.window_offset`, see [`crate::vmx::ept::ChannelMapping::for_partition`]).
 //!
 //! ```
@@ -185,6 +186,9 @@ pub struct TablePlacement {
     pub channels_base: Option<u64>,
     /// Bytes of the channel-window block (the highest channel end, rounded up to 2 MiB).
     pub channels_bytes: u64,
+    /// Base of each partition's persistent region, by partition index (`None`: it has
+    /// none). The block is the region's size rounded up to 2 MiB.
+    pub persistent: Vec<Option<u64>>,
 }
 
 /// Places a (validated) table's memory in `free`.
@@ -198,8 +202,19 @@ pub fn place_table<'a>(table: &Table<'a>, free: &[Region]) -> Result<TablePlacem
         let pinned = (p.flags & PFLAG_PINNED != 0).then(|| p.pinned_base.get());
         requests.push(Request { name: table.text(p.name), bytes: p.ram_bytes.get(), pinned });
     }
+    let channels_at = requests.len();
     if channels_end > 0 {
         requests.push(Request { name: "channel window", bytes: channels_end, pinned: None });
+    }
+    // Persistent regions last: equal sizes keep request order, so adding one never moves
+    // what a table without them places.
+    let mut persistent_at = Vec::with_capacity(table.partitions.len());
+    for (i, p) in table.partitions.iter().enumerate() {
+        let bytes = table.persistent_bytes(i);
+        persistent_at.push((bytes > 0).then_some(requests.len()));
+        if bytes > 0 {
+            requests.push(Request { name: table.text(p.name), bytes, pinned: None });
+        }
     }
     let mut bases = alloc::vec![0u64; requests.len()];
     place(free, &requests, &mut bases)?;
@@ -208,8 +223,9 @@ pub fn place_table<'a>(table: &Table<'a>, free: &[Region]) -> Result<TablePlacem
         hv_base: bases[0],
         hv_bytes: round_up(hv_bytes).unwrap_or(0),
         partitions,
-        channels_base: (channels_end > 0).then(|| bases[bases.len() - 1]),
+        channels_base: (channels_end > 0).then(|| bases[channels_at]),
         channels_bytes: if channels_end > 0 { round_up(channels_end).unwrap_or(0) } else { 0 },
+        persistent: persistent_at.iter().map(|at| at.map(|at| bases[at])).collect(),
     })
 }
 
@@ -328,6 +344,15 @@ mod tests {
         assert_eq!((p.hv_base, p.hv_bytes), (2 * MIB, 6 * MIB));
         assert_eq!(p.partitions, vec![8 * MIB, 256 * MIB]);
         assert_eq!((p.channels_base, p.channels_bytes), (Some(12 * MIB), 2 * MIB));
+        assert_eq!(p.persistent, vec![None, None]);
+        // A persistent region is a block of its own, after everything else of equal size.
+        let mut keeping = model.clone();
+        keeping.partitions[0].persistent_bytes = 64 << 10;
+        let bytes = keeping.to_bytes();
+        let table = Table::parse(&bytes).unwrap();
+        let k = place_table(&table, &free).unwrap();
+        assert_eq!((k.partitions.clone(), k.channels_base), (p.partitions.clone(), p.channels_base));
+        assert_eq!(k.persistent, vec![Some(14 * MIB), None]);
         let small = [Region { base: 0, bytes: 8 * MIB }, Region { base: 256 * MIB, bytes: 8 * MIB }];
         assert_eq!(
             place_table(&table, &small).unwrap_err(),

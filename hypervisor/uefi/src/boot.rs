@@ -217,12 +217,19 @@ fn reserve_and_prepare(firmware: &BootServices, inputs: Inputs, survey: &Survey)
     };
     for (i, p) in table.partitions.iter().enumerate() {
         reserve_at(firmware, table.text(p.name), placed.partitions[i], p.ram_bytes.get())?;
+        if let Some(base) = placed.persistent[i] {
+            reserve_at(firmware, "a persistent region", base, table.persistent_bytes(i))?;
+        }
     }
 
     let mut partitions = Vec::new();
     let mut io_bitmaps = Vec::new();
     for i in 0..table.partitions.len() {
-        let place = PartitionPlace { ram_hpa: placed.partitions[i], channels_hpa };
+        let place = PartitionPlace {
+            ram_hpa: placed.partitions[i],
+            channels_hpa,
+            persistent_hpa: placed.persistent[i],
+        };
         let part = prepare_partition(firmware, &table, i, &mut fs, place, survey.tsc_hz)?;
         partitions.push(part);
         io_bitmaps.push(io_bitmap(&table, i)?);
@@ -350,6 +357,8 @@ fn calibrate_tsc(_firmware: &BootServices) -> u64 {
 struct PartitionPlace {
     ram_hpa: u64,
     channels_hpa: u64,
+    /// Its persistent region's block, when it has one.
+    persistent_hpa: Option<u64>,
 }
 
 /// Reserves, maps (EPT) and loads partition `i`.
@@ -361,15 +370,17 @@ fn prepare_partition(
     place: PartitionPlace,
     tsc_hz: u64,
 ) -> Result<Partition, String> {
-    let PartitionPlace { ram_hpa, channels_hpa } = place;
+    let PartitionPlace { ram_hpa, channels_hpa, persistent_hpa } = place;
     let p = table.partitions.get(i).ok_or_else(|| format!("no partition {i} in the table"))?;
     let name = String::from(table.text(p.name));
     let linux = partition::is_linux(p.kind);
     let ram_bytes = p.ram_bytes.get();
     let image = if linux { Vec::new() } else { read_esp_file(firmware, fs, table.text(p.image))? };
     // RAM, channel regions and MMIO, exactly as the host-tested boot plan builds them.
-    let ept = boot_plan::partition_ept(table, i, ram_hpa, channels_hpa, &mut HeapFrames)
+    let ept = boot_plan::partition_ept(table, i, ram_hpa, channels_hpa, persistent_hpa, &mut HeapFrames)
         .map_err(|e| format!("partition {name}: {e}"))?;
+    let ((_, persistent_bytes), args) =
+        boot_plan::keep_info(table, i).map_err(|e| format!("partition {name}: {e}"))?;
     let channels = boot_plan::channel_infos(table, i).map_err(|e| format!("partition {name}: {e}"))?.to_vec();
     let mut part = Partition {
         index: i,
@@ -383,6 +394,9 @@ fn prepare_partition(
             .map(|c| c.window_offset.get() + c.bytes.get())
             .max()
             .unwrap_or(0),
+        persistent_hpa: persistent_hpa.unwrap_or(0),
+        persistent_bytes,
+        args: String::from(args),
         image,
         vcpus: p.cores.len(),
         privileges: p.privileges.get(),
@@ -423,6 +437,15 @@ fn prepare_partition(
         part.entry.get(),
         part.vcpus
     );
+    if part.persistent_bytes != 0 {
+        hvlog!(
+            "partition {}: persistent region of {} KiB at host {:#x} (guest {:#x}), kept across its restarts",
+            part.name,
+            part.persistent_bytes >> 10,
+            part.persistent_hpa,
+            hallows_abi::layout::PERSISTENT_WINDOW_GPA
+        );
+    }
     part.image.shrink_to_fit();
     Ok(part)
 }

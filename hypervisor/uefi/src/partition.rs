@@ -6,11 +6,11 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use hallows_abi::bootinfo::{
-    fill_name, BootInfo, ChannelInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_CHANNELS,
+    fill_args, fill_name, BootInfo, ChannelInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_CHANNELS,
 };
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::PartitionState;
-use hallows_abi::layout::BOOT_INFO_GPA;
+use hallows_abi::layout::{BOOT_INFO_GPA, PERSISTENT_WINDOW_GPA};
 use hallows_abi::table::KIND_LINUX;
 use hallows_core::elf::{self, ElfImage};
 use hallows_core::guest_paging;
@@ -22,7 +22,7 @@ use crate::console::{ConsoleStats, PartitionQueue};
 use hallows_core::console::LineBuffer;
 use hallows_core::console_queue::LineRateLimit;
 use hallows_core::health::HealthMonitor;
-use hallows_core::lifecycle::{next, Event, Refused, State};
+use hallows_core::lifecycle::{next, scrub, Event, Refused, Reload, State};
 
 /// One partition as the hypervisor runs it.
 pub struct Partition {
@@ -34,6 +34,14 @@ pub struct Partition {
     pub ram_bytes: u64,
     /// Guest-physical bytes of the channel window the guest page tables cover.
     pub channel_window_bytes: u64,
+    /// Host-physical base of the persistent region (its own block, apart from RAM), seen
+    /// by the guest at `PERSISTENT_WINDOW_GPA`; meaningless when `persistent_bytes` is 0.
+    pub persistent_hpa: u64,
+    /// Bytes of the persistent region (0: none). It survives the health monitor's
+    /// restarts (`hallows_core::lifecycle::scrub`).
+    pub persistent_bytes: u64,
+    /// The partition's `args` text, given to it in its boot info.
+    pub args: String,
     /// The image file as read from the ESP, kept for restarts.
     pub image: Vec<u8>,
     pub vcpus: u32,
@@ -92,6 +100,26 @@ impl Partition {
         unsafe { core::slice::from_raw_parts_mut(self.ram_hpa as *mut u8, self.ram_bytes as usize) }
     }
 
+    /// Zeroes the persistent region's bytes `from..from + bytes` (cut to the region): at
+    /// boot and on a clean restart only.
+    ///
+    /// # Safety
+    /// No vCPU of the partition may be running.
+    pub unsafe fn scrub_persistent(&self, from: u64, bytes: u64) {
+        if self.persistent_bytes == 0 {
+            return;
+        }
+        // SAFETY: `persistent_hpa..+persistent_bytes` was reserved for this partition and
+        // is identity-mapped in the hypervisor's page tables; the caller guarantees no vCPU
+        // of the partition runs, and no other partition maps it.
+        let region = unsafe {
+            core::slice::from_raw_parts_mut(self.persistent_hpa as *mut u8, self.persistent_bytes as usize)
+        };
+        let start = (from as usize).min(region.len());
+        let end = (from.saturating_add(bytes) as usize).min(region.len());
+        region[start..end].fill(0);
+    }
+
     /// The state as the `PartitionState` hypercall reports it.
     pub fn state(&self) -> PartitionState {
         self.lifecycle().reported()
@@ -146,7 +174,8 @@ impl Partition {
         elf::image_bytes_into(image, &self.image, start as u64, &mut ram[start..end]);
     }
 
-    /// Rebuilds all of RAM at once, then [`Partition::finish_load`] (boot). Returns the
+    /// Rebuilds all of RAM at once, zeroes the persistent region (what the firmware left
+    /// there is not the partition's), then [`Partition::finish_load`] (boot). Returns the
     /// guest CR3.
     ///
     /// # Safety
@@ -155,7 +184,13 @@ impl Partition {
         let (image, image_end) = self.parsed_image()?;
         // SAFETY: per the caller's contract.
         unsafe {
-            self.rebuild(&image, 0, self.ram_bytes);
+            let scrub = scrub(Reload::Boot);
+            if scrub.ram {
+                self.rebuild(&image, 0, self.ram_bytes);
+            }
+            if scrub.persistent {
+                self.scrub_persistent(0, self.persistent_bytes);
+            }
             self.finish_load(image.entry, image_end, tsc_hz, now_ns)
         }
     }
@@ -174,8 +209,13 @@ impl Partition {
     ) -> Result<u64, String> {
         // SAFETY: the caller guarantees the partition is stopped.
         let ram = unsafe { self.ram() };
-        let cr3 = guest_paging::build_identity_paging(ram, self.ram_bytes, self.channel_window_bytes)
-            .map_err(|e| alloc::format!("guest page tables: {e}"))?;
+        let cr3 = guest_paging::build_identity_paging(
+            ram,
+            self.ram_bytes,
+            self.channel_window_bytes,
+            self.persistent_bytes,
+        )
+        .map_err(|e| alloc::format!("guest page tables: {e}"))?;
         let mut info = BootInfo::new_zeroed();
         info.magic = BOOT_INFO_MAGIC;
         info.version = BOOT_INFO_VERSION;
@@ -192,6 +232,11 @@ impl Partition {
         let n = self.channels.len().min(MAX_CHANNELS);
         info.channel_count = n as u32;
         info.channels[..n].copy_from_slice(&self.channels[..n]);
+        if self.persistent_bytes != 0 {
+            info.persistent_gpa = PERSISTENT_WINDOW_GPA;
+            info.persistent_bytes = self.persistent_bytes;
+        }
+        info.args_len = fill_args(&mut info.args, &self.args);
         let bytes = info.as_bytes();
         ram[BOOT_INFO_GPA as usize..BOOT_INFO_GPA as usize + bytes.len()].copy_from_slice(bytes);
         self.entry.set(entry);

@@ -22,7 +22,7 @@ use hallows_core::control_regs::{self, cr_write, CrChange, CrWriteRequest};
 use hallows_core::cpuid;
 use hallows_core::elf::ElfImage;
 use hallows_core::hypercall::{dispatch, Outcome};
-use hallows_core::lifecycle::{self, Cause, Event};
+use hallows_core::lifecycle::{self, Cause, Event, Reload, RestartScope, Scrub};
 use hallows_core::linux_vcpu::exits::xapic_access_message;
 use hallows_core::schedule::{guarded_run_ticks, preemption_timer_value, Schedule, WorkBudget};
 use hallows_core::switched_state::{CoreStateOwner, Switch};
@@ -81,7 +81,10 @@ struct RestartWork {
     /// The image to load, parsed and checked once.
     image: ElfImage,
     image_end: u64,
-    /// Bytes of guest RAM rebuilt (zeroed, image bytes in place) so far.
+    /// What this restart rewrites: RAM, and the persistent region on a clean restart.
+    scrub: Scrub,
+    /// Bytes rebuilt so far: guest RAM (zeroed, image bytes in place), then, when
+    /// `scrub.persistent`, the persistent region (zeroed) after it.
     rebuilt: u64,
     /// Windows (scheduled core) the restart has used so far.
     windows: u32,
@@ -782,7 +785,8 @@ impl Core {
                 let p = &m.partitions[part];
                 let verdict = p.health.lock().decide_requested_restart(m.now_ns());
                 if verdict.allowed {
-                    self.begin_restart(m, slot, "restart requested by the partition", Cause::Itself);
+                    let why = "restart requested by the partition";
+                    self.begin_restart(m, slot, why, Cause::Itself, RestartScope::KeepPersistent);
                 } else {
                     crate::console::flush_partition(p);
                     crate::hvlog_for!(
@@ -864,7 +868,8 @@ impl Core {
                 Next::Stop
             }
             Followup::Restart => {
-                self.begin_restart(m, slot, "restarted with a fresh image", Cause::HealthMonitor);
+                let why = "restarted with a fresh image";
+                self.begin_restart(m, slot, why, Cause::HealthMonitor, RestartScope::KeepPersistent);
                 Next::Resume
             }
             Followup::HaltSystem => {
@@ -914,6 +919,7 @@ impl Core {
                     slot,
                     "restarted at another partition's request",
                     Cause::OtherPartition,
+                    RestartScope::KeepPersistent,
                 );
             } else {
                 crate::hvlog_for!(
@@ -927,10 +933,18 @@ impl Core {
     }
 
     /// Starts restarting vCPU `slot`'s partition: the vCPU is not entered again until
-    /// [`Core::continue_restart`] has scrubbed its RAM and reloaded its image. Its
-    /// registers outside the VMCS are reset now, so nothing of the old run survives.
+    /// [`Core::continue_restart`] has scrubbed its RAM (and, for a clean restart, its
+    /// persistent region: `scope`, decided by `lifecycle::scrub`) and reloaded its image.
+    /// Its registers outside the VMCS are reset now, so nothing of the old run survives.
     #[inline(never)]
-    fn begin_restart(&mut self, m: &Machine, slot: usize, why: &'static str, cause: Cause) {
+    fn begin_restart(
+        &mut self,
+        m: &Machine,
+        slot: usize,
+        why: &'static str,
+        cause: Cause,
+        scope: RestartScope,
+    ) {
         let v = &mut self.vcpus[slot];
         let p = &m.partitions[v.partition];
         // The image was loaded at boot, so it parses; if it somehow does not, halt.
@@ -947,7 +961,8 @@ impl Core {
             return;
         }
         v.saved.reset();
-        v.restart = Some(RestartWork { why, image, image_end, rebuilt: 0, windows: 0, ticks: 0 });
+        let scrub = lifecycle::scrub(Reload::Restart(scope));
+        v.restart = Some(RestartWork { why, image, image_end, scrub, rebuilt: 0, windows: 0, ticks: 0 });
         v.stopped = false;
         v.wake_at_ns = 0;
         self.state_owner.forget(slot);
@@ -976,15 +991,23 @@ impl Core {
         let fits = |budget: &WorkBudget<2>, kind: u64| {
             budget.fits(kind, cpu::rdtsc(), window_end_tsc) || budget.estimate(kind) > window_ticks
         };
-        while work.rebuilt < p.ram_bytes && fits(&self.restart_cost, WORK_CHUNK) {
+        let kept = if work.scrub.persistent { 0 } else { p.persistent_bytes };
+        let total = p.ram_bytes + p.persistent_bytes - kept;
+        while work.rebuilt < total && fits(&self.restart_cost, WORK_CHUNK) {
             let t = cpu::rdtsc();
             // SAFETY: the partition has one vCPU (multi-vCPU partitions are halted
             // instead of restarted), this one, which is not running.
-            unsafe { p.rebuild(&work.image, work.rebuilt, REBUILD_CHUNK) };
+            unsafe {
+                if work.rebuilt < p.ram_bytes {
+                    p.rebuild(&work.image, work.rebuilt, REBUILD_CHUNK)
+                } else {
+                    p.scrub_persistent(work.rebuilt - p.ram_bytes, REBUILD_CHUNK)
+                }
+            };
             work.rebuilt += REBUILD_CHUNK;
             self.restart_cost.record(WORK_CHUNK, cpu::rdtsc().wrapping_sub(t));
         }
-        if work.rebuilt < p.ram_bytes || !fits(&self.restart_cost, WORK_FINISH) {
+        if work.rebuilt < total || !fits(&self.restart_cost, WORK_FINISH) {
             work.ticks += cpu::rdtsc().wrapping_sub(started);
             self.vcpus[slot].restart = Some(work);
             return false;

@@ -10,8 +10,9 @@ pub const VERSION_MAJOR: u16 = 1;
 /// Minor version: additions that older readers may ignore. 1.1 appends
 /// [`PartitionRestartFields`] to every partition entry; 1.2 appends
 /// [`PartitionCacheFields`] after them (CDP code ways, MBA) and gives the platform the
-/// `PLATFORM_CDP` flag and the hypervisor's own cache ways.
-pub const VERSION_MINOR: u16 = 2;
+/// `PLATFORM_CDP` flag and the hypervisor's own cache ways; 1.3 appends
+/// [`PartitionKeepFields`] (the persistent region and the partition's arguments).
+pub const VERSION_MINOR: u16 = 3;
 /// Most cores a table can name (core ids `0..MAX_CORES`).
 pub const MAX_CORES: usize = 256;
 /// Most windows one schedule may hold.
@@ -263,7 +264,35 @@ pub struct PartitionCacheFields {
     pub _reserved: [u8; 5],
 }
 
-/// Everything appended to a 1.0 partition entry, as version 1.2 writes it.
+/// Fields version 1.3 appends to every partition entry, after [`PartitionCacheFields`]:
+/// what a real-time partition keeps across its restarts and the text it is given. A 1.0
+/// to 1.2 table's entries end before them; they then read as zero (no persistent region,
+/// no arguments).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct PartitionKeepFields {
+    /// Bytes of the persistent region (whole 4 KiB pages, at most
+    /// [`crate::limits::PERSISTENT_MAX_BYTES`]); 0: none. RT partitions only.
+    pub persistent_bytes: U64,
+    /// The partition's arguments (printable ASCII, at most [`crate::limits::ARGS_MAX`]
+    /// bytes; empty: none), given to it in its boot info. RT partitions only.
+    pub args: StrRef,
+}
+
+/// What a version 1.2 writer appended to a 1.0 partition entry (the prefix of
+/// [`PartitionAppendedFields`]); read to find the cache fields in a 1.2 table.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
+#[repr(C)]
+pub struct PartitionAppendedFieldsV1_2 {
+    pub restart: PartitionRestartFields,
+    pub cache: PartitionCacheFields,
+}
+
+/// Everything appended to a 1.0 partition entry, as version 1.3 writes it.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
 )]
@@ -271,6 +300,7 @@ pub struct PartitionCacheFields {
 pub struct PartitionAppendedFields {
     pub restart: PartitionRestartFields,
     pub cache: PartitionCacheFields,
+    pub keep: PartitionKeepFields,
 }
 
 /// Size of a partition entry in a version 1.0 table.
@@ -278,6 +308,9 @@ pub const PARTITION_ENTRY_SIZE_V1_0: usize = core::mem::size_of::<PartitionEntry
 /// Size of a partition entry in a version 1.1 table.
 pub const PARTITION_ENTRY_SIZE_V1_1: usize =
     PARTITION_ENTRY_SIZE_V1_0 + core::mem::size_of::<PartitionRestartFields>();
+/// Size of a partition entry in a version 1.2 table.
+pub const PARTITION_ENTRY_SIZE_V1_2: usize =
+    PARTITION_ENTRY_SIZE_V1_0 + core::mem::size_of::<PartitionAppendedFieldsV1_2>();
 /// Size of a partition entry as this version writes it: the 1.0 entry and the appended
 /// [`PartitionAppendedFields`].
 pub const PARTITION_ENTRY_SIZE: usize =
@@ -377,6 +410,9 @@ const _: () = {
     assert!(core::mem::offset_of!(Header, crc32) == CRC_OFFSET);
     assert!(core::mem::size_of::<Header>() == 24 + 32 + 8 * 12);
     assert!(
-        PARTITION_ENTRY_SIZE_V1_0 == 96 && PARTITION_ENTRY_SIZE_V1_1 == 104 && PARTITION_ENTRY_SIZE == 112
+        PARTITION_ENTRY_SIZE_V1_0 == 96
+            && PARTITION_ENTRY_SIZE_V1_1 == 104
+            && PARTITION_ENTRY_SIZE_V1_2 == 112
+            && PARTITION_ENTRY_SIZE == 128
     );
 };

@@ -1,6 +1,6 @@
 //! The compiled partition table (`table.bin`).
 //!
-//! # Format (version 1.1)
+//! # Format (version 1.3)
 //! All integers are little-endian and every structure is byte-aligned (zerocopy's
 //! `little_endian` types), so the reader works on any byte slice without copying or
 //! allocating. A file is:

@@ -229,7 +229,8 @@ impl<'a> Table<'a> {
             strings,
         };
         for (i, p) in table.partitions.iter().enumerate() {
-            for r in [p.name, p.image, p.initramfs, p.cmdline] {
+            let args = table.keep_fields(i).args;
+            for r in [p.name, p.image, p.initramfs, p.cmdline, args] {
                 table.str(r).ok_or(TableError::BadString { section: "partitions", index: i })?;
             }
         }
@@ -285,8 +286,27 @@ impl<'a> Table<'a> {
     /// unknown partition.
     pub fn cache_fields(&self, i: usize) -> PartitionCacheFields {
         self.partitions
-            .appended::<PartitionAppendedFields>(i)
+            .appended::<PartitionAppendedFieldsV1_2>(i)
             .map_or(PartitionCacheFields::default(), |f| f.cache)
+    }
+
+    /// Partition `i`'s version 1.3 fields (persistent region, arguments): zero, i.e. none,
+    /// for an older table or an unknown partition.
+    pub fn keep_fields(&self, i: usize) -> PartitionKeepFields {
+        self.partitions
+            .appended::<PartitionAppendedFields>(i)
+            .map_or(PartitionKeepFields::default(), |f| f.keep)
+    }
+
+    /// Bytes of partition `i`'s persistent region (0: none).
+    pub fn persistent_bytes(&self, i: usize) -> u64 {
+        self.keep_fields(i).persistent_bytes.get()
+    }
+
+    /// Partition `i`'s arguments (empty: none). Checked as a string reference by
+    /// [`Table::parse`].
+    pub fn args(&self, i: usize) -> &'a str {
+        self.text(self.keep_fields(i).args)
     }
 
     /// Partition `i`'s separate code ways `(first, count)` (CDP), when the table gives them.

@@ -253,6 +253,22 @@ pub enum Violation {
     PciUnsupported {
         index: usize,
     },
+    /// A persistent region or arguments on a Linux partition (RT partitions only: nothing
+    /// in a Linux guest would read them).
+    RtSettingOnLinux {
+        partition: usize,
+    },
+    /// A persistent region whose size is not whole pages or exceeds
+    /// [`limits::PERSISTENT_MAX_BYTES`].
+    PersistentBad {
+        partition: usize,
+        error: limits::PersistentError,
+    },
+    /// Arguments too long for the boot info, or not printable ASCII.
+    ArgsBad {
+        partition: usize,
+        error: limits::ArgsError,
+    },
     /// A Linux partition with channels whose RAM reaches into its bridge window
     /// ([`limits::LINUX_MAX_RAM_WITH_CHANNELS`]).
     LinuxBridgeOverlapsRam {
@@ -273,6 +289,12 @@ impl core::fmt::Display for Violation {
             Self::CmdlineBad { partition, error } => {
                 write!(f, "partition {partition}: Linux command line: {error}")
             }
+            Self::RtSettingOnLinux { partition } => write!(
+                f,
+                "partition {partition}: a persistent region or arguments on a Linux partition (RT partitions only)"
+            ),
+            Self::PersistentBad { partition, error } => write!(f, "partition {partition}: {error}"),
+            Self::ArgsBad { partition, error } => write!(f, "partition {partition}: {error}"),
             Self::PciUnsupported { index } => write!(
                 f,
                 "PCI function {index}: PCI pass-through is not supported by this hypervisor version"
@@ -360,11 +382,13 @@ impl Table<'_> {
     }
 
     /// RAM the table needs, as placement takes it ([`limits::ram_needed`]): every
-    /// partition, the channel window up to its highest region end, and the hypervisor.
+    /// partition, every persistent region, the channel window up to its highest region
+    /// end, and the hypervisor.
     pub fn ram_needed(&self) -> u64 {
         limits::ram_needed(
             self.platform().hv_reserved_bytes.get(),
             self.partitions.iter().map(|p| p.ram_bytes.get()),
+            (0..self.partitions.len()).map(|i| self.persistent_bytes(i)),
             self.channel_window_end(),
         )
     }
@@ -523,6 +547,7 @@ impl Table<'_> {
             if self.channels_of(i) > limits::MAX_CHANNELS_PER_PARTITION {
                 return Err(Violation::TooManyChannels { partition: i });
             }
+            self.validate_keep_fields(i, p)?;
         }
         let available = platform.ram_bytes.get();
         let needed = self.ram_needed();
@@ -530,6 +555,20 @@ impl Table<'_> {
             return Err(Violation::RamExhausted { needed, available });
         }
         Ok(())
+    }
+
+    /// The persistent region and the arguments (version 1.3): RT partitions only, sizes
+    /// and text as [`limits::check_persistent`] and [`limits::check_args`] allow.
+    fn validate_keep_fields(&self, i: usize, p: &PartitionEntry) -> Result<(), Violation> {
+        let (persistent, args) = (self.persistent_bytes(i), self.args(i));
+        if p.kind == KIND_LINUX && (persistent != 0 || !args.is_empty()) {
+            return Err(Violation::RtSettingOnLinux { partition: i });
+        }
+        if persistent != 0 {
+            limits::check_persistent(persistent)
+                .map_err(|error| Violation::PersistentBad { partition: i, error })?;
+        }
+        limits::check_args(args).map_err(|error| Violation::ArgsBad { partition: i, error })
     }
 
     fn validate_schedules(&self) -> Result<(), Violation> {
@@ -709,8 +748,13 @@ impl Table<'_> {
             let owner = r.partition.get() as usize;
             let ram = self.partitions.get(owner).map_or(0, |p| p.ram_bytes.get());
             let linux = self.partitions.get(owner).is_some_and(|p| p.kind == KIND_LINUX);
-            if let Some(conflict) = limits::mmio_conflict(base, size, ram, self.channels_of(owner) > 0, linux)
-            {
+            let map = limits::GuestMap {
+                ram_bytes: ram,
+                has_channels: self.channels_of(owner) > 0,
+                linux,
+                persistent_bytes: self.persistent_bytes(owner),
+            };
+            if let Some(conflict) = limits::mmio_conflict(base, size, map) {
                 return Err(Violation::MmioRangeUnmappable { index: i, conflict });
             }
         }

@@ -34,6 +34,10 @@ pub struct PartitionModel {
     pub llc_code_ways: Option<(u8, u8)>,
     /// Memory bandwidth share in percent (MBA); 0: not limited.
     pub mba_percent: u8,
+    /// Bytes of the persistent region (RT); 0: none.
+    pub persistent_bytes: u64,
+    /// The partition's arguments (RT); empty: none.
+    pub args: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -169,6 +173,7 @@ impl TableModel {
             .partitions
             .iter()
             .map(|p| {
+                let args = strings.add(&p.args);
                 let (code_first, code_count) = p.llc_code_ways.unwrap_or((0, 0));
                 PartitionAppendedFields {
                     restart: PartitionRestartFields {
@@ -181,6 +186,7 @@ impl TableModel {
                         mba_percent: p.mba_percent,
                         _reserved: [0; 5],
                     },
+                    keep: PartitionKeepFields { persistent_bytes: U64::new(p.persistent_bytes), args },
                 }
             })
             .collect();
