@@ -152,6 +152,10 @@ pub fn explain<E: Display>(error: ClientError<E>, topic: &str, partition: Option
 }
 
 fn output(e: io::Error) -> CliError {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        // The reader went away (`serpentlog consume ... | head`): a normal end, as for cat.
+        return CliError(String::new());
+    }
     CliError(format!("writing output: {e}"))
 }
 

@@ -17,6 +17,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match main_with(&cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Output cut short by its reader (a broken pipe): quiet, like cat.
+        Err(e) if e.0.is_empty() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("serpentlog: {e}");
             ExitCode::FAILURE
