@@ -13,16 +13,28 @@
 //!   with a [`Client`] over its own socket. Everybody blocks while waiting (`poll`), as a
 //!   Linux program would.
 //!
-//! Per transport and record size (100 B, 1 KiB), on a fresh broker:
+//! Placement: the broker (thread or process) is pinned to CPU 1 and both clients to CPU 0,
+//! the deployment's shape on two CPUs (the broker partition has a core of its own; the
+//! Linux programs share another). Unpinned, three spinning ring threads on two shared CPUs
+//! mostly measure the scheduler.
+//!
+//! Per record size (100 B, 1 KiB): the engine alone first (**direct**: one thread produces
+//! the records and fetches them back through `Client` calls answered in place, no
+//! transport: the ceiling), then alternating trials of ring and socket, each on a fresh
+//! broker, in three phases:
 //! 1. **throughput**: the producer appends `records` values in batches (as many as one
 //!    4 KiB request takes, at most 32) as fast as the broker acknowledges them while the
 //!    consumer fetches; records/s = records / (producer's first produce → consumer seeing
-//!    the last one). The latency of these records (under load) is reported too.
-//! 2. **latency**: then one record per produce at a fixed rate (`paced` records, one every
-//!    `interval`); produce → consume latency = the consumer's clock when its fetch returns
-//!    the record minus the producer's clock just before the `produce` call, carried in the
-//!    value (bytes 14..22, nanoseconds since a process-wide epoch; both clients are
-//!    threads of this process in both cases).
+//!    the last one). The latency of these records (*under load*: mostly how far the
+//!    consumer lags) is reported too.
+//! 2. **paced**: one record per produce every `interval`; produce → consume latency = the
+//!    consumer's clock when its fetch returns the record minus the producer's clock just
+//!    before the `produce` call, carried in the value (bytes 14..22, nanoseconds since a
+//!    process-wide epoch; both clients are threads of this process for both transports).
+//!    The `produce` calls' own durations are the *produce call* figures.
+//! 3. **lockstep**: one thread drives both clients: every `interval` it produces one
+//!    record, then fetches until it has it (the latency). No thread switch between
+//!    producer and consumer: what is left is the transport and the broker.
 //!
 //! Values are `load::generated` ones; the consumer runs every value through
 //! `load::OrderCheck` and the run fails unless all arrived in order, once each.
@@ -138,6 +150,14 @@ fn run_all(full: bool) -> Result<(), String> {
          records; {trials} trials per transport, alternating; {}",
         if pinning() { "broker on CPU 1, clients on CPU 0" } else { "not pinned" }
     );
+    for plan in plans {
+        // Every record of a trial stays in the log (a consumer left behind by retention
+        // would fail the run): value, length prefix and a share of its batch's header.
+        let bytes = (plan.records + 2 * plan.paced) * (plan.size as u64 + 64);
+        if bytes > BROKER_REGION_BYTES as u64 / 2 {
+            return Err(format!("{bytes} bytes of records per trial: lower SERPENTLOG_BENCH_SCALE"));
+        }
+    }
     let mut rows = Vec::new();
     for plan in plans {
         let direct = run_direct(plan).map_err(|e| format!("direct, {} B: {e}", plan.size))?;
@@ -338,7 +358,8 @@ fn nanos_since(epoch: Instant) -> u64 {
 }
 
 /// Produces values `1..=records` in batches, then `records+1..=records+paced` one at a
-/// time every `interval`. Returns when it started and the records per produce.
+/// time every `interval`. Returns when it started, the records per produce and the paced
+/// produce calls' durations (sorted).
 fn produce<T: BenchTransport>(
     client: &mut Client<T>,
     plan: Plan,
