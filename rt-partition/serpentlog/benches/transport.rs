@@ -13,10 +13,14 @@
 //!   with a [`Client`] over its own socket. Everybody blocks while waiting (`poll`), as a
 //!   Linux program would.
 //!
-//! Placement: the broker (thread or process) is pinned to CPU 1 and both clients to CPU 0,
-//! the deployment's shape on two CPUs (the broker partition has a core of its own; the
-//! Linux programs share another). Unpinned, three spinning ring threads on two shared CPUs
-//! mostly measure the scheduler.
+//! Placement (variants, run alternately): **ring** pinned (broker thread on CPU 1, both
+//! clients on CPU 0: the deployment's shape on two CPUs, where the broker partition has a
+//! core of its own and the Linux programs share another), **socket** pinned the same way,
+//! and **socket, unpinned** (what a Linux user gets: the scheduler may put a client and
+//! the broker on one CPU, where waking a blocked process is cheaper than across CPUs). The
+//! ratios take the better socket variant for each figure. `SERPENTLOG_BENCH_PIN=0` runs
+//! the ring unpinned too (three spinning threads on two shared CPUs: mostly a measure of
+//! the scheduler).
 //!
 //! Per record size (100 B, 1 KiB): the engine alone first (**direct**: one thread produces
 //! the records and fetches them back through `Client` calls answered in place, no
@@ -145,10 +149,11 @@ fn run_all(full: bool) -> Result<(), String> {
         Plan { size: 1024, records: count(20_000.0), paced: count(3_000.0), interval },
     ];
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let variants = variants();
     println!(
         "SerpentLog host benchmark: {cpus} CPUs; channel {MSG_SIZE} B x {DEPTH}; batches of up to {MAX_BATCH} \
-         records; {trials} trials per transport, alternating; {}",
-        if pinning() { "broker on CPU 1, clients on CPU 0" } else { "not pinned" }
+         records; {trials} trials per variant, alternating; pinned: broker on CPU {BROKER_CPU}, clients on \
+         CPU {CLIENT_CPU}"
     );
     for plan in plans {
         // Every record of a trial stays in the log (a consumer left behind by retention
@@ -161,17 +166,16 @@ fn run_all(full: bool) -> Result<(), String> {
     let mut rows = Vec::new();
     for plan in plans {
         let direct = run_direct(plan).map_err(|e| format!("direct, {} B: {e}", plan.size))?;
-        println!("direct {:>4} B: {direct:.0} records/s (one thread, no transport)", plan.size);
-        let (mut ring, mut socket) = (Vec::new(), Vec::new());
+        println!("{:>17} {:>4} B: {direct:.0} records/s (one thread, no transport)", "direct", plan.size);
+        let mut outcomes: Vec<Vec<Outcome>> = variants.iter().map(|_| Vec::new()).collect();
         for _ in 0..trials {
-            let r = run_ring(plan).map_err(|e| format!("ring, {} B: {e}", plan.size))?;
-            report("ring", plan, &r);
-            ring.push(r);
-            let s = run_socket(plan).map_err(|e| format!("socket, {} B: {e}", plan.size))?;
-            report("socket", plan, &s);
-            socket.push(s);
+            for (v, outcome) in variants.iter().zip(&mut outcomes) {
+                let o = v.run(plan).map_err(|e| format!("{}, {} B: {e}", v.name(), plan.size))?;
+                report(&v.name(), plan, &o);
+                outcome.push(o);
+            }
         }
-        rows.push((plan, direct, Outcome::merged(ring), Outcome::merged(socket)));
+        rows.push((plan, direct, outcomes.into_iter().map(Outcome::merged).collect::<Vec<_>>()));
     }
     println!();
     println!(
@@ -185,13 +189,14 @@ fn run_all(full: bool) -> Result<(), String> {
     println!();
     println!("| record | transport | records/s | under load | paced | lockstep | produce call |");
     println!("|---|---|---|---|---|---|---|");
-    for (plan, direct, ring, socket) in &rows {
+    for (plan, direct, merged) in &rows {
         println!("| {} B | direct (one thread, no transport) | {direct:.0} | | | | |", plan.size);
-        for (name, o) in [("ring", ring), ("socket", socket)] {
+        for (v, o) in variants.iter().zip(merged) {
             let l = &o.latencies;
             println!(
-                "| {} B | {name} | {:.0} | {} | {} | {} | {} |",
+                "| {} B | {} | {:.0} | {} | {} | {} | {} |",
                 plan.size,
+                v.name(),
                 o.records_per_s,
                 p50_p99(&l.loaded),
                 p50_p99(&l.paced),
@@ -202,18 +207,32 @@ fn run_all(full: bool) -> Result<(), String> {
     }
     println!();
     println!(
+        "Ring (the first variant) against the best socket variant for each figure (highest \
+         records/s, lowest latency):"
+    );
+    println!();
+    println!(
         "| record | records/s ring / socket (goal >= 3) | p99 socket / ring (goal >= 5): paced | lockstep \
          | p50 socket / ring: paced | lockstep |"
     );
     println!("|---|---|---|---|---|---|");
-    for (plan, _, ring, socket) in &rows {
+    for (plan, _, merged) in &rows {
+        let ring = &merged[0];
+        let sockets: Vec<&Outcome> = variants
+            .iter()
+            .zip(merged)
+            .filter(|(v, _)| v.carrier == Carrier::Socket)
+            .map(|(_, o)| o)
+            .collect();
+        let best_rate = sockets.iter().map(|o| o.records_per_s).fold(0.0, f64::max);
         let ratio = |of: fn(&Latencies) -> &Vec<u64>, p: usize| {
-            percentile(of(&socket.latencies), p) as f64 / percentile(of(&ring.latencies), p).max(1) as f64
+            let best = sockets.iter().map(|o| percentile(of(&o.latencies), p)).min().unwrap_or(0);
+            best as f64 / percentile(of(&ring.latencies), p).max(1) as f64
         };
         println!(
             "| {} B | {:.2}x | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
             plan.size,
-            ring.records_per_s / socket.records_per_s,
+            ring.records_per_s / best_rate,
             ratio(|l| &l.paced, 99),
             ratio(|l| &l.lockstep, 99),
             ratio(|l| &l.paced, 50),
@@ -221,6 +240,53 @@ fn run_all(full: bool) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// What carries the frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carrier {
+    Ring,
+    Socket,
+}
+
+/// One transport in one placement.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    carrier: Carrier,
+    cpus: Cpus,
+}
+
+impl Variant {
+    fn name(&self) -> String {
+        let carrier = match self.carrier {
+            Carrier::Ring => "ring",
+            Carrier::Socket => "socket",
+        };
+        match self.cpus {
+            Cpus::Pinned => carrier.to_string(),
+            Cpus::Free => format!("{carrier}, unpinned"),
+        }
+    }
+
+    fn run(&self, plan: Plan) -> Result<Outcome, String> {
+        match self.carrier {
+            Carrier::Ring => run_ring(plan, self.cpus),
+            Carrier::Socket => run_socket(plan, self.cpus),
+        }
+    }
+}
+
+/// The ring pinned (its deployment: the broker partition on a core of its own) against
+/// the socket pinned the same way and left to the scheduler (what a Linux user gets:
+/// the scheduler may put a client and the broker on one CPU, where a wake-up is cheaper
+/// than across CPUs). `SERPENTLOG_BENCH_PIN=0`: both unpinned.
+fn variants() -> Vec<Variant> {
+    let v = |carrier, cpus| Variant { carrier, cpus };
+    if std::env::var("SERPENTLOG_BENCH_PIN").is_ok_and(|p| p == "0") {
+        vec![v(Carrier::Ring, Cpus::Free), v(Carrier::Socket, Cpus::Free)]
+    } else {
+        vec![v(Carrier::Ring, Cpus::Pinned), v(Carrier::Socket, Cpus::Pinned), v(Carrier::Socket, Cpus::Free)]
+    }
 }
 
 impl Outcome {
@@ -264,27 +330,60 @@ fn p50_p99(sorted: &[u64]) -> String {
     format!("{} / {}", micros(percentile(sorted, 50)), micros(percentile(sorted, 99)))
 }
 
-/// Where the parties run: the broker on `BROKER_CPU`, both clients on `CLIENT_CPU` (the
-/// deployment's shape: the broker partition has a core of its own, the Linux programs
-/// share another). `SERPENTLOG_BENCH_PIN=0` leaves the placement to the scheduler.
+/// Where the parties run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cpus {
+    /// The broker on `BROKER_CPU`, both clients on `CLIENT_CPU`: the deployment's shape
+    /// on two CPUs (the broker partition has a core of its own, the Linux programs share
+    /// another).
+    Pinned,
+    /// Anywhere: the scheduler decides.
+    Free,
+}
+
 const BROKER_CPU: usize = 1;
 const CLIENT_CPU: usize = 0;
 
-fn pinning() -> bool {
-    std::env::var("SERPENTLOG_BENCH_PIN").map_or(true, |v| v != "0")
+/// `SERPENTLOG_BENCH_FIFO=1`: every party runs under SCHED_FIFO, ahead of the machine's
+/// other (normal) processes, which is as close to a core of its own as a shared host
+/// gets. Opt-in: spinning FIFO threads leave other work only what the kernel's real-time
+/// throttling keeps back (5 % by default).
+fn realtime() -> bool {
+    std::env::var("SERPENTLOG_BENCH_FIFO").is_ok_and(|v| v == "1")
 }
 
-fn pin(cpu: usize) {
-    if !pinning() {
-        return;
+impl Cpus {
+    /// The command-line word the broker process gets.
+    fn word(self) -> &'static str {
+        match self {
+            Cpus::Pinned => "pinned",
+            Cpus::Free => "free",
+        }
     }
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity only
-    // read and write it (0: the calling thread).
-    unsafe {
-        let mut set: libc::cpu_set_t = core::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("warning: cannot pin to CPU {cpu}");
+
+    /// Puts the calling thread on `cpu` (pinned) or on every CPU (free: undoes the
+    /// pinning a thread inherited from its creator).
+    fn place(self, cpu: usize) {
+        // SAFETY: sysconf has no preconditions.
+        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity
+        // only read and write it (0: the calling thread).
+        unsafe {
+            let mut set: libc::cpu_set_t = core::mem::zeroed();
+            match self {
+                Cpus::Pinned => libc::CPU_SET(cpu, &mut set),
+                Cpus::Free => (0..online).for_each(|c| libc::CPU_SET(c, &mut set)),
+            }
+            if libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                eprintln!("warning: cannot place this thread ({self:?}, CPU {cpu})");
+            }
+        }
+        if realtime() {
+            let param = libc::sched_param { sched_priority: 10 };
+            // SAFETY: sched_setscheduler only reads `param` (0: the calling thread).
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+                eprintln!("warning: cannot switch to SCHED_FIFO: {}", io::Error::last_os_error());
+            }
         }
     }
 }
@@ -476,8 +575,9 @@ fn lockstep<T: BenchTransport>(
     check: &mut OrderCheck,
     plan: Plan,
     first: u64,
+    cpus: Cpus,
 ) -> Result<Vec<u64>, String> {
-    pin(CLIENT_CPU);
+    cpus.place(CLIENT_CPU);
     let mut value = vec![0u8; plan.size];
     let mut latencies = Vec::with_capacity(plan.paced as usize);
     let started = Instant::now();
@@ -515,16 +615,17 @@ fn run_clients<T: BenchTransport>(
     producer: Client<T>,
     consumer: Client<T>,
     plan: Plan,
+    cpus: Cpus,
 ) -> Result<Outcome, String> {
     let epoch = Instant::now();
     let (mut producer, mut consumer) = (producer, consumer);
     let (produced, consumed) = std::thread::scope(|s| {
         let p = s.spawn(|| {
-            pin(CLIENT_CPU);
+            cpus.place(CLIENT_CPU);
             produce(&mut producer, plan, epoch)
         });
         let c = s.spawn(|| {
-            pin(CLIENT_CPU);
+            cpus.place(CLIENT_CPU);
             consume(&mut consumer, plan, epoch)
         });
         (p.join(), c.join())
@@ -532,8 +633,15 @@ fn run_clients<T: BenchTransport>(
     let (started, batch, round_trips) = produced.map_err(|_| "producer panicked".to_string())??;
     let mut followed = consumed.map_err(|_| "consumer panicked".to_string())??;
     let first = plan.records + plan.paced + 1;
-    let lockstep =
-        lockstep(&mut producer, &mut consumer, &mut followed.consumer, &mut followed.check, plan, first)?;
+    let lockstep = lockstep(
+        &mut producer,
+        &mut consumer,
+        &mut followed.consumer,
+        &mut followed.check,
+        plan,
+        first,
+        cpus,
+    )?;
     let seconds = followed.throughput_end.duration_since(started).as_secs_f64();
     let latencies = Latencies { loaded: followed.loaded, paced: followed.paced, round_trips, lockstep };
     Ok(Outcome { records_per_s: plan.records as f64 / seconds, batch, latencies })
@@ -727,8 +835,8 @@ fn ring_pair(
 }
 
 /// The broker thread: polls every port's request ring until `stop`.
-fn ring_broker(mut ports: Vec<RingPort>, stop: &AtomicBool) -> Result<(), String> {
-    pin(BROKER_CPU);
+fn ring_broker(mut ports: Vec<RingPort>, stop: &AtomicBool, cpus: Cpus) -> Result<(), String> {
+    cpus.place(BROKER_CPU);
     let mut region = vec![0u8; BROKER_REGION_BYTES];
     let mut core = BrokerCore::new(&mut region)?;
     let mut request = vec![0u8; MSG_SIZE as usize];
@@ -762,7 +870,7 @@ fn ring_broker(mut ports: Vec<RingPort>, stop: &AtomicBool) -> Result<(), String
     Ok(())
 }
 
-fn run_ring(plan: Plan) -> Result<Outcome, String> {
+fn run_ring(plan: Plan, cpus: Cpus) -> Result<Outcome, String> {
     let mut memory: Vec<ChannelMemory> = (0..4).map(|_| ChannelMemory::new()).collect();
     let [a, b, c, d] = &mut memory[..] else { unreachable!("four channels") };
     let (producer, producer_port) = ring_pair(a, b)?;
@@ -770,11 +878,12 @@ fn run_ring(plan: Plan) -> Result<Outcome, String> {
     let timing = Timing { waits_per_attempt: 50_000_000, attempts: 2 };
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let broker = s.spawn(|| ring_broker(vec![producer_port, consumer_port], &stop));
+        let broker = s.spawn(|| ring_broker(vec![producer_port, consumer_port], &stop, cpus));
         let outcome = run_clients(
             Client::new(producer).with_timing(timing),
             Client::new(consumer).with_timing(timing),
             plan,
+            cpus,
         );
         stop.store(true, Ordering::Relaxed);
         let served = broker.join().map_err(|_| "broker panicked".to_string()).and_then(|r| r);
@@ -896,9 +1005,14 @@ impl BenchTransport for SocketTransport {
 
 /// The broker process: answers requests on the inherited sockets until both are closed.
 fn socket_broker_child(args: &[String]) -> Result<(), String> {
-    pin(BROKER_CPU);
+    let (cpus, fds) = match args.split_first() {
+        Some((word, fds)) if word == Cpus::Pinned.word() => (Cpus::Pinned, fds),
+        Some((word, fds)) if word == Cpus::Free.word() => (Cpus::Free, fds),
+        _ => return Err(format!("usage: {CHILD_ARG} pinned|free FD..., not {args:?}")),
+    };
+    cpus.place(BROKER_CPU);
     let mut sockets = Vec::new();
-    for arg in args {
+    for arg in fds {
         let fd: RawFd = arg.parse().map_err(|_| format!("not a descriptor: {arg}"))?;
         // SAFETY: the parent passed this descriptor to us (inherited) and nothing else in
         // this process owns it.
@@ -949,7 +1063,7 @@ fn socket_broker_child(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn run_socket(plan: Plan) -> Result<Outcome, String> {
+fn run_socket(plan: Plan, cpus: Cpus) -> Result<Outcome, String> {
     let (producer_end, producer_broker_end) = seqpacket_pair()?;
     let (consumer_end, consumer_broker_end) = seqpacket_pair()?;
     inheritable(&producer_broker_end)?;
@@ -957,6 +1071,7 @@ fn run_socket(plan: Plan) -> Result<Outcome, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut child = Command::new(exe)
         .arg(CHILD_ARG)
+        .arg(cpus.word())
         .arg(producer_broker_end.as_raw_fd().to_string())
         .arg(consumer_broker_end.as_raw_fd().to_string())
         .spawn()
@@ -965,7 +1080,7 @@ fn run_socket(plan: Plan) -> Result<Outcome, String> {
     drop((producer_broker_end, consumer_broker_end));
     let timing = Timing { waits_per_attempt: 1000, attempts: 2 };
     let client = |fd| Client::new(SocketTransport { fd, blocked_send: false }).with_timing(timing);
-    let outcome = run_clients(client(producer_end), client(consumer_end), plan);
+    let outcome = run_clients(client(producer_end), client(consumer_end), plan, cpus);
     if outcome.is_err() {
         let _ = child.kill();
     }
