@@ -166,7 +166,7 @@ fn run_all(full: bool) -> Result<(), String> {
     let mut rows = Vec::new();
     for plan in plans {
         let direct = run_direct(plan).map_err(|e| format!("direct, {} B: {e}", plan.size))?;
-        println!("{:>17} {:>4} B: {direct:.0} records/s (one thread, no transport)", "direct", plan.size);
+        println!("{:>16} {:>4} B: {direct:.0} records/s (one thread, no transport)", "direct", plan.size);
         let mut outcomes: Vec<Vec<Outcome>> = variants.iter().map(|_| Vec::new()).collect();
         for _ in 0..trials {
             for (v, outcome) in variants.iter().zip(&mut outcomes) {
@@ -312,7 +312,7 @@ impl Outcome {
 fn report(name: &str, plan: Plan, o: &Outcome) {
     let l = &o.latencies;
     println!(
-        "{name:>6} {:>4} B: {:.0} records/s ({} records, {} per produce); latency p50 / p99: under load {}, \
+        "{name:>16} {:>4} B: {:.0} records/s ({} records, {} per produce); latency p50 / p99: under load {}, \
          paced {}, lockstep {}, produce call {} ({} records each); all in order",
         plan.size,
         o.records_per_s,
