@@ -24,7 +24,7 @@
 //!
 //! Per record size (100 B, 1 KiB): the engine alone first (**direct**: one thread produces
 //! the records and fetches them back through `Client` calls answered in place, no
-//! transport: the ceiling), then alternating trials of ring and socket, each on a fresh
+//! transport: the ceiling), then alternating trials of the variants, each on a fresh
 //! broker, in three phases:
 //! 1. **throughput**: the producer appends `records` values in batches (as many as one
 //!    4 KiB request takes, at most 32) as fast as the broker acknowledges them while the
@@ -45,9 +45,11 @@
 //!
 //! `cargo bench -p serpentlog --bench transport` (`scripts/bench-serpentlog` prints the
 //! table). Environment: `SERPENTLOG_BENCH_SCALE` (default 1.0) multiplies the record
-//! counts, `SERPENTLOG_BENCH_TRIALS` (default 3) sets the trials per transport and size,
-//! `SERPENTLOG_BENCH_PIN=0` leaves thread placement to the scheduler. Without `--bench`
-//! (`cargo test --benches`) it makes a short smoke run (1 % of the records, one trial).
+//! counts, `SERPENTLOG_BENCH_TRIALS` (default 3) sets the trials per variant and size,
+//! `SERPENTLOG_BENCH_PIN=0` leaves thread placement to the scheduler, and
+//! `SERPENTLOG_BENCH_FIFO=1` runs every party under SCHED_FIFO (see [`realtime`]).
+//! Without `--bench` (`cargo test --benches`) it makes a short smoke run (1 % of the
+//! records, one trial).
 
 use std::hint::spin_loop;
 use std::io;
@@ -151,9 +153,10 @@ fn run_all(full: bool) -> Result<(), String> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let variants = variants();
     println!(
-        "SerpentLog host benchmark: {cpus} CPUs; channel {MSG_SIZE} B x {DEPTH}; batches of up to {MAX_BATCH} \
-         records; {trials} trials per variant, alternating; pinned: broker on CPU {BROKER_CPU}, clients on \
-         CPU {CLIENT_CPU}"
+        "SerpentLog host benchmark: {cpus} CPUs; channel {MSG_SIZE} B x {DEPTH}; batches of up to \
+         {MAX_BATCH} records; {trials} trials per variant, alternating; pinned: broker on CPU \
+         {BROKER_CPU}, clients on CPU {CLIENT_CPU}; {}",
+        if realtime() { "SCHED_FIFO" } else { "normal scheduling" }
     );
     for plan in plans {
         // Every record of a trial stays in the log (a consumer left behind by retention
