@@ -161,10 +161,18 @@ fn consume(client: &mut Client<Channels>, topic: &str, o: Options) -> ! {
     println!("serpentlog-client: consuming {topic} from offset {}", consumer.position());
     let mut check = OrderCheck::default();
     let (mut consumed, mut next_progress, mut done) = (0u64, PROGRESS_EVERY, false);
+    // TSC ticks (Bochs: instructions) in fetches that brought records, waits for the
+    // broker's answer included.
+    let mut fetch_ticks = 0u64;
     loop {
-        match consumer.poll(client, |r| {
+        let started = time::rdtsc();
+        let polled = consumer.poll(client, |r| {
             check.take(r.value);
-        }) {
+        });
+        if matches!(polled, Ok(n) if n > 0) {
+            fetch_ticks += time::rdtsc().wrapping_sub(started);
+        }
+        match polled {
             Ok(0) => {
                 time::sleep_ns(1_000_000);
                 continue;
@@ -195,12 +203,13 @@ fn consume(client: &mut Client<Channels>, topic: &str, o: Options) -> ! {
         if !done && o.expect.is_some_and(|n| consumed >= n) {
             done = true;
             println!(
-                "serpentlog-client: all {consumed} records of {topic} consumed: last {}, {} gaps, {} duplicates, {} foreign, next offset {}",
+                "serpentlog-client: all {consumed} records of {topic} consumed: last {}, {} gaps, {} duplicates, {} foreign, next offset {}, {} TSC ticks per record from fetch request to answer (waits for the broker's window included)",
                 check.seen,
                 check.gaps,
                 check.duplicates,
                 check.foreign,
-                consumer.position()
+                consumer.position(),
+                fetch_ticks / consumed.max(1)
             );
         }
     }
