@@ -56,6 +56,7 @@ pub mod health;
 pub mod hypercall;
 pub mod lifecycle;
 pub mod linux_vcpu;
+pub mod madt;
 pub mod placement;
 pub mod schedule;
 pub mod switched_state;

@@ -64,10 +64,7 @@ fn processors(_firmware: &BootServices) -> Result<Vec<u32>, String> {
     if let Some(rsdp) = rsdp() {
         // SAFETY: the RSDP comes from the firmware's configuration table.
         let mut ids = unsafe { madt::processor_apic_ids(rsdp) }.map_err(|e| format!("ACPI: {e}"))?;
-        let bsp = crate::cpu::cpuid(1, 0).ebx >> 24;
-        if let Some(i) = ids.iter().position(|id| *id == bsp) {
-            ids.swap(0, i);
-        }
+        hallows_core::madt::boot_processor_first(&mut ids, crate::cpu::cpuid(1, 0).ebx >> 24);
         return Ok(ids);
     }
     let handle = boot::get_handle_for_protocol::<MpServices>()
