@@ -10,15 +10,13 @@ use hallows_abi::table::{MachineFacts, Table};
 use hallows_core::lifecycle;
 use hallows_core::switched_state::{RT_MSR_READ_PASSTHROUGH, RT_MSR_WRITE_PASSTHROUGH};
 use hallows_core::vmx::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
-use hallows_core::xstate::XstatePolicy;
+use hallows_core::xstate::{XsaveSupport, XstatePolicy};
 
-use crate::switched::XsaveSupport;
 use hallows_core::boot_plan;
 use hallows_core::cat::CatInfo;
 use hallows_core::console::LineBuffer;
 use hallows_core::health::{HealthMonitor, RestartPolicy};
 use hallows_core::placement::{place_table, Region};
-use hallows_core::schedule::Window;
 use hallows_core::vmx::caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
 use spin::Mutex;
 use uefi::boot::{self, AllocateType, MemoryType};
@@ -27,7 +25,7 @@ use uefi::mem::memory_map::MemoryMap;
 use uefi::proto::pi::mp::MpServices;
 use uefi::CString16;
 
-use crate::machine::{CorePlan, Machine, VcpuPlan, MACHINE};
+use crate::machine::{CorePlan, Machine, MACHINE};
 use crate::memory::{self, HeapFrames};
 use crate::partition::{self, Partition};
 use crate::{cpu, heap, host, hvlog, madt, run};
@@ -173,10 +171,7 @@ fn survey_machine(firmware: &BootServices, table: &Table) -> Result<Survey, Stri
     crate::linux::note_processors(&apic_ids);
     let free = free_memory(firmware)?;
     let ram: u64 = free.iter().map(|r| r.bytes).sum();
-    let cat = CatInfo::from_cpuid(|leaf, sub| {
-        let r = cpu::cpuid(leaf, sub);
-        [r.eax, r.ebx, r.ecx, r.edx]
-    });
+    let cat = CatInfo::from_cpuid(cpu::cpuid_regs);
     hvlog!("machine: {} cores (APIC ids {:?}), {} MiB conventional RAM", apic_ids.len(), apic_ids, ram >> 20);
     let facts = MachineFacts {
         cores: apic_ids.len() as u32,
@@ -231,7 +226,7 @@ fn reserve_and_prepare(firmware: &BootServices, inputs: Inputs, survey: &Survey)
         &RT_MSR_READ_PASSTHROUGH,
         &RT_MSR_WRITE_PASSTHROUGH,
     );
-    let cores = plan_cores(&table, &survey.apic_ids);
+    let cores = boot_plan::core_plans(&table, &survey.apic_ids);
     let reserved = BOOT_HEAP_BYTES as u64
         + placed.hv_bytes
         + placed.channels_bytes
@@ -374,12 +369,7 @@ fn prepare_partition(
         is_linux: linux,
         ram_hpa,
         ram_bytes,
-        channel_window_bytes: table
-            .channels
-            .iter()
-            .map(|c| c.window_offset.get() + c.bytes.get())
-            .max()
-            .unwrap_or(0),
+        channel_window_bytes: table.channel_window_end(),
         image,
         vcpus: p.cores.len(),
         privileges: p.privileges.get(),
@@ -429,56 +419,18 @@ fn io_bitmap(table: &Table, i: usize) -> Result<u64, String> {
     let pages = memory::alloc_pages(2);
     // SAFETY: two fresh pages owned by the hypervisor: exactly the 8 KiB of bitmaps A and B.
     let bits = unsafe { &mut *(pages as *mut [u8; 8192]) };
-    let ranges = table
-        .io_ranges
-        .iter()
-        .filter(|r| r.partition.get() as usize == i)
-        .map(|r| (r.first.get(), r.count.get()));
-    fill_io_bitmaps(bits, ranges).map_err(|e| format!("I/O pass-through of partition {i}: {e:?}"))?;
+    fill_io_bitmaps(bits, boot_plan::io_ranges(table, i))
+        .map_err(|e| format!("I/O pass-through of partition {i}: {e:?}"))?;
     Ok(pages)
-}
-
-/// What every core runs: its dedicated partition's vCPU, or its schedule's windows.
-fn plan_cores(table: &Table, apic_ids: &[u32]) -> Vec<CorePlan> {
-    let n = table.cores_needed() as usize;
-    let mut plans = Vec::new();
-    for core in 0..n as u32 {
-        let mut plan = CorePlan { apic_id: apic_ids[core as usize], ..CorePlan::default() };
-        for (pi, p) in table.partitions.iter().enumerate() {
-            if p.cores.contains(core) {
-                let vcpu = p.cores.iter().position(|c| c == core).unwrap_or(0) as u32;
-                plan.vcpus.push(VcpuPlan { partition: pi, vcpu });
-            }
-        }
-        if let Some(s) = table.schedule_of_core(core).and_then(|s| table.schedules.get(s)) {
-            plan.major_frame_ns = s.major_frame_ns.get();
-            plan.windows = table.schedule_windows(s).map(Window::from_entry).collect();
-        }
-        plans.push(plan);
-    }
-    plans
 }
 
 /// How vCPUs' x87/SSE/AVX state is switched on this CPU (CPUID leaves 1 and 0xD), and what
 /// partitions may enable.
 fn xsave_support() -> (XstatePolicy, XsaveSupport) {
-    const CPUID1_XSAVE: u32 = 1 << 26;
-    let has_xsave = cpu::cpuid(1, 0).ecx & CPUID1_XSAVE != 0;
-    let leaf = if has_xsave {
-        cpu::cpuid(0xD, 0)
-    } else {
-        core::arch::x86_64::CpuidResult { eax: 3, ebx: 0, ecx: 0, edx: 0 }
-    };
-    let policy =
-        if has_xsave { XstatePolicy::from_cpuid(leaf.eax, leaf.edx) } else { XstatePolicy { supported: 0 } };
-    let support = XsaveSupport {
-        xsave: has_xsave,
-        switch_mask: policy.switch_mask(),
-        area_bytes: hallows_core::xstate::area_bytes(leaf.ecx),
-    };
+    let (policy, support) = hallows_core::xstate::switching(cpu::cpuid_regs);
     hvlog!(
         "CPU: register state switched with {} (XCR0 components {:#x} offered to partitions, {} bytes per vCPU)",
-        if has_xsave { "XSAVE" } else { "FXSAVE" },
+        if support.xsave { "XSAVE" } else { "FXSAVE" },
         policy.guest_allowed(),
         support.area_bytes
     );

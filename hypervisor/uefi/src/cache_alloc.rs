@@ -36,18 +36,13 @@ static PLAN: spin::Once<Option<CachePlan>> = spin::Once::new();
 /// The per-core state the per-switch hook needs: what this core's IA32_PQR_ASSOC holds.
 pub type CoreClass = ClassTracker;
 
-fn host_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
-    let r = cpu::cpuid(leaf, subleaf);
-    [r.eax, r.ebx, r.ecx, r.edx]
-}
-
 /// Decides the classes of service for `table` on this CPU and prints them; `Err` when
 /// the table's cache allocation cannot be enforced and it requires it, or does not fit
 /// the CPU's classes and ways. Call once, on the boot core, after
 /// `Table::validate_against`.
 pub fn plan_at_boot(table: &Table) -> Result<(), String> {
-    let cat = CatInfo::from_cpuid(host_cpuid);
-    let mba = MbaInfo::from_cpuid(host_cpuid);
+    let cat = CatInfo::from_cpuid(cpu::cpuid_regs);
+    let mba = MbaInfo::from_cpuid(cpu::cpuid_regs);
     let decision = plan(table, cat, mba).map_err(|refusal| format!("cache allocation: {refusal}"))?;
     for line in boot_lines(table, &decision, cat, mba) {
         hvlog!("cache: {line}");

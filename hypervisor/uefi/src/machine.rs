@@ -5,28 +5,10 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use hallows_core::schedule::Window;
+pub use hallows_core::boot_plan::CorePlan;
 use hallows_core::vmx::caps::{VmxCapabilities, VmxControls};
 
 use crate::partition::Partition;
-
-/// One vCPU a core runs: partition index and vCPU index inside the partition.
-#[derive(Clone, Copy, Debug)]
-pub struct VcpuPlan {
-    pub partition: usize,
-    pub vcpu: u32,
-}
-
-/// What one core runs.
-#[derive(Clone, Debug, Default)]
-pub struct CorePlan {
-    pub apic_id: u32,
-    pub vcpus: Vec<VcpuPlan>,
-    /// Empty: the core is dedicated to `vcpus[0]` (or idle when `vcpus` is empty).
-    /// Otherwise the core's cyclic schedule (windows name partitions).
-    pub windows: Vec<Window>,
-    pub major_frame_ns: u64,
-}
 
 /// Everything shared by the cores.
 pub struct Machine {
@@ -52,7 +34,7 @@ pub struct Machine {
     /// The XCR0 components partitions may enable.
     pub xstate: hallows_core::xstate::XstatePolicy,
     /// How vCPU register state is saved and restored on shared cores.
-    pub xsave: crate::switched::XsaveSupport,
+    pub xsave: hallows_core::xstate::XsaveSupport,
 }
 
 /// The machine, published by the boot core.

@@ -583,8 +583,7 @@ impl Core {
         match step {
             Step::Hypercall | Step::WindowEnd => Next::Resume,
             Step::Cpuid { leaf, subleaf } => {
-                let host = cpu::cpuid(leaf, subleaf);
-                let host = [host.eax, host.ebx, host.ecx, host.edx];
+                let host = cpu::cpuid_regs(leaf, subleaf);
                 let (_, guest_cr4) = Hw::control(Control::Cr4);
                 let [a, b, c, d] = match &v.linux {
                     Some(l) => l.cpuid(leaf, subleaf, host, guest_cr4),
