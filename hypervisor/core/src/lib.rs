@@ -53,6 +53,7 @@ pub mod cpuid;
 pub mod elf;
 pub mod guest_paging;
 pub mod health;
+pub mod host_tables;
 pub mod hypercall;
 pub mod lifecycle;
 pub mod linux_vcpu;
