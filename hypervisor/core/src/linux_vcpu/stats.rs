@@ -44,6 +44,32 @@ pub fn write_exit_counts(counts: &[u64], since: Option<&[u64]>, out: &mut impl f
     total
 }
 
+/// The test initramfs's /init prints this first: the end of "boot to /init".
+pub const INIT_MARKER: &[u8] = b"LINUX-INIT-OK";
+
+/// Looks for [`INIT_MARKER`] in a console stream, fed one byte at a time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarkerMatch {
+    /// Bytes of the marker matched so far.
+    seen: usize,
+}
+
+impl MarkerMatch {
+    /// Feeds one byte; true when it completes the marker (matching then starts over).
+    pub fn feed(&mut self, byte: u8) -> bool {
+        if INIT_MARKER.get(self.seen) == Some(&byte) {
+            self.seen += 1;
+            if self.seen == INIT_MARKER.len() {
+                self.seen = 0;
+                return true;
+            }
+        } else {
+            self.seen = usize::from(INIT_MARKER.first() == Some(&byte));
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +87,17 @@ mod tests {
         let mut line = String::new();
         assert_eq!(write_exit_counts(&counts, Some(&since), &mut line), 63);
         assert_eq!(line, " io=60 ept-violation=2 reason77=1");
+    }
+
+    #[test]
+    fn the_marker_is_found_in_a_stream() {
+        let count = |stream: &[u8]| {
+            let mut m = MarkerMatch::default();
+            stream.iter().filter(|&&b| m.feed(b)).count()
+        };
+        assert_eq!(count(b"boot\nLINUX-INIT-OK\n"), 1);
+        assert_eq!(count(b"LLINUX-INIT-OK"), 1, "a false start on the first byte");
+        assert_eq!(count(b"LINUX-INIT-O LINUX-INIT-OK LINUX-INIT-OK"), 2);
+        assert_eq!(count(b"LINUX-INIT-KO"), 0);
     }
 }

@@ -3,6 +3,7 @@
 //! the MMIO path reads it. The vCPU loop (`vcpu`) only
 //! hands accesses to these; new device models are registered here.
 
+use hallows_core::linux_vcpu::stats::MarkerMatch;
 use hallows_vmm::guest_memory::GuestPhysical;
 use hallows_vmm::pci_config::CONFIG_ADDRESS_PORT;
 use hallows_vmm::port_bus::{all_ones, read_bytewise, write_bytewise, PortBus, PortDevices};
@@ -32,7 +33,7 @@ pub fn linux_port_bus() -> Result<PortBus<PORT_DEVICES>, alloc::string::String> 
 pub struct LinuxPortDevices<'a> {
     pub p: &'static Partition,
     pub linux: &'static LinuxPartition,
-    pub marker_seen: &'a mut usize,
+    pub marker: &'a mut MarkerMatch,
 }
 
 impl PortDevices for LinuxPortDevices<'_> {
@@ -65,9 +66,9 @@ impl PortDevices for LinuxPortDevices<'_> {
         match id {
             UART_DEVICE => {
                 let mut uart = self.linux.uart.lock();
-                let (p, linux, marker_seen) = (self.p, self.linux, &mut *self.marker_seen);
+                let (p, linux, marker) = (self.p, self.linux, &mut *self.marker);
                 let mut sink = |b: u8| {
-                    super::stats::note_marker(linux, marker_seen, b);
+                    super::stats::note_marker(linux, marker, b);
                     crate::console::partition_output(p, &[b]);
                 };
                 write_bytewise(size, value, |i, b| uart.write(offset + i, b, &mut sink));

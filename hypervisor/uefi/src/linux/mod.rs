@@ -25,9 +25,10 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hallows_abi::table::{PartitionEntry, Table};
+use hallows_core::linux_vcpu::ap_start::Mailbox;
 use hallows_core::linux_vcpu::apic::ApicIdMap;
 use hallows_vmm::mmio_bus::MmioBus;
 use hallows_vmm::uart16550::Uart16550;
@@ -44,16 +45,6 @@ pub const MMIO_RANGES: usize = hallows_abi::bootinfo::MAX_CHANNELS + 8;
 
 /// Basic exit reasons counted per reason (SDM appendix C has fewer than 80).
 pub const EXIT_REASONS: usize = 80;
-
-/// A vCPU's start-up mailbox, written by the boot vCPU's core (INIT/SIPI through the
-/// x2APIC ICR) and polled by the parked vCPU's core.
-#[derive(Default)]
-pub struct Mailbox {
-    /// An INIT was sent.
-    pub init: AtomicBool,
-    /// `0x100 | vector` once a start-up IPI was sent, else 0.
-    pub sipi: AtomicU32,
-}
 
 /// What the hypervisor keeps for one Linux partition.
 pub struct LinuxPartition {
@@ -72,7 +63,7 @@ pub struct LinuxPartition {
     /// EPT, so accesses exit as EPT violations; `vcpu` emulates them): the channel
     /// functions' register blocks, registered when the partition is prepared.
     pub mmio: MmioBus<'static, MMIO_RANGES>,
-    /// One per vCPU.
+    /// One per vCPU: INIT and SIPI from the boot vCPU's core to a parked vCPU's.
     pub mailboxes: Vec<Mailbox>,
     /// VM exits per basic exit reason, all vCPUs together.
     pub exits: [AtomicU64; EXIT_REASONS],

@@ -17,11 +17,13 @@ use core::sync::atomic::Ordering;
 
 use hallows_abi::health::EventClass;
 use hallows_core::control_regs::CrWriteRequest;
-use hallows_core::linux_vcpu::apic::{decide_icr, logical_id, IcrDecision};
+use hallows_core::linux_vcpu::ap_start::Mailbox;
+use hallows_core::linux_vcpu::apic::{decide_icr, IcrDecision, VcpuSet};
 use hallows_core::linux_vcpu::cpuid::{LinuxCpuid, TscTiming};
-use hallows_core::linux_vcpu::exits::{self, cr0_write, cr4_write, CrWrite};
+use hallows_core::linux_vcpu::exits::{self, control_write, CrWrite};
 use hallows_core::linux_vcpu::io::{merge_in, IoAction, LinuxIoPolicy};
 use hallows_core::linux_vcpu::msr::{LinuxMsrPolicy, MsrAction};
+use hallows_core::linux_vcpu::stats::MarkerMatch;
 use hallows_core::vcpu::modes::{efer_after_wrmsr, long_mode_after_cr0_write, mirror_guest_cr4};
 use hallows_core::vcpu::{Exception, IoAccess, IoDirection, PageFault};
 use hallows_core::vmx::caps::VmxControls;
@@ -41,7 +43,7 @@ use crate::vmx::GuestRegs;
 use crate::{hvlog, memory};
 use x86::msr::{
     IA32_APIC_BASE, IA32_X2APIC_APICID as X2APIC_ID, IA32_X2APIC_ICR as X2APIC_ICR,
-    IA32_X2APIC_LDR as X2APIC_LDR, IA32_X2APIC_LVT_TIMER as X2APIC_LVT_TIMER,
+    IA32_X2APIC_LVT_TIMER as X2APIC_LVT_TIMER,
 };
 
 const APIC_BASE_EXTD: u64 = 1 << 10;
@@ -63,7 +65,8 @@ pub struct LinuxVcpu {
     io: LinuxIoPolicy,
     /// The devices this vCPU reaches through ports (shared ones lock themselves).
     ports: PortBus<PORT_DEVICES>,
-    marker_seen: usize,
+    /// Finds the `/init` marker in the console output (statistics).
+    marker: MarkerMatch,
     /// Exits still to log (see [`TRACE_EXITS`]).
     trace_left: u32,
     /// A secondary vCPU not started yet (waits for the boot vCPU's INIT and SIPI).
@@ -108,16 +111,13 @@ impl LinuxVcpu {
             cpuid: LinuxCpuid::new(&linux.map, index, host_max_basic, timing),
             io: LinuxIoPolicy::default(),
             ports: linux_port_bus()?,
-            marker_seen: 0,
+            marker: MarkerMatch::default(),
             trace_left: if index == 0 { 0 } else { TRACE_EXITS },
             awaiting_sipi: index != 0,
         };
         let msr_bitmap = memory::alloc_pages(1);
         // SAFETY: a fresh page owned by this vCPU, exactly the MSR bitmap's size.
-        let bitmap = unsafe { &mut *(msr_bitmap as *mut [u8; 4096]) };
-        v.msrs.fill_bitmap(bitmap);
-        // The x2APIC LDR read exits too (see `rdmsr`). Read bitmap for low MSRs: bytes 0..1024.
-        bitmap[(X2APIC_LDR / 8) as usize] |= 1 << (X2APIC_LDR % 8);
+        v.msrs.fill_bitmap(unsafe { &mut *(msr_bitmap as *mut [u8; 4096]) });
         crate::vmx::setup::linux_vcpu(m, tables, vmcs, linux.partition, &v.controls, msr_bitmap)?;
         let regs = if index == 0 {
             crate::vmx::setup::linux_boot_entry(m, &v.controls, &linux.entry)?
@@ -132,13 +132,7 @@ impl LinuxVcpu {
         if self.linux.stopped.load(Ordering::SeqCst) {
             return Start::Stopped;
         }
-        let mailbox = &self.linux.mailboxes[self.index];
-        let sipi = mailbox.sipi.swap(0, Ordering::SeqCst);
-        if sipi == 0 {
-            return Start::Waiting;
-        }
-        mailbox.init.store(false, Ordering::SeqCst);
-        let vector = sipi as u8;
+        let Some(vector) = self.linux.mailboxes[self.index].take_sipi() else { return Start::Waiting };
         match crate::vmx::setup::linux_sipi_entry(m, &self.controls, vector) {
             Ok(regs) => {
                 self.awaiting_sipi = false;
@@ -175,15 +169,7 @@ impl LinuxVcpu {
     }
 
     pub fn rdmsr(&mut self, regs: &mut GuestRegs, number: u32, why: &mut Text<160>) -> Next {
-        let policy = if number == X2APIC_LDR {
-            // Bochs's x2APIC reads its LDR as 0; Linux's cluster mode would then address
-            // every IPI to nobody. The LDR is architecturally derived from the x2APIC id.
-            let id = self.linux.map.real_id(self.index).unwrap_or(0);
-            MsrAction::Read(logical_id(id) as u64)
-        } else {
-            self.msrs.on_rdmsr(number)
-        };
-        let value = match policy {
+        let value = match self.msrs.on_rdmsr(number) {
             MsrAction::Read(v) => v,
             // SAFETY: the policy passes through only core-local MSRs that exist.
             MsrAction::PassThrough => unsafe { rdmsr(number) },
@@ -235,22 +221,10 @@ impl LinuxVcpu {
                     unsafe { wrmsr(X2APIC_ICR, icr) };
                 }
             }
-            IcrDecision::Init(targets) => {
-                for t in targets.iter().filter(|&t| t != self.index) {
-                    if let Some(mb) = self.linux.mailboxes.get(t) {
-                        mb.init.store(true, Ordering::SeqCst);
-                    }
-                }
-            }
+            IcrDecision::Init(targets) => self.mailboxes(targets).for_each(Mailbox::post_init),
             IcrDecision::Sipi { targets, vector } => {
                 self.trace_left = TRACE_EXITS;
-                for t in targets.iter().filter(|&t| t != self.index) {
-                    if let Some(mb) = self.linux.mailboxes.get(t) {
-                        if mb.init.load(Ordering::SeqCst) {
-                            mb.sipi.store(0x100 | vector as u32, Ordering::SeqCst);
-                        }
-                    }
-                }
+                self.mailboxes(targets).for_each(|mb| mb.post_sipi(vector));
             }
             IcrDecision::Ignore => {}
             IcrDecision::InjectGp => return Next::Inject(Exception::GeneralProtection),
@@ -259,6 +233,14 @@ impl LinuxVcpu {
             }
         }
         Next::Skip
+    }
+
+    /// The mailboxes of the other vCPUs among `targets`.
+    fn mailboxes(&self, targets: VcpuSet) -> impl Iterator<Item = &Mailbox> + '_ {
+        let me = self.index;
+        let others =
+            self.linux.mailboxes.iter().enumerate().filter(move |&(t, _)| t != me && targets.contains(t));
+        others.map(|(_, mailbox)| mailbox)
     }
 
     pub fn io(&mut self, regs: &mut GuestRegs, q: IoAccess) -> Next {
@@ -281,8 +263,7 @@ impl LinuxVcpu {
             }
             IoAction::Device => {}
         }
-        let mut devices =
-            LinuxPortDevices { p: self.p, linux: self.linux, marker_seen: &mut self.marker_seen };
+        let mut devices = LinuxPortDevices { p: self.p, linux: self.linux, marker: &mut self.marker };
         if out {
             self.ports.write(q.port, q.size, value, &mut devices);
         } else {
@@ -347,27 +328,14 @@ impl LinuxVcpu {
         request: CrWriteRequest,
         why: &mut Text<160>,
     ) -> Next {
-        let caps = &m.caps;
-        let (which, update) = match request {
-            CrWriteRequest::Mov { cr: 0, value } => (Control::Cr0, cr0_write(caps, value)),
-            CrWriteRequest::Mov { cr: 4, value } => (Control::Cr4, cr4_write(caps, value)),
-            // LMSW: bits 0-3 from the source operand; it can set PE but never clear it.
-            CrWriteRequest::Lmsw { source } => {
-                let (_, shadow) = B::control(Control::Cr0);
-                (Control::Cr0, cr0_write(caps, (shadow & !0xE) | (source as u64 & 0xF)))
-            }
-            CrWriteRequest::Clts => {
-                let (_, shadow) = B::control(Control::Cr0);
-                (Control::Cr0, cr0_write(caps, shadow & !(1 << 3)))
-            }
-            CrWriteRequest::Mov { cr, .. } => {
-                return report(why, EventClass::UnknownExit, format_args!("MOV to CR{cr} exited"));
-            }
+        let (cr, update) = match control_write(&m.caps, request, || B::control(Control::Cr0).1) {
+            Ok(write) => write,
+            Err(cr) => return report(why, EventClass::UnknownExit, format_args!("MOV to CR{cr} exited")),
         };
         let CrWrite::Update { guest: value, shadow } = update else {
             return Next::Inject(Exception::GeneralProtection);
         };
-        let result = if which == Control::Cr0 {
+        let result = if cr == 0 {
             let (old, _) = B::control(Control::Cr0);
             match long_mode_after_cr0_write(old, value, B::efer()) {
                 Some(change) => B::set_efer(change.efer, change.ia32e),
