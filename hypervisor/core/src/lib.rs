@@ -60,6 +60,7 @@ pub mod linux_vcpu;
 pub mod madt;
 pub mod placement;
 pub mod schedule;
+pub mod slot_plan;
 pub mod switched_state;
 pub mod vcpu;
 pub mod vmx;

@@ -25,6 +25,7 @@ use hallows_core::hypercall::{dispatch, Outcome};
 use hallows_core::lifecycle::{self, Cause, Event};
 use hallows_core::linux_vcpu::exits::xapic_access_message;
 use hallows_core::schedule::{guarded_run_ticks, preemption_timer_value, Schedule, WorkBudget};
+use hallows_core::slot_plan::{sleeps, slot_action, yield_resume_at, Next, Owner, SlotAction};
 use hallows_core::switched_state::{CoreStateOwner, Switch};
 use hallows_core::vcpu::modes::{xsetbv, XsetbvStep};
 use hallows_core::vcpu::{after_health, decide, Exception, Followup, Kind, Step};
@@ -98,32 +99,6 @@ const WORK_FINISH: u64 = 1;
 /// What a core assumes these cost until it has measured them (generous: the estimate
 /// only grows with what is measured).
 const WORK_GUESS_NS: [u64; 2] = [200_000, 400_000];
-
-/// What to do after an exit.
-pub enum Next {
-    /// Re-enter the same vCPU (or whoever owns the window now).
-    Resume,
-    /// Skip the exiting instruction, then resume.
-    Skip,
-    /// The instruction was emulated (an MMIO access): continue at `next_rip`.
-    Emulated { next_rip: u64 },
-    /// Re-enter with this exception delivered (RIP stays on the instruction).
-    Inject(Exception),
-    /// Give up the rest of the window (scheduled core) or wait until `until_ns`
-    /// (dedicated core), after skipping the instruction.
-    Yield { until_ns: u64 },
-    /// The vCPU stopped.
-    Stop,
-    /// The hypercall would not finish before the window ends: leave the rest of the window
-    /// idle without executing it; the VMCALL runs again at the partition's next window.
-    Defer,
-    /// A health-monitor event of this class; what happened is in the core's `fault_text`
-    /// (kept out of `Next` so that the hot path moves a small value).
-    Fault(EventClass),
-    /// The partition powered itself off (or asked for a reset it cannot get): stop it
-    /// with this line.
-    PowerOff(&'static str),
-}
 
 /// Hypercall numbers whose cost a core tracks (larger numbers share the last slot).
 const COST_SLOTS: usize = 16;
@@ -306,9 +281,13 @@ impl Core {
             if let Some(i) = vcpu {
                 self.serve_restart_request(m, i);
             }
-            match vcpu {
+            let owner = vcpu.map(|i| {
+                let v = &self.vcpus[i];
+                Owner { restarting: v.restart.is_some(), stopped: v.stopped, wake_at_ns: v.wake_at_ns }
+            });
+            match (vcpu, slot_action(owner, slot.end_ns)) {
                 // Restarting: scrub and reload in this window's time, never past its end.
-                Some(i) if self.vcpus[i].restart.is_some() => {
+                (Some(i), SlotAction::Restart) => {
                     self.switch_from = 0;
                     let end_tsc = cpu::rdtsc().saturating_add(m.ns_to_ticks(slot.remaining_ns(m.now_ns())));
                     let window_ticks = m.ns_to_ticks(slot.end_ns.saturating_sub(slot.start_ns));
@@ -316,12 +295,7 @@ impl Core {
                         wait_until(m, slot.end_ns);
                     }
                 }
-                // Asleep for the whole window: leave it idle.
-                Some(i) if !self.vcpus[i].stopped && self.vcpus[i].wake_at_ns >= slot.end_ns => {
-                    self.switch_from = 0;
-                    wait_until(m, slot.end_ns);
-                }
-                Some(i) if !self.vcpus[i].stopped => {
+                (Some(i), SlotAction::Enter) => {
                     if self.vcpus[i].wake_at_ns > now {
                         wait_until(m, self.vcpus[i].wake_at_ns);
                     }
@@ -356,24 +330,20 @@ impl Core {
                         self.after_step(m, i, next);
                         continue;
                     }
-                    let next = self.enter(m, i);
-                    if let Next::Defer = next {
-                        wait_until(m, slot.end_ns);
-                    }
-                    if let Next::Yield { until_ns } = next {
-                        // 0: give up the rest of the window; otherwise sleep until then,
-                        // in this window if it is still open then.
-                        let p = &m.partitions[self.vcpus[i].partition];
-                        if until_ns > m.now_ns() && p.vcpus == 1 {
-                            let _ = p.apply(Event::Sleep);
+                    match self.enter(m, i) {
+                        Next::Defer => wait_until(m, slot.end_ns),
+                        Next::Yield { until_ns } => {
+                            let p = &m.partitions[self.vcpus[i].partition];
+                            if sleeps(until_ns, m.now_ns(), p.vcpus) {
+                                let _ = p.apply(Event::Sleep);
+                            }
+                            self.vcpus[i].wake_at_ns = until_ns;
+                            wait_until(m, yield_resume_at(until_ns, slot.end_ns));
                         }
-                        self.vcpus[i].wake_at_ns = until_ns;
-                        let resume = if until_ns == 0 { slot.end_ns } else { until_ns.min(slot.end_ns) };
-                        wait_until(m, resume);
+                        _ => {}
                     }
                 }
-                // An idle gap, or a stopped partition's window: wait for the next slot
-                // (not a switch worth measuring).
+                // `SlotAction::Idle`: wait for the next slot.
                 _ => {
                     self.switch_from = 0;
                     wait_until(m, slot.end_ns);
@@ -421,8 +391,7 @@ impl Core {
         if let Next::Yield { until_ns } = self.enter(m, 0) {
             // Asleep until then, unless another partition asks for a restart.
             let p = &m.partitions[self.vcpus[0].partition];
-            // Only a single-vCPU partition as a whole sleeps.
-            let sleeps = until_ns > m.now_ns() && p.vcpus == 1;
+            let sleeps = sleeps(until_ns, m.now_ns(), p.vcpus);
             if sleeps {
                 let _ = p.apply(Event::Sleep);
             }
@@ -580,6 +549,13 @@ impl Core {
     #[inline(never)]
     fn perform(&mut self, m: &'static Machine, slot: usize, step: Step, record: &ExitRecord) -> Next {
         let v = &mut self.vcpus[slot];
+        // A step only Linux's policies take, on a vCPU without them: the violation the same
+        // exit is for a real-time vCPU.
+        if let (None, Some(class)) = (&v.linux, step.linux_only_class()) {
+            let what = format_args!("{}", record.exit.at(record.rip));
+            return Next::fault(&mut self.fault_text, class, what);
+        }
+        let why = &mut self.fault_text;
         match step {
             Step::Hypercall | Step::WindowEnd => Next::Resume,
             Step::Cpuid { leaf, subleaf } => {
@@ -617,7 +593,7 @@ impl Core {
             Step::WriteControl(request) => match v.kind {
                 Kind::RealTime => self.rt_control_write(m, request, record.rip),
                 Kind::Linux => match v.linux.as_mut() {
-                    Some(l) => l.write_control::<Hw>(m, request, &mut self.fault_text),
+                    Some(l) => l.write_control::<Hw>(m, request, why),
                     None => Next::Stop,
                 },
             },
@@ -626,8 +602,8 @@ impl Core {
                     v.saved.regs.virtual_tpr = tpr;
                     Next::Skip
                 }
-                Err(refused) => fault(
-                    &mut self.fault_text,
+                Err(refused) => Next::fault(
+                    why,
                     EventClass::ForbiddenInstruction,
                     format_args!("{refused} at RIP {:#x}", record.rip),
                 ),
@@ -637,7 +613,7 @@ impl Core {
                 if v.regs.set(gpr, tpr) || Hw::set_rsp(tpr).is_ok() {
                     Next::Skip
                 } else {
-                    fault(&mut self.fault_text, EventClass::UnknownExit, format_args!("writing RSP"))
+                    Next::fault(why, EventClass::UnknownExit, format_args!("writing RSP"))
                 }
             }
             Step::Xsetbv { xcr, value } => match xsetbv(v.kind, &m.xstate, xcr, value) {
@@ -645,55 +621,30 @@ impl Core {
                     switched::xsetbv0(xcr0);
                     Next::Skip
                 }
-                XsetbvStep::Set(_) => fault(
-                    &mut self.fault_text,
+                XsetbvStep::Set(_) => Next::fault(
+                    why,
                     EventClass::ForbiddenInstruction,
                     format_args!("XSETBV: this CPU has no XSAVE"),
                 ),
-                XsetbvStep::Refuse(why) => fault(
-                    &mut self.fault_text,
+                XsetbvStep::Refuse(refusal) => Next::fault(
+                    why,
                     EventClass::ForbiddenInstruction,
-                    format_args!("XSETBV: XCR0 {value:#x}: {why}"),
+                    format_args!("XSETBV: XCR0 {value:#x}: {refusal}"),
                 ),
                 XsetbvStep::GeneralProtection => Next::Inject(Exception::GeneralProtection),
             },
-            Step::Rdmsr { msr } => match v.linux.as_mut() {
-                Some(l) => l.rdmsr(&mut v.regs, msr, &mut self.fault_text),
-                None => fault(
-                    &mut self.fault_text,
-                    EventClass::MsrViolation,
-                    format_args!("{}", record.exit.at(record.rip)),
-                ),
-            },
-            Step::Wrmsr { msr, value } => match v.linux.as_mut() {
-                Some(l) => l.wrmsr::<Hw>(msr, value, &mut self.fault_text),
-                None => fault(
-                    &mut self.fault_text,
-                    EventClass::MsrViolation,
-                    format_args!("{}", record.exit.at(record.rip)),
-                ),
-            },
-            Step::Io(access) => match v.linux.as_mut() {
-                Some(l) => l.io(&mut v.regs, access),
-                None => fault(
-                    &mut self.fault_text,
-                    EventClass::IoViolation,
-                    format_args!("{}", record.exit.at(record.rip)),
-                ),
-            },
-            Step::Mmio(page_fault) => match v.linux.as_mut() {
-                Some(l) => l.mmio::<Hw>(&mut v.regs, page_fault, record.rip, &mut self.fault_text),
-                None => fault(
-                    &mut self.fault_text,
-                    EventClass::MemoryViolation,
-                    format_args!("{}", record.exit.at(record.rip)),
-                ),
-            },
+            // Taken only with Linux's policies (checked above).
+            Step::Rdmsr { msr } => v.linux.as_mut().map_or(Next::Stop, |l| l.rdmsr(&mut v.regs, msr, why)),
+            Step::Wrmsr { msr, value } => {
+                v.linux.as_mut().map_or(Next::Stop, |l| l.wrmsr::<Hw>(msr, value, why))
+            }
+            Step::Io(access) => v.linux.as_mut().map_or(Next::Stop, |l| l.io(&mut v.regs, access)),
+            Step::Mmio(fault) => {
+                v.linux.as_mut().map_or(Next::Stop, |l| l.mmio::<Hw>(&mut v.regs, fault, record.rip, why))
+            }
             Step::Fault(class) => match xapic_access_message(&record.exit, record.rip) {
-                Some(xapic) if v.kind == Kind::Linux => {
-                    fault(&mut self.fault_text, class, format_args!("{xapic}"))
-                }
-                _ => fault(&mut self.fault_text, class, format_args!("{}", record.exit.at(record.rip))),
+                Some(xapic) if v.kind == Kind::Linux => Next::fault(why, class, format_args!("{xapic}")),
+                _ => Next::fault(why, class, format_args!("{}", record.exit.at(record.rip))),
             },
         }
     }
@@ -711,14 +662,14 @@ impl Core {
                 let which = if cr == 4 { Control::Cr4 } else { Control::Cr0 };
                 match Hw::set_control(which, value, shadow) {
                     Ok(()) => Next::Skip,
-                    Err(e) => fault(
+                    Err(e) => Next::fault(
                         &mut self.fault_text,
                         EventClass::UnknownExit,
                         format_args!("VMWRITE CR{cr}: {e}"),
                     ),
                 }
             }
-            refused @ CrChange::Forbidden { .. } => fault(
+            refused @ CrChange::Forbidden { .. } => Next::fault(
                 &mut self.fault_text,
                 EventClass::ForbiddenInstruction,
                 format_args!("{refused} at RIP {rip:#x}"),
@@ -1034,13 +985,6 @@ impl Core {
             &m.partitions[self.vcpus[switch.load].partition],
         );
     }
-}
-
-/// A health event with its text (built without the heap).
-fn fault(text: &mut Text<160>, class: EventClass, what: fmt::Arguments<'_>) -> Next {
-    text.clear();
-    let _ = text.write_fmt(what);
-    Next::Fault(class)
 }
 
 /// Whether some idle core already prints the exit statistics.

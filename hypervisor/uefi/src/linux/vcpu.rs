@@ -12,7 +12,6 @@
 //! faults (EPT violations, triple fault) that go to the health monitor.
 
 use alloc::string::String;
-use core::fmt::Write as _;
 use core::sync::atomic::Ordering;
 
 use hallows_abi::health::EventClass;
@@ -24,6 +23,7 @@ use hallows_core::linux_vcpu::exits::{self, control_write, CrWrite};
 use hallows_core::linux_vcpu::io::{merge_in, IoAction, LinuxIoPolicy};
 use hallows_core::linux_vcpu::msr::{LinuxMsrPolicy, MsrAction};
 use hallows_core::linux_vcpu::stats::MarkerMatch;
+use hallows_core::slot_plan::Next;
 use hallows_core::vcpu::modes::{efer_after_wrmsr, long_mode_after_cr0_write, mirror_guest_cr4};
 use hallows_core::vcpu::{Exception, IoAccess, IoDirection, PageFault};
 use hallows_core::vmx::caps::VmxControls;
@@ -37,7 +37,6 @@ use crate::cpu::{self, rdmsr, wrmsr};
 use crate::host::CoreTables;
 use crate::machine::Machine;
 use crate::partition::Partition;
-use crate::run::Next;
 use crate::text::Text;
 use crate::vmx::GuestRegs;
 use crate::{hvlog, memory};
@@ -173,7 +172,9 @@ impl LinuxVcpu {
             MsrAction::Read(v) => v,
             // SAFETY: the policy passes through only core-local MSRs that exist.
             MsrAction::PassThrough => unsafe { rdmsr(number) },
-            MsrAction::Refuse(class) => return report(why, class, format_args!("RDMSR {number:#x} refused")),
+            MsrAction::Refuse(class) => {
+                return Next::fault(why, class, format_args!("RDMSR {number:#x} refused"))
+            }
             _ => return Next::Inject(Exception::GeneralProtection),
         };
         regs.rax = value & 0xFFFF_FFFF;
@@ -190,13 +191,13 @@ impl LinuxVcpu {
                 let current = B::efer();
                 let long_mode = current & hallows_core::vcpu::modes::EFER_LMA != 0;
                 if let Err(e) = B::set_efer(efer_after_wrmsr(v, current), long_mode) {
-                    return report(why, EventClass::UnknownExit, format_args!("writing EFER: {e}"));
+                    return Next::fault(why, EventClass::UnknownExit, format_args!("writing EFER: {e}"));
                 }
             }
             MsrAction::Icr(v) => return self.icr(v, why),
             MsrAction::InjectGp => return Next::Inject(Exception::GeneralProtection),
             MsrAction::Refuse(class) => {
-                return report(why, class, format_args!("WRMSR {number:#x} <- {value:#x} refused"));
+                return Next::fault(why, class, format_args!("WRMSR {number:#x} <- {value:#x} refused"));
             }
         }
         Next::Skip
@@ -229,7 +230,7 @@ impl LinuxVcpu {
             IcrDecision::Ignore => {}
             IcrDecision::InjectGp => return Next::Inject(Exception::GeneralProtection),
             IcrDecision::Refuse(r) => {
-                return report(why, r.class(), format_args!("IPI refused (ICR {value:#x}): {r:?}"));
+                return Next::fault(why, r.class(), format_args!("IPI refused (ICR {value:#x}): {r:?}"));
             }
         }
         Next::Skip
@@ -306,13 +307,17 @@ impl LinuxVcpu {
                     let value = gprs[usize::from(n)];
                     if !regs.set(n, value) {
                         if let Err(e) = B::set_rsp(value) {
-                            return report(why, EventClass::UnknownExit, format_args!("writing RSP: {e}"));
+                            return Next::fault(
+                                why,
+                                EventClass::UnknownExit,
+                                format_args!("writing RSP: {e}"),
+                            );
                         }
                     }
                 }
                 Next::Emulated { next_rip: done.next_rip }
             }
-            Err(refusal) => report(
+            Err(refusal) => Next::fault(
                 why,
                 EventClass::MemoryViolation,
                 format_args!("{}: {refusal}", hallows_core::vcpu::Exit::NestedPageFault(fault).at(rip)),
@@ -330,7 +335,9 @@ impl LinuxVcpu {
     ) -> Next {
         let (cr, update) = match control_write(&m.caps, request, || B::control(Control::Cr0).1) {
             Ok(write) => write,
-            Err(cr) => return report(why, EventClass::UnknownExit, format_args!("MOV to CR{cr} exited")),
+            Err(cr) => {
+                return Next::fault(why, EventClass::UnknownExit, format_args!("MOV to CR{cr} exited"))
+            }
         };
         let CrWrite::Update { guest: value, shadow } = update else {
             return Next::Inject(Exception::GeneralProtection);
@@ -347,7 +354,9 @@ impl LinuxVcpu {
         };
         match result {
             Ok(()) => Next::Skip,
-            Err(e) => report(why, EventClass::UnknownExit, format_args!("writing a control register: {e}")),
+            Err(e) => {
+                Next::fault(why, EventClass::UnknownExit, format_args!("writing a control register: {e}"))
+            }
         }
     }
 
@@ -399,11 +408,4 @@ fn enable_x2apic() {
             wrmsr(IA32_APIC_BASE, base | APIC_BASE_EN | APIC_BASE_EXTD);
         }
     }
-}
-
-/// A health event for the loop, its text in `why`.
-fn report(why: &mut Text<160>, class: EventClass, what: core::fmt::Arguments<'_>) -> Next {
-    why.clear();
-    let _ = why.write_fmt(what);
-    Next::Fault(class)
 }
