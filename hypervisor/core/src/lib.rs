@@ -49,6 +49,7 @@ pub mod cat;
 pub mod console;
 pub mod console_queue;
 pub mod control_regs;
+pub mod core_stats;
 pub mod cpuid;
 pub mod elf;
 pub mod guest_paging;

@@ -13,12 +13,13 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::{self, Write as _};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use hallows_abi::health::EventClass;
 use hallows_abi::table::LOG_DEBUG;
 use hallows_core::control_regs::{self, cr_write, CrChange, CrWriteRequest};
+use hallows_core::core_stats::{CoreCounters, Rates};
 use hallows_core::cpuid;
 use hallows_core::elf::ElfImage;
 use hallows_core::hypercall::{dispatch, Outcome};
@@ -1006,9 +1007,8 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
         }
         return;
     }
-    let snapshot = |v: &[AtomicU64]| v.iter().map(|e| e.load(Ordering::Relaxed)).collect::<Vec<u64>>();
-    let (mut last, mut last_switches, mut last_ticks) =
-        (snapshot(&m.exits), snapshot(&m.switches), snapshot(&m.switch_ticks));
+    let counters = CoreCounters { exits: &m.exits, switches: &m.switches, switch_ticks: &m.switch_ticks };
+    let mut rates = Rates::start(&counters);
     let mut next = m.now_ns() + STATS_INTERVAL_NS;
     loop {
         while m.now_ns() < next {
@@ -1019,21 +1019,8 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
             cpu::pause();
         }
         next += STATS_INTERVAL_NS;
-        let mut line = Text::<160>::new();
-        for (i, (counter, before)) in m.exits.iter().zip(last.iter_mut()).enumerate() {
-            let now = counter.load(Ordering::Relaxed);
-            let _ = write!(line, " core{i}={}", now - *before);
-            *before = now;
-        }
-        let mut switch_line = Text::<160>::new();
-        for i in 0..m.switches.len() {
-            let (n, t) = (m.switches[i].load(Ordering::Relaxed), m.switch_ticks[i].load(Ordering::Relaxed));
-            let (dn, dt) = (n - last_switches[i], t - last_ticks[i]);
-            if let Some(avg) = dt.checked_div(dn) {
-                let _ = write!(switch_line, " core{i}={dn} (avg {avg} ticks)");
-            }
-            (last_switches[i], last_ticks[i]) = (n, t);
-        }
+        let (mut line, mut switch_line) = (Text::<160>::new(), Text::<160>::new());
+        let _ = rates.advance(&counters, &mut line, &mut switch_line);
         hvlog!("stats: VM exits in the last second (printed by idle core {core}):{line}");
         if !switch_line.as_str().is_empty() {
             hvlog!("stats: window switches in the last second:{switch_line}");
