@@ -7,12 +7,40 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// The machine's counters, one entry per core.
-#[derive(Clone, Copy, Debug)]
-pub struct CoreCounters<'a> {
-    pub exits: &'a [AtomicU64],
-    pub switches: &'a [AtomicU64],
-    pub switch_ticks: &'a [AtomicU64],
+/// The machine's counters, one entry per core, shared by all cores.
+#[derive(Debug, Default)]
+pub struct CoreCounters {
+    /// VM exits taken (for the exits-per-second measurement).
+    exits: Vec<AtomicU64>,
+    /// Window switches, and the TSC ticks they took in all (from the preemption-timer
+    /// exit to the next partition's VM entry).
+    switches: Vec<AtomicU64>,
+    switch_ticks: Vec<AtomicU64>,
+}
+
+impl CoreCounters {
+    /// Zeroed counters for `cores` cores.
+    pub fn new(cores: usize) -> Self {
+        let zeros = || (0..cores).map(|_| AtomicU64::new(0)).collect();
+        CoreCounters { exits: zeros(), switches: zeros(), switch_ticks: zeros() }
+    }
+
+    /// Counts one VM exit on `core` (nothing for a core beyond the counters).
+    #[inline]
+    pub fn count_exit(&self, core: usize) {
+        if let Some(c) = self.exits.get(core) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one window switch on `core` that took `ticks`.
+    #[inline]
+    pub fn count_switch(&self, core: usize, ticks: u64) {
+        if let (Some(n), Some(t)) = (self.switches.get(core), self.switch_ticks.get(core)) {
+            n.fetch_add(1, Ordering::Relaxed);
+            t.fetch_add(ticks, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The counters at the last report, to print what happened since.
@@ -29,8 +57,8 @@ fn load(counters: &[AtomicU64]) -> Vec<u64> {
 
 impl Rates {
     /// Starts counting from the counters' values now.
-    pub fn start(c: &CoreCounters<'_>) -> Self {
-        Rates { exits: load(c.exits), switches: load(c.switches), switch_ticks: load(c.switch_ticks) }
+    pub fn start(c: &CoreCounters) -> Self {
+        Rates { exits: load(&c.exits), switches: load(&c.switches), switch_ticks: load(&c.switch_ticks) }
     }
 
     /// Writes what happened since the last call: every core's VM exits into `exits`
@@ -39,7 +67,7 @@ impl Rates {
     /// did).
     pub fn advance(
         &mut self,
-        c: &CoreCounters<'_>,
+        c: &CoreCounters,
         exits: &mut impl Write,
         switches: &mut impl Write,
     ) -> fmt::Result {
@@ -49,7 +77,7 @@ impl Rates {
             *before = now;
         }
         let last = self.switches.iter_mut().zip(self.switch_ticks.iter_mut());
-        for (i, ((n, t), (last_n, last_t))) in c.switches.iter().zip(c.switch_ticks).zip(last).enumerate() {
+        for (i, ((n, t), (last_n, last_t))) in c.switches.iter().zip(&c.switch_ticks).zip(last).enumerate() {
             let (n, t) = (n.load(Ordering::Relaxed), t.load(Ordering::Relaxed));
             let (dn, dt) = (n.wrapping_sub(*last_n), t.wrapping_sub(*last_t));
             if let Some(avg) = dt.checked_div(dn) {
@@ -68,17 +96,18 @@ mod tests {
 
     #[test]
     fn each_line_counts_since_the_last() {
-        let exits = [AtomicU64::new(5), AtomicU64::new(0), AtomicU64::new(7)];
-        let switches = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(10)];
-        let ticks = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(4_000)];
-        let c = CoreCounters { exits: &exits, switches: &switches, switch_ticks: &ticks };
+        let c = CoreCounters::new(3);
+        (0..5).for_each(|_| c.count_exit(0));
+        c.count_exit(2);
+        c.count_switch(2, 4_000);
         let mut rates = Rates::start(&c);
-        exits[0].fetch_add(3, Ordering::Relaxed);
-        switches[2].fetch_add(1000, Ordering::Relaxed);
-        ticks[2].fetch_add(477_000, Ordering::Relaxed);
+        (0..3).for_each(|_| c.count_exit(0));
+        (0..1000).for_each(|_| c.count_switch(2, 477));
+        c.count_exit(3);
+        c.count_switch(7, 1);
         let (mut e, mut s) = (String::new(), String::new());
         rates.advance(&c, &mut e, &mut s).unwrap();
-        assert_eq!(e, " core0=3 core1=0 core2=0");
+        assert_eq!(e, " core0=3 core1=0 core2=0", "cores beyond the counters count nothing");
         assert_eq!(s, " core2=1000 (avg 477 ticks)");
         let (mut e, mut s) = (String::new(), String::new());
         rates.advance(&c, &mut e, &mut s).unwrap();

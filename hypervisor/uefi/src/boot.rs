@@ -4,7 +4,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::convert::Infallible;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 use hallows_abi::table::{MachineFacts, Table};
 use hallows_core::lifecycle;
@@ -15,6 +15,7 @@ use hallows_core::xstate::{XsaveSupport, XstatePolicy};
 use hallows_core::boot_plan;
 use hallows_core::cat::CatInfo;
 use hallows_core::console::LineBuffer;
+use hallows_core::core_stats::CoreCounters;
 use hallows_core::health::{HealthMonitor, RestartPolicy};
 use hallows_core::placement::{place_table, Region};
 use hallows_core::vmx::caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
@@ -269,8 +270,7 @@ fn start(survey: Survey, prepared: Prepared) -> Result<Infallible, String> {
     let Survey { caps, controls, tsc_hz, xstate, xsave, .. } = survey;
     let Prepared { partitions, io_bitmaps, msr_bitmap, cores, host_cr3, trampoline, hv_bytes, log_level } =
         prepared;
-    let counters = || (0..cores.len()).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
-    let (exits, switches, switch_ticks) = (counters(), counters(), counters());
+    let counters = CoreCounters::new(cores.len());
     MACHINE.call_once(|| Machine {
         partitions,
         cores,
@@ -281,9 +281,7 @@ fn start(survey: Survey, prepared: Prepared) -> Result<Infallible, String> {
         io_bitmaps,
         tsc_hz,
         tsc_at_entry: crate::ENTRY_TSC.load(Ordering::SeqCst),
-        exits,
-        switches,
-        switch_ticks,
+        counters,
         log_level,
         xstate,
         xsave,

@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use hallows_abi::health::EventClass;
 use hallows_abi::table::LOG_DEBUG;
 use hallows_core::control_regs::{self, cr_write, CrChange, CrWriteRequest};
-use hallows_core::core_stats::{CoreCounters, Rates};
+use hallows_core::core_stats::Rates;
 use hallows_core::cpuid;
 use hallows_core::elf::ElfImage;
 use hallows_core::hypercall::{dispatch, Outcome};
@@ -419,7 +419,7 @@ impl Core {
             self.on_vcpu_switch(m, switch);
         }
         if self.switch_from != 0 {
-            m.count_switch(self.index, cpu::rdtsc().wrapping_sub(self.switch_from));
+            m.counters.count_switch(self.index, cpu::rdtsc().wrapping_sub(self.switch_from));
             self.switch_from = 0;
         }
         crate::serial::pump();
@@ -433,7 +433,7 @@ impl Core {
         let next = match entered {
             Ok(()) => {
                 self.vcpus[slot].launched = true;
-                m.count_exit(self.index);
+                m.counters.count_exit(self.index);
                 let exit = Hw::exit(&self.vcpus[slot].regs);
                 self.handle_exit(m, slot, exit)
             }
@@ -1007,8 +1007,7 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
         }
         return;
     }
-    let counters = CoreCounters { exits: &m.exits, switches: &m.switches, switch_ticks: &m.switch_ticks };
-    let mut rates = Rates::start(&counters);
+    let mut rates = Rates::start(&m.counters);
     let mut next = m.now_ns() + STATS_INTERVAL_NS;
     loop {
         while m.now_ns() < next {
@@ -1020,7 +1019,7 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
         }
         next += STATS_INTERVAL_NS;
         let (mut line, mut switch_line) = (Text::<160>::new(), Text::<160>::new());
-        let _ = rates.advance(&counters, &mut line, &mut switch_line);
+        let _ = rates.advance(&m.counters, &mut line, &mut switch_line);
         hvlog!("stats: VM exits in the last second (printed by idle core {core}):{line}");
         if !switch_line.as_str().is_empty() {
             hvlog!("stats: window switches in the last second:{switch_line}");
