@@ -4,7 +4,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::convert::Infallible;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use hallows_abi::table::{MachineFacts, Table};
 use hallows_core::lifecycle;
@@ -374,7 +374,7 @@ fn prepare_partition(
         eptp: ept.eptp(),
         actions: p.hm_actions,
         channels,
-        state: AtomicU8::new(lifecycle::State::Booting as u8),
+        state: lifecycle::SharedState::new(lifecycle::State::Booting),
         restarts: AtomicU32::new(0),
         entry: partition::AtomicU64Cell::new(0),
         console: Mutex::new(LineBuffer::new()),
