@@ -2,10 +2,9 @@
 //! every guest pointer, length, index and privilege; this gives it the partition's RAM,
 //! console, clock and the other partitions' states.
 
-use core::fmt::Write;
-
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::PartitionState;
+use hallows_core::console::write_lossy;
 use hallows_core::hypercall::HypercallEnv;
 
 use crate::machine::Machine;
@@ -66,13 +65,6 @@ impl HypercallEnv for Env<'_> {
     }
 
     fn report_fault(&mut self, _class: EventClass, message: &[u8]) {
-        // Invalid UTF-8 shows as U+FFFD; the console sanitises control characters.
-        let text = self.fault_message.insert(Text::new());
-        for chunk in message.trim_ascii_end().utf8_chunks() {
-            let _ = text.write_str(chunk.valid());
-            if !chunk.invalid().is_empty() {
-                let _ = text.write_char('\u{fffd}');
-            }
-        }
+        let _ = write_lossy(self.fault_message.insert(Text::new()), message);
     }
 }

@@ -16,6 +16,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use hallows_core::console_queue::{DroppingQueue, LineScheduler, LineSources, Taken};
+use hallows_vmm::uart16550::HOST_CONSOLE_INIT;
 use spin::Mutex;
 
 use crate::cpu::{inb, outb};
@@ -32,13 +33,9 @@ pub struct Uart {
 impl Uart {
     /// Programs 115200 8N1 with FIFOs and no interrupts.
     pub fn init(base: u16) -> Self {
-        outb(base + 1, 0x00); // no interrupts
-        outb(base + 3, 0x80); // DLAB on
-        outb(base, 0x01); // divisor 1: 115200 baud
-        outb(base + 1, 0x00);
-        outb(base + 3, 0x03); // 8N1, DLAB off
-        outb(base + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
-        outb(base + 4, 0x0b); // DTR, RTS, OUT2
+        for (offset, value) in HOST_CONSOLE_INIT {
+            outb(base + offset, value);
+        }
         Self { base }
     }
 
