@@ -18,7 +18,7 @@ use hallows_core::console::LineBuffer;
 use hallows_core::core_stats::CoreCounters;
 use hallows_core::health::{HealthMonitor, RestartPolicy};
 use hallows_core::placement::{place_table, Region};
-use hallows_core::vmx::caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
+use hallows_core::vmx::caps::{probe, VmxCapabilities};
 use spin::Mutex;
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::fs::FileSystem;
@@ -312,20 +312,11 @@ fn reserve_at(_firmware: &BootServices, what: &str, base: u64, bytes: u64) -> Re
         .map_err(|e| format!("cannot reserve {} MiB at {base:#x} for {what}: {e:?}", bytes >> 20))
 }
 
-/// Reads the VMX capability MSRs and checks every requirement.
+/// Reads the VMX capability MSRs and checks every requirement (`caps::probe`).
 fn vmx_caps() -> Result<VmxCapabilities, String> {
-    if !vmx_supported(cpu::cpuid(1, 0).ecx) {
-        return Err(String::from("this CPU has no VMX (CPUID.1:ECX.VMX = 0)"));
-    }
-    // SAFETY: IA32_FEATURE_CONTROL exists on every CPU with VMX.
-    let fc = unsafe { cpu::rdmsr(msr::IA32_FEATURE_CONTROL) };
-    if feature_control(fc) == FeatureControl::LockedOff {
-        return Err(String::from("VMX is disabled by the firmware (IA32_FEATURE_CONTROL locked)"));
-    }
-    // SAFETY: `from_msrs` reads only capability MSRs that exist on this CPU.
-    let caps = VmxCapabilities::from_msrs(|m| unsafe { cpu::rdmsr(m) });
-    caps.check_requirements().map_err(|missing| format!("this CPU lacks VMX features: {missing}"))?;
-    Ok(caps)
+    // SAFETY: `probe` reads IA32_FEATURE_CONTROL and the capability MSRs only once CPUID
+    // reports VMX, and only those that exist on such a CPU.
+    probe(cpu::cpuid(1, 0).ecx, |m| unsafe { cpu::rdmsr(m) }).map_err(|e| format!("{e}"))
 }
 
 /// TSC ticks per second, measured against the firmware's stall service.

@@ -284,16 +284,9 @@ impl LinuxVcpu {
         why: &mut Text<160>,
     ) -> Next {
         let code = B::code_context();
-        let access = if fault.fetch {
-            EptAccess::Fetch
-        } else if fault.write {
-            EptAccess::Write
-        } else {
-            EptAccess::Read
-        };
         let exit = MmioExit {
             gpa: fault.gpa,
-            access,
+            access: EptAccess::from_flags(fault.fetch, fault.write),
             rip,
             cs_base: code.cs_base,
             bitness: code.bitness,
