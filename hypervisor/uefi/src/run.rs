@@ -186,11 +186,7 @@ pub fn core_main(index: usize) -> ! {
             wake_at_ns: 0,
             saved: SavedState::new(&m.xsave),
             restart: None,
-            exit_cost: {
-                let mut b = WorkBudget::new();
-                b.record(0, m.ns_to_ticks(EXIT_COST_GUESS_NS));
-                b
-            },
+            exit_cost: WorkBudget::with_measured(0, m.ns_to_ticks(EXIT_COST_GUESS_NS)),
             linux: None,
         };
         core.vcpus.push(v);

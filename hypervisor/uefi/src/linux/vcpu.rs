@@ -148,7 +148,7 @@ impl LinuxVcpu {
 
     /// Counts the exit (and traces it while tracing is on).
     pub fn note_exit(&mut self, code: u16, rip: u64, regs: &GuestRegs) {
-        self.linux.count_exit(code as u32);
+        self.linux.exits.count(code as u32);
         if self.trace_left > 0 {
             self.trace_left -= 1;
             hvlog!(
