@@ -194,6 +194,18 @@ impl Uart16550 {
         self.rx_len
     }
 
+    /// [`Self::read`], with the transmitter reported busy (LSR's THRE and TEMT clear)
+    /// when `busy()` says so: the host's back-pressure on a guest whose output has not
+    /// reached the real UART yet. `busy` is asked only for an LSR read.
+    pub fn read_with_backpressure(&mut self, offset: u16, busy: impl FnOnce() -> bool) -> u8 {
+        let value = self.read(offset);
+        if offset == REG_LSR && busy() {
+            value & !(LSR_THRE | LSR_TEMT)
+        } else {
+            value
+        }
+    }
+
     /// A guest read of the register at `offset` (0..=7 from the UART's base port).
     /// Offsets beyond the UART read as all-ones, like an undecoded port.
     pub fn read(&mut self, offset: u16) -> u8 {
@@ -605,5 +617,15 @@ mod tests {
         assert_eq!(u.read(REG_IIR_FCR) & IIR_FIFO_ENABLED, IIR_FIFO_ENABLED);
         assert_eq!(u.read(REG_MCR), 0x0B);
         assert!(out.is_empty(), "nothing transmitted: the data register was the divisor");
+    }
+
+    #[test]
+    fn backpressure_holds_the_transmitter_busy() {
+        let (mut u, _) = uart();
+        let idle = u.read(REG_LSR);
+        assert_eq!(idle & (LSR_THRE | LSR_TEMT), LSR_THRE | LSR_TEMT);
+        assert_eq!(u.read_with_backpressure(REG_LSR, || true), idle & !(LSR_THRE | LSR_TEMT));
+        assert_eq!(u.read_with_backpressure(REG_LSR, || false), idle);
+        assert_eq!(u.read_with_backpressure(REG_SCR, || panic!("asked only for the LSR")), u.read(REG_SCR));
     }
 }

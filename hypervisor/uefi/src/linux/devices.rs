@@ -7,7 +7,7 @@ use hallows_core::linux_vcpu::stats::MarkerMatch;
 use hallows_vmm::guest_memory::GuestPhysical;
 use hallows_vmm::pci_config::CONFIG_ADDRESS_PORT;
 use hallows_vmm::port_bus::{all_ones, read_bytewise, write_bytewise, PortBus, PortDevices};
-use hallows_vmm::uart16550::{COM1_BASE, LSR_TEMT, LSR_THRE, REG_LSR, UART_PORT_COUNT};
+use hallows_vmm::uart16550::{COM1_BASE, UART_PORT_COUNT};
 
 use super::LinuxPartition;
 use crate::partition::Partition;
@@ -41,17 +41,12 @@ impl PortDevices for LinuxPortDevices<'_> {
         match id {
             UART_DEVICE => {
                 let mut uart = self.linux.uart.lock();
-                read_bytewise(size, |i| {
-                    let mut v = uart.read(offset + i);
-                    // Back-pressure: while much of Linux's own console output still
-                    // waits for the real UART, the virtual one reports its transmitter
-                    // busy, so Linux's driver waits (on its own core) instead of
-                    // overflowing its queue; other partitions' output plays no part.
-                    if offset + i == REG_LSR && crate::console::partition_backlogged(self.p) {
-                        v &= !(LSR_THRE | LSR_TEMT);
-                    }
-                    v
-                })
+                // Back-pressure: while much of Linux's own console output still waits for
+                // the real UART, the virtual one reports its transmitter busy, so Linux's
+                // driver waits (on its own core) instead of overflowing its queue; other
+                // partitions' output plays no part.
+                let busy = || crate::console::partition_backlogged(self.p);
+                read_bytewise(size, |i| uart.read_with_backpressure(offset + i, busy))
             }
             PCI_DEVICE => {
                 let mut pci = self.linux.pci.lock();

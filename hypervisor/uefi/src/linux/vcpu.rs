@@ -20,7 +20,7 @@ use hallows_core::linux_vcpu::ap_start::Mailbox;
 use hallows_core::linux_vcpu::apic::{decide_icr, IcrDecision, VcpuSet};
 use hallows_core::linux_vcpu::cpuid::{LinuxCpuid, TscTiming};
 use hallows_core::linux_vcpu::exits::{self, control_write, CrWrite};
-use hallows_core::linux_vcpu::io::{merge_in, IoAction, LinuxIoPolicy};
+use hallows_core::linux_vcpu::io::{merge_in, LinuxIoPolicy};
 use hallows_core::linux_vcpu::msr::{LinuxMsrPolicy, MsrAction};
 use hallows_core::linux_vcpu::stats::MarkerMatch;
 use hallows_core::slot_plan::Next;
@@ -255,14 +255,8 @@ impl LinuxVcpu {
         }
         let out = q.direction == IoDirection::Out;
         let value = regs.rax as u32 & all_ones(q.size);
-        match self.io.classify(q, value as u64) {
-            IoAction::PowerOff => return Next::PowerOff("powered off"),
-            IoAction::ResetRequest => {
-                return Next::PowerOff(
-                    "asked for a reboot; Linux partitions are not restarted by this version, halted",
-                )
-            }
-            IoAction::Device => {}
+        if let Some(line) = self.io.classify(q, value as u64).stop_line() {
+            return Next::PowerOff(line);
         }
         let mut devices = LinuxPortDevices { p: self.p, linux: self.linux, marker: &mut self.marker };
         if out {
