@@ -228,17 +228,7 @@ fn reserve_and_prepare(firmware: &BootServices, inputs: Inputs, survey: &Survey)
         &RT_MSR_WRITE_PASSTHROUGH,
     );
     let cores = boot_plan::core_plans(&table, &survey.apic_ids);
-    let reserved = BOOT_HEAP_BYTES as u64
-        + placed.hv_bytes
-        + placed.channels_bytes
-        + partitions.iter().map(|p| p.ram_bytes).sum::<u64>();
-    hvlog!(
-        "reserved {} MiB: {} MiB hypervisor (boot heap + reservation), {} MiB partitions, {} MiB channels",
-        reserved >> 20,
-        (BOOT_HEAP_BYTES as u64 + placed.hv_bytes) >> 20,
-        partitions.iter().map(|p| p.ram_bytes).sum::<u64>() >> 20,
-        placed.channels_bytes >> 20
-    );
+    hvlog!("{}", placed.reserved(BOOT_HEAP_BYTES as u64, partitions.iter().map(|p| p.ram_bytes)));
     let log_level = table.platform().log_level;
     drop(fs);
     Ok(Prepared {

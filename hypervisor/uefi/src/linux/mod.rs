@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64};
 
 use hallows_abi::table::{PartitionEntry, Table};
 use hallows_core::linux_vcpu::ap_start::Mailbox;
-use hallows_core::linux_vcpu::apic::ApicIdMap;
+use hallows_core::linux_vcpu::apic::{apic_ids_of, ApicIdMap};
 use hallows_core::linux_vcpu::stats::ExitCounts;
 use hallows_vmm::mmio_bus::MmioBus;
 use hallows_vmm::uart16550::Uart16550;
@@ -97,12 +97,8 @@ pub fn prepare(
     entry: &PartitionEntry,
     part: &Partition,
 ) -> Result<(), String> {
-    let all_ids = APIC_IDS.lock().clone();
-    let apic_ids: Vec<u32> = entry
-        .cores
-        .iter()
-        .map(|c| all_ids.get(c as usize).copied().ok_or(format!("no APIC id for core {c}")))
-        .collect::<Result<_, _>>()?;
+    let apic_ids =
+        apic_ids_of(&APIC_IDS.lock(), entry.cores.iter()).map_err(|c| format!("no APIC id for core {c}"))?;
     let map = ApicIdMap::identity(&apic_ids).map_err(|e| format!("APIC ids {apic_ids:?}: {e:?}"))?;
     let kernel_name = table.text(entry.image);
     let t0 = crate::cpu::rdtsc();
