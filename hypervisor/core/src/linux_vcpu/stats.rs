@@ -110,10 +110,13 @@ mod tests {
     fn only_reasons_with_exits_are_listed_by_name() {
         let counts = ExitCounts::default();
         let count = |reason, n| (0..n).for_each(|_| counts.count(reason));
-        (count(10, 5), count(30, 40));
+        count(10, 5);
+        count(30, 40);
         let since = ExitCounts::default();
         since.copy_from(&counts);
-        (count(30, 60), count(48, 2), count(77, 1));
+        count(30, 60);
+        count(48, 2);
+        count(77, 1);
         count(0x8000_0021, 1); // entry failure flag and reason 33
         count(300, 1); // beyond the table: the last count
         let mut line = String::new();
