@@ -335,7 +335,7 @@ fn prepare_partition(
     let PartitionPlace { ram_hpa, channels_hpa } = place;
     let p = table.partitions.get(i).ok_or_else(|| format!("no partition {i} in the table"))?;
     let name = String::from(table.text(p.name));
-    let linux = partition::is_linux(p.kind);
+    let linux = p.is_linux();
     let ram_bytes = p.ram_bytes.get();
     let image = if linux { Vec::new() } else { read_esp_file(firmware, fs, table.text(p.image))? };
     // RAM, channel regions and MMIO, exactly as the host-tested boot plan builds them.

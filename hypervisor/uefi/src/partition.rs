@@ -11,7 +11,6 @@ use hallows_abi::bootinfo::{
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::PartitionState;
 use hallows_abi::layout::BOOT_INFO_GPA;
-use hallows_abi::table::KIND_LINUX;
 use hallows_core::elf::{self, ElfImage};
 use hallows_core::guest_paging;
 use spin::Mutex;
@@ -185,9 +184,4 @@ impl Partition {
         self.entry.set(entry);
         Ok(cr3)
     }
-}
-
-/// Whether partition entry `kind` is Linux.
-pub fn is_linux(kind: u8) -> bool {
-    kind == KIND_LINUX
 }

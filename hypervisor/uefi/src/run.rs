@@ -340,7 +340,8 @@ impl Core {
                         _ => {}
                     }
                 }
-                // `SlotAction::Idle`: wait for the next slot.
+                // An idle gap, a stopped partition's window, or one it sleeps through: wait
+                // for the next slot (not a switch worth measuring).
                 _ => {
                     self.switch_from = 0;
                     wait_until(m, slot.end_ns);

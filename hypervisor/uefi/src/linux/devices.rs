@@ -3,6 +3,7 @@
 //! the MMIO path reads it. The vCPU loop (`vcpu`) only
 //! hands accesses to these; new device models are registered here.
 
+use hallows_core::hypercall::checked_range;
 use hallows_core::linux_vcpu::stats::MarkerMatch;
 use hallows_vmm::guest_memory::GuestPhysical;
 use hallows_vmm::pci_config::CONFIG_ADDRESS_PORT;
@@ -83,8 +84,7 @@ pub struct PartitionRam(pub &'static Partition);
 
 impl GuestPhysical for PartitionRam {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        let inside = gpa.checked_add(buf.len() as u64).is_some_and(|end| end <= self.0.ram_bytes);
-        if !inside {
+        if checked_range(gpa, buf.len() as u64, self.0.ram_bytes).is_none() {
             return false;
         }
         for (i, byte) in buf.iter_mut().enumerate() {

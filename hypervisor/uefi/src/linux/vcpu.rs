@@ -116,7 +116,8 @@ impl LinuxVcpu {
         };
         let msr_bitmap = memory::alloc_pages(1);
         // SAFETY: a fresh page owned by this vCPU, exactly the MSR bitmap's size.
-        v.msrs.fill_bitmap(unsafe { &mut *(msr_bitmap as *mut [u8; 4096]) });
+        let bitmap = unsafe { &mut *(msr_bitmap as *mut [u8; 4096]) };
+        v.msrs.fill_bitmap(bitmap);
         crate::vmx::setup::linux_vcpu(m, tables, vmcs, linux.partition, &v.controls, msr_bitmap)?;
         let regs = if index == 0 {
             crate::vmx::setup::linux_boot_entry(m, &v.controls, &linux.entry)?
