@@ -113,6 +113,16 @@ pub enum KernelFormat {
     Vmlinux,
 }
 
+impl KernelFormat {
+    /// The format's usual name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            KernelFormat::BzImage => "bzImage",
+            KernelFormat::Vmlinux => "vmlinux",
+        }
+    }
+}
+
 /// Everything [`prepare`] needs besides guest RAM.
 #[derive(Debug, Clone, Copy)]
 pub struct LinuxBootConfig<'a> {
@@ -498,6 +508,7 @@ mod tests {
 
         // Kernel at pref_address, entry at +0x200, protected-mode code copied there.
         assert_eq!(plan.layout.format, KernelFormat::BzImage);
+        assert_eq!((KernelFormat::BzImage.name(), KernelFormat::Vmlinux.name()), ("bzImage", "vmlinux"));
         assert_eq!(plan.layout.kernel, GuestRange::sized(0x100_0000, 0x80_0000));
         assert_eq!(&ram[0x100_0000..0x100_000C], b"PMODE-KERNEL");
         assert_eq!(e.rip, 0x100_0200);

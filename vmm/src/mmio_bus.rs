@@ -130,9 +130,14 @@ pub enum EptAccess {
 impl EptAccess {
     /// From the EPT-violation exit qualification.
     pub const fn from_qualification(qualification: u64) -> Self {
-        if qualification & 4 != 0 {
+        Self::from_flags(qualification & 4 != 0, qualification & 2 != 0)
+    }
+
+    /// From the access's kind as decoded (a fetch, else a write, else a read).
+    pub const fn from_flags(fetch: bool, write: bool) -> Self {
+        if fetch {
             Self::Fetch
-        } else if qualification & 2 != 0 {
+        } else if write {
             Self::Write
         } else {
             Self::Read
@@ -328,6 +333,9 @@ mod tests {
         assert_eq!(EptAccess::from_qualification(0x181), EptAccess::Read);
         assert_eq!(EptAccess::from_qualification(0x183), EptAccess::Write);
         assert_eq!(EptAccess::from_qualification(0x184), EptAccess::Fetch);
+        assert_eq!(EptAccess::from_flags(true, true), EptAccess::Fetch);
+        assert_eq!(EptAccess::from_flags(false, true), EptAccess::Write);
+        assert_eq!(EptAccess::from_flags(false, false), EptAccess::Read);
         assert_eq!(ip_mask(16), 0xFFFF);
     }
 }

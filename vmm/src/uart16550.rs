@@ -107,6 +107,19 @@ pub const MSR_RI: u8 = 0x40;
 pub const MSR_DCD: u8 = 0x80;
 const MSR_DELTA_MASK: u8 = 0x0F;
 
+/// How the hypervisor programs a real 16550 for its own console, register by register
+/// (offset from the base, value): no interrupts, divisor 1 (115200 baud), 8N1, FIFOs on
+/// and cleared with a 14-byte threshold, DTR, RTS and OUT2.
+pub const HOST_CONSOLE_INIT: [(u16, u8); 7] = [
+    (REG_IER, 0x00),
+    (REG_LCR, LCR_DLAB),
+    (REG_DATA, 0x01),
+    (REG_IER, 0x00),
+    (REG_LCR, 0x03),
+    (REG_IIR_FCR, 0xC7),
+    (REG_MCR, MCR_DTR | MCR_RTS | MCR_OUT2),
+];
+
 /// Where transmitted bytes go. The hypervisor implements it with its console
 /// multiplexer; any `FnMut(u8)` closure is a sink too.
 pub trait SerialSink {
@@ -179,6 +192,18 @@ impl Uart16550 {
     /// Number of received bytes waiting for the guest.
     pub fn rx_pending(&self) -> usize {
         self.rx_len
+    }
+
+    /// [`Self::read`], with the transmitter reported busy (LSR's THRE and TEMT clear)
+    /// when `busy()` says so: the host's back-pressure on a guest whose output has not
+    /// reached the real UART yet. `busy` is asked only for an LSR read.
+    pub fn read_with_backpressure(&mut self, offset: u16, busy: impl FnOnce() -> bool) -> u8 {
+        let value = self.read(offset);
+        if offset == REG_LSR && busy() {
+            value & !(LSR_THRE | LSR_TEMT)
+        } else {
+            value
+        }
     }
 
     /// A guest read of the register at `offset` (0..=7 from the UART's base port).
@@ -576,5 +601,31 @@ mod tests {
                 proptest::prop_assert!(u.rx_pending() <= RX_FIFO_DEPTH);
             }
         }
+    }
+
+    #[test]
+    fn the_host_console_setting_is_115200_8n1_with_fifos() {
+        let (mut u, mut out) = uart();
+        let mut sink = |b| out.push(b);
+        u.write(REG_DATA + 1, 0x0F, &mut sink);
+        for (offset, value) in HOST_CONSOLE_INIT {
+            u.write(offset, value, &mut sink);
+        }
+        assert_eq!(u.divisor(), 1);
+        assert_eq!(u.read(REG_LCR), 0x03, "8N1, DLAB off again");
+        assert_eq!(u.read(REG_IER), 0, "no interrupts");
+        assert_eq!(u.read(REG_IIR_FCR) & IIR_FIFO_ENABLED, IIR_FIFO_ENABLED);
+        assert_eq!(u.read(REG_MCR), 0x0B);
+        assert!(out.is_empty(), "nothing transmitted: the data register was the divisor");
+    }
+
+    #[test]
+    fn backpressure_holds_the_transmitter_busy() {
+        let (mut u, _) = uart();
+        let idle = u.read(REG_LSR);
+        assert_eq!(idle & (LSR_THRE | LSR_TEMT), LSR_THRE | LSR_TEMT);
+        assert_eq!(u.read_with_backpressure(REG_LSR, || true), idle & !(LSR_THRE | LSR_TEMT));
+        assert_eq!(u.read_with_backpressure(REG_LSR, || false), idle);
+        assert_eq!(u.read_with_backpressure(REG_SCR, || panic!("asked only for the LSR")), u.read(REG_SCR));
     }
 }

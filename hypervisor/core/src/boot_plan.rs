@@ -20,6 +20,7 @@ use hallows_abi::table::{MachineFacts, MachineMismatch, Table, KIND_LINUX};
 
 use crate::guest_paging::{check_identity_paging, PagingError};
 use crate::placement::{place_table, PlacementError, Region, TablePlacement};
+use crate::schedule::Window;
 use crate::vmx::bitmaps::{fill_io_bitmaps, BadPortRange};
 use crate::vmx::ept::{ChannelMapping, Ept, EptError, FrameAllocator, MemoryType, Rights};
 
@@ -282,6 +283,48 @@ pub fn linux_cmdline<'t>(table: &Table<'t>, p: usize) -> Result<[&'t str; 2], Bo
     Ok(limits::linux_cmdline_parts(cmdline))
 }
 
+/// One vCPU a core runs: partition index and vCPU index inside the partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuPlan {
+    pub partition: usize,
+    pub vcpu: u32,
+}
+
+/// What one core runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CorePlan {
+    pub apic_id: u32,
+    pub vcpus: Vec<VcpuPlan>,
+    /// Empty: the core is dedicated to `vcpus[0]` (or idle when `vcpus` is empty).
+    /// Otherwise the core's cyclic schedule (windows name partitions).
+    pub windows: Vec<Window>,
+    pub major_frame_ns: u64,
+}
+
+/// What every core the table uses runs: its dedicated partition's vCPU, or its
+/// schedule's windows and the vCPUs they name. `apic_ids` are the machine's cores in
+/// order; a core beyond them gets no plan (`Table::validate_against` refuses such a
+/// table first).
+pub fn core_plans(table: &Table, apic_ids: &[u32]) -> Vec<CorePlan> {
+    let n = table.cores_needed() as usize;
+    let mut plans = Vec::new();
+    for (core, &apic_id) in (0..n as u32).zip(apic_ids) {
+        let mut plan = CorePlan { apic_id, ..CorePlan::default() };
+        for (pi, p) in table.partitions.iter().enumerate() {
+            if p.cores.contains(core) {
+                let vcpu = p.cores.iter().position(|c| c == core).unwrap_or(0) as u32;
+                plan.vcpus.push(VcpuPlan { partition: pi, vcpu });
+            }
+        }
+        if let Some(s) = table.schedule_of_core(core).and_then(|s| table.schedules.get(s)) {
+            plan.major_frame_ns = s.major_frame_ns.get();
+            plan.windows = table.schedule_windows(s).map(Window::from_entry).collect();
+        }
+        plans.push(plan);
+    }
+    plans
+}
+
 /// What the machine offers, as the boot path learns it from the firmware.
 #[derive(Clone, Copy, Debug)]
 pub struct Machine<'m> {
@@ -412,6 +455,33 @@ mod tests {
         assert_eq!(ept.translate(&frames, 0xFE00_0000), Some((0xFE00_0000, Rights::RW)));
         assert_eq!(ept.translate(&frames, CHANNEL_WINDOW_GPA).map(|t| t.1), Some(Rights::RW));
         assert_eq!(linux_cmdline(&table, 0).unwrap(), ["", limits::LINUX_CMDLINE_SUFFIX]);
+    }
+
+    #[test]
+    fn every_core_gets_its_vcpus_and_its_schedule() {
+        // Core 0: a and b share it by windows; cores 1 and 2: c's two vCPUs.
+        let mut m = model(vec![rt("a", vec![0], 4), rt("b", vec![0], 4), rt("c", vec![1, 2], 4)]);
+        let window = |partition, offset_ns| WindowModel { partition, offset_ns, duration_ns: 1_000_000 };
+        m.schedules = vec![ScheduleModel {
+            cores: vec![0],
+            major_frame_ns: 2_000_000,
+            windows: vec![window(0, 0), window(1, 1_000_000)],
+        }];
+        let bytes = m.to_bytes();
+        let table = Table::load(&bytes).unwrap();
+        let plans = core_plans(&table, &[7, 8, 9, 10]);
+        assert_eq!(plans.len(), 3, "only the cores the table uses");
+        assert_eq!(plans[0].apic_id, 7);
+        assert_eq!(plans[0].vcpus, [VcpuPlan { partition: 0, vcpu: 0 }, VcpuPlan { partition: 1, vcpu: 0 }]);
+        assert_eq!(plans[0].major_frame_ns, 2_000_000);
+        assert_eq!(
+            plans[0].windows[1],
+            Window { partition: 1, offset_ns: 1_000_000, duration_ns: 1_000_000 }
+        );
+        assert_eq!(plans[2].vcpus, [VcpuPlan { partition: 2, vcpu: 1 }], "c's second vCPU");
+        assert!(plans[2].windows.is_empty(), "a dedicated core");
+        assert_eq!((plans[2].apic_id, plans[2].major_frame_ns), (9, 0));
+        assert_eq!(core_plans(&table, &[7]).len(), 1, "no plan without an APIC id");
     }
 
     /// Each boot decision refuses what the re-validator lets through only when the

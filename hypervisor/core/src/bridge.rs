@@ -8,6 +8,7 @@
 //! `hallows_abi::bridge` (identity and register block).
 
 use arrayvec::ArrayVec;
+use core::fmt;
 
 use hallows_abi::bootinfo::MAX_CHANNELS;
 use hallows_abi::bridge::{
@@ -113,6 +114,46 @@ pub fn linux_channels(
     })
     .map_err(|_| BootError::LinuxBridge { partition: p })?;
     Ok(out)
+}
+
+impl LinuxChannel {
+    /// The channel's boot-log line, named `name`, with `peer` the partition at the other
+    /// end: what it carries and where Linux finds it.
+    pub fn describe<'a>(&'a self, name: &'a str, peer: &'a str) -> Described<'a> {
+        Described { channel: self, name, peer }
+    }
+}
+
+/// See [`LinuxChannel::describe`].
+pub struct Described<'a> {
+    channel: &'a LinuxChannel,
+    name: &'a str,
+    peer: &'a str,
+}
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (c, name, peer) = (self.channel, self.name, self.peer);
+        let linux_writes = c.direction == DIRECTION_LINUX_WRITES;
+        write!(
+            f,
+            "channel {name} ({} {}, {} B x {}) is PCI 00:{:02x}.0, BAR0 {:#x} (registers), BAR2 {:#x} ({} KiB, {} KiB shared), ",
+            if c.kind == CHANNEL_QUEUING { "queuing" } else { "sampling" },
+            if linux_writes { "writer" } else { "reader" },
+            c.msg_size,
+            c.depth,
+            c.device,
+            c.registers_gpa,
+            c.shared_gpa,
+            c.shared_bar_bytes >> 10,
+            c.region_bytes >> 10,
+        )?;
+        if linux_writes {
+            write!(f, "Linux -> {peer}")
+        } else {
+            write!(f, "{peer} -> Linux")
+        }
+    }
 }
 
 /// The register block's `peer state` (`hallows_abi::bridge::PEER_*`) for the peer's
@@ -235,6 +276,19 @@ mod tests {
         assert_ne!(got[0].peer, linux);
         let rt = table.partitions.iter().position(|p| p.kind != KIND_LINUX).unwrap();
         assert!(linux_channels(&table, rt).unwrap().is_empty(), "RT partitions use the channel window");
+        assert_eq!(
+            alloc::format!("{}", got[1].describe("c1", "rt")),
+            alloc::format!(
+                "channel c1 (queuing writer, 64 B x 100) is PCI 00:02.0, BAR0 {:#x} (registers), BAR2 {:#x} ({} KiB, {} KiB shared), Linux -> rt",
+                LINUX_BRIDGE_REGISTERS_GPA + 0x1000,
+                got[1].shared_gpa,
+                got[1].shared_bar_bytes >> 10,
+                got[1].region_bytes >> 10
+            )
+        );
+        assert!(alloc::format!("{}", got[0].describe("c0", "rt"))
+            .starts_with("channel c0 (sampling reader, 16 B x 1) is PCI 00:01.0"));
+        assert!(alloc::format!("{}", got[0].describe("c0", "rt")).ends_with("shared), rt -> Linux"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod hardware;
 #[cfg(test)]
 mod isolation_tests;
 pub mod plan;
+pub mod report;
 pub mod switch;
 
 use core::fmt;

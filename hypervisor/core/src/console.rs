@@ -178,6 +178,18 @@ pub fn hv_line(sink: &mut impl ConsoleSink, args: fmt::Arguments<'_>) {
     out.finish(sink);
 }
 
+/// Writes a partition's message (guest bytes, any encoding) as text: trailing whitespace
+/// left out, invalid UTF-8 as U+FFFD (control characters are the console's to sanitise).
+pub fn write_lossy(out: &mut impl fmt::Write, message: &[u8]) -> fmt::Result {
+    for chunk in message.trim_ascii_end().utf8_chunks() {
+        out.write_str(chunk.valid())?;
+        if !chunk.invalid().is_empty() {
+            out.write_char('\u{fffd}')?;
+        }
+    }
+    Ok(())
+}
+
 /// A bounded line being composed.
 struct Line {
     bytes: [u8; OUT_BYTES],
@@ -424,5 +436,12 @@ mod tests {
                 proptest::prop_assert!(line.len() <= 7 + MAX_LINE + 1 + 2);
             }
         }
+    }
+
+    #[test]
+    fn guest_messages_become_text() {
+        let mut out = alloc::string::String::new();
+        write_lossy(&mut out, b"stack overflow in \xff\xfetask 3 \r\n\t ").unwrap();
+        assert_eq!(out, "stack overflow in \u{fffd}\u{fffd}task 3");
     }
 }

@@ -263,6 +263,71 @@ impl LineRateLimit {
     }
 }
 
+/// The hypervisor's own `[hv]` queue, which never makes its writer wait: a line that
+/// does not fit is dropped and counted, and the next line that fits (with the notice) is
+/// preceded by `[hv] console: N lines dropped`.
+#[derive(Clone, Debug)]
+pub struct DroppingQueue<const N: usize> {
+    lines: LineQueue<N>,
+    /// Lines dropped since the last one that went in.
+    dropped: u64,
+}
+
+impl<const N: usize> Default for DroppingQueue<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> DroppingQueue<N> {
+    pub const fn new() -> Self {
+        DroppingQueue { lines: LineQueue::new(), dropped: 0 }
+    }
+
+    /// Queues `line`, after the notice of the lines dropped before it; returns how many
+    /// lines went in (0: `line` was dropped and counted).
+    pub fn push_line(&mut self, line: &[u8]) -> usize {
+        let mut added = 0;
+        if self.dropped > 0 {
+            let mut notice = NoticeLine { bytes: [0; 64], len: 0 };
+            crate::console::hv_line(&mut notice, format_args!("console: {} lines dropped", self.dropped));
+            let notice = &notice.bytes[..notice.len];
+            if !self.lines.fits(2, notice.len() + line.len()) {
+                self.dropped += 1;
+                return 0;
+            }
+            self.lines.push_line(notice);
+            self.dropped = 0;
+            added += 1;
+        }
+        if self.lines.push_line(line) {
+            added += 1;
+        } else {
+            self.dropped += 1;
+        }
+        added
+    }
+
+    /// Moves bytes of the oldest line out (see [`LineQueue::take`]).
+    pub fn take(&mut self, out: &mut [u8]) -> Taken {
+        self.lines.take(out)
+    }
+}
+
+/// Collects the one short line of a drop notice.
+struct NoticeLine {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl crate::console::ConsoleSink for NoticeLine {
+    fn write_line(&mut self, line: &[u8]) {
+        let n = line.len().min(self.bytes.len());
+        self.bytes[..n].copy_from_slice(&line[..n]);
+        self.len = n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +570,30 @@ mod tests {
             }
             prop_assert_eq!(got, accepted);
         }
+    }
+
+    #[test]
+    fn a_dropping_queue_says_how_many_lines_it_dropped() {
+        let mut q = DroppingQueue::<64>::new();
+        let line = [b'x'; 20];
+        assert_eq!(q.push_line(&line), 1);
+        assert_eq!(q.push_line(&line), 1);
+        // 2 x (20 + 2) bytes stored: a third line does not fit, nor a fourth.
+        assert_eq!(q.push_line(&line), 0);
+        assert_eq!(q.push_line(b"short\r\n"), 0, "the notice and the line must fit together");
+        let mut out = [0u8; 64];
+        assert_eq!(q.take(&mut out).bytes, 20);
+        assert_eq!(q.take(&mut out).bytes, 20);
+        assert_eq!(q.push_line(b"next\r\n"), 2, "the notice, then the line");
+        let mut all = Vec::new();
+        loop {
+            let t = q.take(&mut out);
+            if t.bytes == 0 {
+                break;
+            }
+            all.extend_from_slice(&out[..t.bytes]);
+        }
+        assert_eq!(all, b"[hv] console: 2 lines dropped\r\nnext\r\n");
+        assert_eq!(q.push_line(b"again\r\n"), 1, "no notice once it was queued");
     }
 }

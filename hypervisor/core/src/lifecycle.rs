@@ -26,6 +26,7 @@
 //! ```
 
 use core::fmt;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use hallows_abi::hypercall::PartitionState;
 
@@ -201,6 +202,35 @@ pub fn next(state: State, event: Event) -> Result<State, Refused> {
     })
 }
 
+/// A partition's state as the cores that run it share it. It changes only by
+/// [`SharedState::apply`], a compare-and-swap over [`next`], so two cores' events never
+/// lose one another.
+#[derive(Debug)]
+pub struct SharedState(AtomicU8);
+
+impl SharedState {
+    pub const fn new(state: State) -> Self {
+        SharedState(AtomicU8::new(state as u8))
+    }
+
+    /// The current state.
+    pub fn get(&self) -> State {
+        State::from_u8(self.0.load(Ordering::SeqCst)).unwrap_or(State::Halted)
+    }
+
+    /// Moves the state by `event`; a transition the rules refuse changes nothing.
+    pub fn apply(&self, event: Event) -> Result<State, Refused> {
+        let mut current = self.0.load(Ordering::SeqCst);
+        loop {
+            let to = next(State::from_u8(current).unwrap_or(State::Halted), event)?;
+            match self.0.compare_exchange(current, to as u8, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Ok(to),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +309,27 @@ mod tests {
             format!("{}", Refused { from: State::Halted, event: Event::Sleep }),
             "Sleep is not possible while the partition is halted"
         );
+    }
+
+    #[test]
+    fn the_shared_state_moves_only_as_the_rules_say() {
+        let s = SharedState::new(State::Booting);
+        assert_eq!(s.apply(Event::Started), Ok(State::Running));
+        assert_eq!(
+            s.apply(Event::RestartDone),
+            Err(Refused { from: State::Running, event: Event::RestartDone })
+        );
+        assert_eq!(s.get(), State::Running, "a refused event changes nothing");
+        assert_eq!(s.apply(Event::Halt(Cause::Hypervisor)), Ok(State::Halted));
+        assert_eq!(s.get(), State::Halted);
+        // Two threads racing Sleep and Fault: each event applies to what the other left.
+        let s = SharedState::new(State::Running);
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                let _ = s.apply(Event::Sleep);
+            });
+            t.spawn(|| s.apply(Event::Fault).unwrap());
+        });
+        assert_eq!(s.get(), State::Faulted, "Sleep then Fault, or Fault then a refused Sleep");
     }
 }

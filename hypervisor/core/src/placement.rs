@@ -191,6 +191,53 @@ pub struct TablePlacement {
     pub persistent: Vec<Option<u64>>,
 }
 
+/// The boot log's account of what the hypervisor reserved from the firmware:
+/// `boot_heap` bytes taken at entry, the hypervisor's reservation, every partition's RAM
+/// (`partition_bytes` in all) and the channel window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    pub boot_heap: u64,
+    pub hypervisor: u64,
+    pub partitions: u64,
+    pub channels: u64,
+}
+
+impl TablePlacement {
+    /// What was reserved, given the boot heap and the partitions' RAM sizes.
+    pub fn reserved(&self, boot_heap: u64, partition_bytes: impl Iterator<Item = u64>) -> Reserved {
+        let partitions = partition_bytes.fold(0, u64::saturating_add);
+        Reserved { boot_heap, hypervisor: self.hv_bytes, partitions, channels: self.channels_bytes }
+    }
+}
+
+impl fmt::Display for Reserved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hypervisor = self.boot_heap.saturating_add(self.hypervisor);
+        let all = hypervisor.saturating_add(self.partitions).saturating_add(self.channels);
+        write!(
+            f,
+            "reserved {} MiB: {} MiB hypervisor (boot heap + reservation), {} MiB partitions, {} MiB channels",
+            all >> 20,
+            hypervisor >> 20,
+            self.partitions >> 20,
+            self.channels >> 20
+        )
+    }
+}
+
+/// One step of the hypervisor's bump allocator over its reservation: with the next free
+/// byte at `next` and the reservation ending at `end`, a block of `size` bytes aligned to
+/// `align` (a power of two) starts at the first return value and moves `next` to the
+/// second; `None` when it does not fit (or the addresses overflow).
+pub const fn bump(next: usize, end: usize, size: usize, align: usize) -> Option<(usize, usize)> {
+    let Some(padded) = next.checked_add(align - 1) else { return None };
+    let start = padded & !(align - 1);
+    match start.checked_add(size) {
+        Some(new_next) if new_next <= end => Some((start, new_next)),
+        _ => None,
+    }
+}
+
 /// Places a (validated) table's memory in `free`.
 pub fn place_table<'a>(table: &Table<'a>, free: &[Region]) -> Result<TablePlacement, PlacementError<'a>> {
     let hv_bytes = table.platform().hv_reserved_bytes.get();
@@ -303,6 +350,15 @@ mod tests {
     }
 
     #[test]
+    fn bump_allocation_aligns_and_stays_inside() {
+        assert_eq!(bump(0x1001, 0x3000, 0x100, 0x1000), Some((0x2000, 0x2100)));
+        assert_eq!(bump(0x2100, 0x3000, 0xF00, 8), Some((0x2100, 0x3000)), "up to the end");
+        assert_eq!(bump(0x2100, 0x3000, 0xF01, 8), None);
+        assert_eq!(bump(usize::MAX - 2, usize::MAX, 1, 16), None, "no wrap-around");
+        assert_eq!(bump(8, usize::MAX, usize::MAX, 1), None);
+    }
+
+    #[test]
     fn a_table_is_placed_with_its_channel_window() {
         use hallows_abi::table::*;
         use zerocopy::little_endian::{U32, U64};
@@ -344,6 +400,10 @@ mod tests {
         assert_eq!((p.hv_base, p.hv_bytes), (2 * MIB, 6 * MIB));
         assert_eq!(p.partitions, vec![8 * MIB, 256 * MIB]);
         assert_eq!((p.channels_base, p.channels_bytes), (Some(12 * MIB), 2 * MIB));
+        assert_eq!(
+            p.reserved(4 * MIB, [4 * MIB, 8 * MIB].into_iter()).to_string(),
+            "reserved 24 MiB: 10 MiB hypervisor (boot heap + reservation), 12 MiB partitions, 2 MiB channels"
+        );
         assert_eq!(p.persistent, vec![None, None]);
         // A persistent region is a block of its own, after everything else of equal size.
         let mut keeping = model.clone();

@@ -302,6 +302,14 @@ impl<const KINDS: usize> WorkBudget<KINDS> {
         WorkBudget { cost: [0; KINDS] }
     }
 
+    /// A budget that starts as if work of `kind` had once taken `took` (a guess until
+    /// the real cost is measured).
+    pub fn with_measured(kind: u64, took: u64) -> Self {
+        let mut b = Self::new();
+        b.record(kind, took);
+        b
+    }
+
     fn slot(kind: u64) -> usize {
         (kind.min(KINDS as u64 - 1)) as usize
     }
@@ -329,6 +337,8 @@ mod tests {
 
     #[test]
     fn work_budget_keeps_the_longest_and_shares_the_last_slot() {
+        let guessed = WorkBudget::<3>::with_measured(1, 800);
+        assert_eq!((guessed.estimate(0), guessed.estimate(1)), (0, 1000), "a guess is a measurement");
         let mut b = WorkBudget::<3>::new();
         b.record(0, 100);
         b.record(0, 40);

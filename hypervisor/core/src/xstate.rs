@@ -177,6 +177,32 @@ pub const fn area_bytes(cpuid_0xd_ecx: u32) -> usize {
     n.div_ceil(AREA_ALIGN) * AREA_ALIGN
 }
 
+/// CPUID.1:ECX bit 26: the CPU has XSAVE/XRSTOR and XCR0.
+pub const CPUID1_XSAVE: u32 = 1 << 26;
+
+/// How this machine saves and restores a vCPU's x87/SSE/AVX state between partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XsaveSupport {
+    /// XSAVE/XRSTOR exist (else FXSAVE/FXRSTOR: x87 and SSE only, no XCR0).
+    pub xsave: bool,
+    /// XCR0 components restored at every switch ([`XstatePolicy::switch_mask`]).
+    pub switch_mask: u64,
+    /// Bytes of one vCPU's area.
+    pub area_bytes: usize,
+}
+
+/// What partitions may enable and how their state is switched, from CPUID (`cpuid(leaf,
+/// subleaf)` as EAX, EBX, ECX, EDX): leaf 1 says whether XSAVE exists, leaf 0xD what it
+/// covers. Without XSAVE no XCR0 component is offered and FXSAVE's area is used.
+pub fn switching(cpuid: impl Fn(u32, u32) -> [u32; 4]) -> (XstatePolicy, XsaveSupport) {
+    let has_xsave = cpuid(1, 0)[2] & CPUID1_XSAVE != 0;
+    let [eax, _, ecx, edx] = if has_xsave { cpuid(0xD, 0) } else { [3, 0, 0, 0] };
+    let policy = if has_xsave { XstatePolicy::from_cpuid(eax, edx) } else { XstatePolicy { supported: 0 } };
+    let support =
+        XsaveSupport { xsave: has_xsave, switch_mask: policy.switch_mask(), area_bytes: area_bytes(ecx) };
+    (policy, support)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +274,20 @@ mod tests {
                 prop_assert!(v & xcr0::AVX512 == 0 || v & xcr0::AVX512 == xcr0::AVX512);
             }
         }
+    }
+
+    #[test]
+    fn switching_follows_cpuid() {
+        let skylake = |leaf: u32, _sub: u32| match leaf {
+            1 => [0, 0, CPUID1_XSAVE, 0],
+            0xD => [0x2FF, 0, 2696, 0],
+            _ => [0; 4],
+        };
+        let (policy, support) = switching(skylake);
+        assert_eq!(policy, SKYLAKE_X);
+        assert_eq!(support, XsaveSupport { xsave: true, switch_mask: 0xE7, area_bytes: 2752 });
+        let (policy, support) = switching(|_, _| [0; 4]);
+        assert_eq!(policy.guest_allowed(), 0, "no XCR0 without XSAVE");
+        assert_eq!(support, XsaveSupport { xsave: false, switch_mask: XCR0_RESET, area_bytes: 576 });
     }
 }

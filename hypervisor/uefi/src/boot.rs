@@ -4,22 +4,21 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::convert::Infallible;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use hallows_abi::table::{MachineFacts, Table};
 use hallows_core::lifecycle;
 use hallows_core::switched_state::{RT_MSR_READ_PASSTHROUGH, RT_MSR_WRITE_PASSTHROUGH};
 use hallows_core::vmx::bitmaps::{fill_io_bitmaps, fill_msr_bitmap};
-use hallows_core::xstate::XstatePolicy;
+use hallows_core::xstate::{XsaveSupport, XstatePolicy};
 
-use crate::switched::XsaveSupport;
 use hallows_core::boot_plan;
 use hallows_core::cat::CatInfo;
 use hallows_core::console::LineBuffer;
+use hallows_core::core_stats::CoreCounters;
 use hallows_core::health::{HealthMonitor, RestartPolicy};
 use hallows_core::placement::{place_table, Region};
-use hallows_core::schedule::Window;
-use hallows_core::vmx::caps::{feature_control, msr, vmx_supported, FeatureControl, VmxCapabilities};
+use hallows_core::vmx::caps::{probe, VmxCapabilities};
 use spin::Mutex;
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::fs::FileSystem;
@@ -27,7 +26,7 @@ use uefi::mem::memory_map::MemoryMap;
 use uefi::proto::pi::mp::MpServices;
 use uefi::CString16;
 
-use crate::machine::{CorePlan, Machine, VcpuPlan, MACHINE};
+use crate::machine::{CorePlan, Machine, MACHINE};
 use crate::memory::{self, HeapFrames};
 use crate::partition::{self, Partition};
 use crate::{cpu, heap, host, hvlog, madt, run};
@@ -64,10 +63,7 @@ fn processors(_firmware: &BootServices) -> Result<Vec<u32>, String> {
     if let Some(rsdp) = rsdp() {
         // SAFETY: the RSDP comes from the firmware's configuration table.
         let mut ids = unsafe { madt::processor_apic_ids(rsdp) }.map_err(|e| format!("ACPI: {e}"))?;
-        let bsp = crate::cpu::cpuid(1, 0).ebx >> 24;
-        if let Some(i) = ids.iter().position(|id| *id == bsp) {
-            ids.swap(0, i);
-        }
+        hallows_core::madt::boot_processor_first(&mut ids, crate::cpu::cpuid(1, 0).ebx >> 24);
         return Ok(ids);
     }
     let handle = boot::get_handle_for_protocol::<MpServices>()
@@ -176,10 +172,7 @@ fn survey_machine(firmware: &BootServices, table: &Table) -> Result<Survey, Stri
     crate::linux::note_processors(&apic_ids);
     let free = free_memory(firmware)?;
     let ram: u64 = free.iter().map(|r| r.bytes).sum();
-    let cat = CatInfo::from_cpuid(|leaf, sub| {
-        let r = cpu::cpuid(leaf, sub);
-        [r.eax, r.ebx, r.ecx, r.edx]
-    });
+    let cat = CatInfo::from_cpuid(cpu::cpuid_regs);
     hvlog!("machine: {} cores (APIC ids {:?}), {} MiB conventional RAM", apic_ids.len(), apic_ids, ram >> 20);
     let facts = MachineFacts {
         cores: apic_ids.len() as u32,
@@ -241,18 +234,8 @@ fn reserve_and_prepare(firmware: &BootServices, inputs: Inputs, survey: &Survey)
         &RT_MSR_READ_PASSTHROUGH,
         &RT_MSR_WRITE_PASSTHROUGH,
     );
-    let cores = plan_cores(&table, &survey.apic_ids);
-    let reserved = BOOT_HEAP_BYTES as u64
-        + placed.hv_bytes
-        + placed.channels_bytes
-        + partitions.iter().map(|p| p.ram_bytes).sum::<u64>();
-    hvlog!(
-        "reserved {} MiB: {} MiB hypervisor (boot heap + reservation), {} MiB partitions, {} MiB channels",
-        reserved >> 20,
-        (BOOT_HEAP_BYTES as u64 + placed.hv_bytes) >> 20,
-        partitions.iter().map(|p| p.ram_bytes).sum::<u64>() >> 20,
-        placed.channels_bytes >> 20
-    );
+    let cores = boot_plan::core_plans(&table, &survey.apic_ids);
+    hvlog!("{}", placed.reserved(BOOT_HEAP_BYTES as u64, partitions.iter().map(|p| p.ram_bytes)));
     let log_level = table.platform().log_level;
     drop(fs);
     Ok(Prepared {
@@ -284,8 +267,7 @@ fn start(survey: Survey, prepared: Prepared) -> Result<Infallible, String> {
     let Survey { caps, controls, tsc_hz, xstate, xsave, .. } = survey;
     let Prepared { partitions, io_bitmaps, msr_bitmap, cores, host_cr3, trampoline, hv_bytes, log_level } =
         prepared;
-    let counters = || (0..cores.len()).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
-    let (exits, switches, switch_ticks) = (counters(), counters(), counters());
+    let counters = CoreCounters::new(cores.len());
     MACHINE.call_once(|| Machine {
         partitions,
         cores,
@@ -296,9 +278,7 @@ fn start(survey: Survey, prepared: Prepared) -> Result<Infallible, String> {
         io_bitmaps,
         tsc_hz,
         tsc_at_entry: crate::ENTRY_TSC.load(Ordering::SeqCst),
-        exits,
-        switches,
-        switch_ticks,
+        counters,
         log_level,
         xstate,
         xsave,
@@ -329,20 +309,11 @@ fn reserve_at(_firmware: &BootServices, what: &str, base: u64, bytes: u64) -> Re
         .map_err(|e| format!("cannot reserve {} MiB at {base:#x} for {what}: {e:?}", bytes >> 20))
 }
 
-/// Reads the VMX capability MSRs and checks every requirement.
+/// Reads the VMX capability MSRs and checks every requirement (`caps::probe`).
 fn vmx_caps() -> Result<VmxCapabilities, String> {
-    if !vmx_supported(cpu::cpuid(1, 0).ecx) {
-        return Err(String::from("this CPU has no VMX (CPUID.1:ECX.VMX = 0)"));
-    }
-    // SAFETY: IA32_FEATURE_CONTROL exists on every CPU with VMX.
-    let fc = unsafe { cpu::rdmsr(msr::IA32_FEATURE_CONTROL) };
-    if feature_control(fc) == FeatureControl::LockedOff {
-        return Err(String::from("VMX is disabled by the firmware (IA32_FEATURE_CONTROL locked)"));
-    }
-    // SAFETY: `from_msrs` reads only capability MSRs that exist on this CPU.
-    let caps = VmxCapabilities::from_msrs(|m| unsafe { cpu::rdmsr(m) });
-    caps.check_requirements().map_err(|missing| format!("this CPU lacks VMX features: {missing}"))?;
-    Ok(caps)
+    // SAFETY: `probe` reads IA32_FEATURE_CONTROL and the capability MSRs only once CPUID
+    // reports VMX, and only those that exist on such a CPU.
+    probe(cpu::cpuid(1, 0).ecx, |m| unsafe { cpu::rdmsr(m) }).map_err(|e| format!("{e}"))
 }
 
 /// TSC ticks per second, measured against the firmware's stall service.
@@ -373,7 +344,7 @@ fn prepare_partition(
     let PartitionPlace { ram_hpa, channels_hpa, persistent_hpa } = place;
     let p = table.partitions.get(i).ok_or_else(|| format!("no partition {i} in the table"))?;
     let name = String::from(table.text(p.name));
-    let linux = partition::is_linux(p.kind);
+    let linux = p.is_linux();
     let ram_bytes = p.ram_bytes.get();
     let image = if linux { Vec::new() } else { read_esp_file(firmware, fs, table.text(p.image))? };
     // RAM, channel regions and MMIO, exactly as the host-tested boot plan builds them.
@@ -388,12 +359,7 @@ fn prepare_partition(
         is_linux: linux,
         ram_hpa,
         ram_bytes,
-        channel_window_bytes: table
-            .channels
-            .iter()
-            .map(|c| c.window_offset.get() + c.bytes.get())
-            .max()
-            .unwrap_or(0),
+        channel_window_bytes: table.channel_window_end(),
         persistent_hpa: persistent_hpa.unwrap_or(0),
         persistent_bytes,
         args: String::from(args),
@@ -403,7 +369,7 @@ fn prepare_partition(
         eptp: ept.eptp(),
         actions: p.hm_actions,
         channels,
-        state: AtomicU8::new(lifecycle::State::Booting as u8),
+        state: lifecycle::SharedState::new(lifecycle::State::Booting),
         restarts: AtomicU32::new(0),
         entry: partition::AtomicU64Cell::new(0),
         console: Mutex::new(LineBuffer::new()),
@@ -455,56 +421,18 @@ fn io_bitmap(table: &Table, i: usize) -> Result<u64, String> {
     let pages = memory::alloc_pages(2);
     // SAFETY: two fresh pages owned by the hypervisor: exactly the 8 KiB of bitmaps A and B.
     let bits = unsafe { &mut *(pages as *mut [u8; 8192]) };
-    let ranges = table
-        .io_ranges
-        .iter()
-        .filter(|r| r.partition.get() as usize == i)
-        .map(|r| (r.first.get(), r.count.get()));
-    fill_io_bitmaps(bits, ranges).map_err(|e| format!("I/O pass-through of partition {i}: {e:?}"))?;
+    fill_io_bitmaps(bits, boot_plan::io_ranges(table, i))
+        .map_err(|e| format!("I/O pass-through of partition {i}: {e:?}"))?;
     Ok(pages)
-}
-
-/// What every core runs: its dedicated partition's vCPU, or its schedule's windows.
-fn plan_cores(table: &Table, apic_ids: &[u32]) -> Vec<CorePlan> {
-    let n = table.cores_needed() as usize;
-    let mut plans = Vec::new();
-    for core in 0..n as u32 {
-        let mut plan = CorePlan { apic_id: apic_ids[core as usize], ..CorePlan::default() };
-        for (pi, p) in table.partitions.iter().enumerate() {
-            if p.cores.contains(core) {
-                let vcpu = p.cores.iter().position(|c| c == core).unwrap_or(0) as u32;
-                plan.vcpus.push(VcpuPlan { partition: pi, vcpu });
-            }
-        }
-        if let Some(s) = table.schedule_of_core(core).and_then(|s| table.schedules.get(s)) {
-            plan.major_frame_ns = s.major_frame_ns.get();
-            plan.windows = table.schedule_windows(s).map(Window::from_entry).collect();
-        }
-        plans.push(plan);
-    }
-    plans
 }
 
 /// How vCPUs' x87/SSE/AVX state is switched on this CPU (CPUID leaves 1 and 0xD), and what
 /// partitions may enable.
 fn xsave_support() -> (XstatePolicy, XsaveSupport) {
-    const CPUID1_XSAVE: u32 = 1 << 26;
-    let has_xsave = cpu::cpuid(1, 0).ecx & CPUID1_XSAVE != 0;
-    let leaf = if has_xsave {
-        cpu::cpuid(0xD, 0)
-    } else {
-        core::arch::x86_64::CpuidResult { eax: 3, ebx: 0, ecx: 0, edx: 0 }
-    };
-    let policy =
-        if has_xsave { XstatePolicy::from_cpuid(leaf.eax, leaf.edx) } else { XstatePolicy { supported: 0 } };
-    let support = XsaveSupport {
-        xsave: has_xsave,
-        switch_mask: policy.switch_mask(),
-        area_bytes: hallows_core::xstate::area_bytes(leaf.ecx),
-    };
+    let (policy, support) = hallows_core::xstate::switching(cpu::cpuid_regs);
     hvlog!(
         "CPU: register state switched with {} (XCR0 components {:#x} offered to partitions, {} bytes per vCPU)",
-        if has_xsave { "XSAVE" } else { "FXSAVE" },
+        if support.xsave { "XSAVE" } else { "FXSAVE" },
         policy.guest_allowed(),
         support.area_bytes
     );

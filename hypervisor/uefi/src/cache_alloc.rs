@@ -1,6 +1,7 @@
 //! Cache allocation (Intel RDT: L3 CAT, CDP, MBA) on the real CPU: the privileged half of
 //! `hallows_core::cat`. The decisions are all there (`plan::plan`, `switch::ClassTracker`);
-//! this module reads CPUID, prints the plan, and performs the MSR writes.
+//! this module reads CPUID, prints the plan (`report::boot_lines`), and performs the MSR
+//! writes.
 //!
 //! - [`plan_at_boot`] (boot core, once the table fits the machine): decides every
 //!   partition's class of service, or refuses to boot; prints one line per class.
@@ -18,10 +19,10 @@
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use hallows_abi::table::Table;
-use hallows_core::cat::plan::{plan, CachePlan, ClassOwner, WayRange};
+use hallows_core::cat::plan::{plan, CachePlan};
+use hallows_core::cat::report::boot_lines;
 use hallows_core::cat::switch::ClassTracker;
 use hallows_core::cat::{CatInfo, MbaInfo, MsrWrite};
 
@@ -35,78 +36,19 @@ static PLAN: spin::Once<Option<CachePlan>> = spin::Once::new();
 /// The per-core state the per-switch hook needs: what this core's IA32_PQR_ASSOC holds.
 pub type CoreClass = ClassTracker;
 
-fn host_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
-    let r = cpu::cpuid(leaf, subleaf);
-    [r.eax, r.ebx, r.ecx, r.edx]
-}
-
 /// Decides the classes of service for `table` on this CPU and prints them; `Err` when
 /// the table's cache allocation cannot be enforced and it requires it, or does not fit
 /// the CPU's classes and ways. Call once, on the boot core, after
 /// `Table::validate_against`.
 pub fn plan_at_boot(table: &Table) -> Result<(), String> {
-    let cat = CatInfo::from_cpuid(host_cpuid);
-    let mba = MbaInfo::from_cpuid(host_cpuid);
+    let cat = CatInfo::from_cpuid(cpu::cpuid_regs);
+    let mba = MbaInfo::from_cpuid(cpu::cpuid_regs);
     let decision = plan(table, cat, mba).map_err(|refusal| format!("cache allocation: {refusal}"))?;
-    for notice in &decision.notices {
-        hvlog!("cache: {notice}");
-    }
-    if let (Some(plan), Some(cat)) = (&decision.plan, cat) {
-        hvlog!(
-            "cache: L3 CAT with {} ways and classes 0-{}{}{}; {} classes in use",
-            cat.ways,
-            cat.max_cos,
-            if plan.cdp { ", CDP on" } else { "" },
-            match mba {
-                Some(m) if plan.classes.iter().any(|c| c.mba_delay.is_some()) =>
-                    format!(", MBA delays up to {}", m.max_delay),
-                _ => String::new(),
-            },
-            plan.classes.len()
-        );
-        for (cos, class) in plan.classes.iter().enumerate() {
-            hvlog!("cache: {}", describe_class(table, plan, cos, class));
-        }
+    for line in boot_lines(table, &decision, cat, mba) {
+        hvlog!("cache: {line}");
     }
     PLAN.call_once(|| decision.plan);
     Ok(())
-}
-
-/// One boot-log line: who uses the class, its ways and masks, its bandwidth.
-fn describe_class(
-    table: &Table,
-    plan: &CachePlan,
-    cos: usize,
-    c: &hallows_core::cat::plan::ClassMasks,
-) -> String {
-    let who = match c.owner {
-        ClassOwner::Partition(i) => {
-            format!("partition {}", table.partitions.get(i).map_or("?", |p| table.text(p.name)))
-        }
-        ClassOwner::Shared => {
-            let sharers: Vec<&str> = (0..table.partitions.len())
-                .filter(|&i| plan.class_of(i) == 0)
-                .filter_map(|i| table.partitions.get(i).map(|p| table.text(p.name)))
-                .collect();
-            if sharers.is_empty() {
-                String::from("hypervisor")
-            } else {
-                format!("hypervisor and {}", sharers.join(", "))
-            }
-        }
-    };
-    let mut line = format!("{who}: class {cos}, LLC ways {} (mask {:#x})", WayRange(c.data), c.data);
-    if plan.cdp && c.code != c.data {
-        line.push_str(&format!(" for data, ways {} (mask {:#x}) for code", WayRange(c.code), c.code));
-    }
-    if c.io_shared != 0 {
-        line.push_str(&format!(", shared with I/O in {:#x}", c.io_shared));
-    }
-    match c.mba_delay {
-        Some(0) | None => {}
-        Some(delay) => line.push_str(&format!(", memory bandwidth {}% (delay {delay})", 100 - delay)),
-    }
-    line
 }
 
 fn the_plan() -> Option<&'static CachePlan> {

@@ -55,6 +55,12 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> core::arch::x86_64::CpuidResult {
     core::arch::x86_64::__cpuid_count(leaf, subleaf)
 }
 
+/// CPUID leaf/subleaf as EAX, EBX, ECX, EDX (how hallows-core's CPUID readers take it).
+pub fn cpuid_regs(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let r = cpuid(leaf, subleaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
 macro_rules! control_register {
     ($read:ident, $write:ident, $reg:literal) => {
         /// Reads the control register.

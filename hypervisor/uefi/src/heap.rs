@@ -5,6 +5,8 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use hallows_core::placement::bump;
+
 /// A lock-free bump allocator.
 pub struct Bump {
     next: AtomicUsize,
@@ -35,13 +37,9 @@ unsafe impl GlobalAlloc for Bump {
         let end = self.end.load(Ordering::SeqCst);
         let mut current = self.next.load(Ordering::SeqCst);
         loop {
-            let start = (current + layout.align() - 1) & !(layout.align() - 1);
-            let Some(new_next) = start.checked_add(layout.size()) else {
+            let Some((start, new_next)) = bump(current, end, layout.size(), layout.align()) else {
                 return core::ptr::null_mut();
             };
-            if new_next > end {
-                return core::ptr::null_mut();
-            }
             match self.next.compare_exchange(current, new_next, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return start as *mut u8,
                 Err(seen) => current = seen,

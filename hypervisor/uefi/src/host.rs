@@ -5,15 +5,14 @@
 use alloc::boxed::Box;
 use core::arch::{asm, global_asm};
 
+use hallows_core::host_tables::{
+    gdt, has_error_code, identity_1g, identity_2m, interrupt_gate, table_entry, tss, CODE_SELECTOR,
+    DATA_SELECTOR, EXCEPTION_VECTORS, GDT_ENTRIES, TSS_BYTES, TSS_SELECTOR,
+};
+use hallows_core::vmx::host_state::{self, HostState};
+
 use crate::cpu::{self, DescriptorTablePointer};
 use crate::{hvlog, memory};
-
-/// Code segment selector of the hypervisor.
-pub const CODE_SELECTOR: u16 = 0x08;
-/// Data segment selector of the hypervisor.
-pub const DATA_SELECTOR: u16 = 0x10;
-/// Task-state segment selector (each core has its own GDT, so the same selector).
-pub const TSS_SELECTOR: u16 = 0x18;
 
 /// Builds identity page tables over the first 512 GiB (1 GiB pages when the CPU has them,
 /// 2 MiB pages over the first 64 GiB otherwise). Returns the CR3 value.
@@ -23,10 +22,10 @@ pub fn build_page_tables() -> u64 {
     let has_1g = cpu::cpuid(0x8000_0001, 0).edx & (1 << 26) != 0;
     // SAFETY: `pml4` and `pdpt` are fresh zeroed pages owned by the hypervisor.
     let (pml4_t, pdpt_t) = unsafe { (&mut *(pml4 as *mut [u64; 512]), &mut *(pdpt as *mut [u64; 512])) };
-    pml4_t[0] = pdpt | 0x3;
+    pml4_t[0] = table_entry(pdpt);
     if has_1g {
         for (i, e) in pdpt_t.iter_mut().enumerate() {
-            *e = (i as u64) << 30 | 0x83; // present, writable, 1 GiB page
+            *e = identity_1g(i as u64);
         }
     } else {
         for (i, e) in pdpt_t.iter_mut().take(64).enumerate() {
@@ -34,9 +33,9 @@ pub fn build_page_tables() -> u64 {
             // SAFETY: a fresh zeroed page.
             let pd_t = unsafe { &mut *(pd as *mut [u64; 512]) };
             for (j, pde) in pd_t.iter_mut().enumerate() {
-                *pde = ((i as u64) << 30) | ((j as u64) << 21) | 0x83; // 2 MiB page
+                *pde = identity_2m(i as u64, j as u64);
             }
-            *e = pd | 0x3;
+            *e = table_entry(pd);
         }
     }
     pml4
@@ -45,22 +44,15 @@ pub fn build_page_tables() -> u64 {
 /// A core's GDT (null, code, data, 16-byte TSS descriptor) and its TSS.
 #[repr(C, align(16))]
 pub struct CoreTables {
-    gdt: [u64; 5],
-    tss: [u8; 104],
+    gdt: [u64; GDT_ENTRIES],
+    tss: [u8; TSS_BYTES],
 }
 
 impl CoreTables {
     /// A fresh GDT + TSS for one core (leaked: lives forever).
     pub fn new() -> &'static mut CoreTables {
-        let t = Box::leak(Box::new(CoreTables { gdt: [0; 5], tss: [0; 104] }));
-        t.gdt[1] = 0x00af_9b00_0000_ffff; // 64-bit code, DPL 0
-        t.gdt[2] = 0x00cf_9300_0000_ffff; // data, DPL 0
-        let base = t.tss.as_ptr() as u64;
-        let limit = (t.tss.len() - 1) as u64;
-        // I/O map base beyond the limit: no I/O permission bitmap.
-        t.tss[102..104].copy_from_slice(&104u16.to_le_bytes());
-        t.gdt[3] = limit | (base & 0xff_ffff) << 16 | 0x89 << 40 | ((base >> 24) & 0xff) << 56;
-        t.gdt[4] = base >> 32;
+        let t = Box::leak(Box::new(CoreTables { gdt: [0; GDT_ENTRIES], tss: tss() }));
+        t.gdt = gdt(t.tss_base());
         t
     }
 
@@ -107,7 +99,7 @@ impl CoreTables {
 }
 
 /// The IDT shared by every core.
-static mut IDT: [[u64; 2]; 32] = [[0; 2]; 32];
+static mut IDT: [[u64; 2]; EXCEPTION_VECTORS] = [[0; 2]; EXCEPTION_VECTORS];
 
 unsafe extern "sysv64" {
     static hv_exception_stubs: [u8; 32 * 16];
@@ -148,8 +140,7 @@ hv_exception_common:
 extern "sysv64" fn exception_handler(vector: u64, frame: *const [u64; 6]) -> ! {
     // SAFETY: the CPU pushed at least 5 quadwords (plus an error code for some vectors).
     let f = unsafe { *frame };
-    let has_error = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
-    let (error, rip) = if has_error { (f[0], f[1]) } else { (0, f[0]) };
+    let (error, rip) = if has_error_code(vector) { (f[0], f[1]) } else { (0, f[0]) };
     hvlog!(
         "hypervisor exception {vector} (error {error:#x}) at rip {rip:#x}, cr2 {:#x}: core stopped",
         read_cr2()
@@ -171,12 +162,8 @@ pub fn init_idt() {
     let nmi = core::ptr::addr_of!(hv_nmi_stub) as u64;
     for v in 0..32u64 {
         let handler = if v == 2 { nmi } else { stubs + v * 16 };
-        let low = (handler & 0xffff)
-            | (CODE_SELECTOR as u64) << 16
-            | 0x8e << 40 // present, DPL 0, 64-bit interrupt gate
-            | ((handler >> 16) & 0xffff) << 48;
         // SAFETY: only the boot core writes the IDT, before any other core runs.
-        unsafe { (*core::ptr::addr_of_mut!(IDT))[v as usize] = [low, handler >> 32] };
+        unsafe { (*core::ptr::addr_of_mut!(IDT))[v as usize] = interrupt_gate(handler) };
     }
 }
 
@@ -192,31 +179,19 @@ pub fn load_idt() {
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
 }
 
-/// The VMCS host-state fields every vCPU on a core shares: the hypervisor's own control
-/// registers, flat selectors, this core's GDT and TSS, the IDT, EFER and the exit stub
-/// (written once per VMCS; the stack pointer is written before each entry).
+/// The VMCS host-state fields every vCPU on a core shares (`vmx::host_state` says which
+/// field gets what): the hypervisor's own control registers, this core's GDT and TSS, the
+/// IDT, EFER and the exit stub (written once per VMCS; the stack pointer is written
+/// before each entry).
 pub fn vmcs_host_state(tables: &CoreTables, host_cr3: u64, host_efer: u64) -> [(u32, u64); 20] {
-    use hallows_core::vmx::vmcs::host;
-    [
-        (host::CR0, cpu::read_cr0()),
-        (host::CR3, host_cr3),
-        (host::CR4, cpu::read_cr4()),
-        (host::CS_SELECTOR, CODE_SELECTOR as u64),
-        (host::SS_SELECTOR, DATA_SELECTOR as u64),
-        (host::DS_SELECTOR, DATA_SELECTOR as u64),
-        (host::ES_SELECTOR, DATA_SELECTOR as u64),
-        (host::FS_SELECTOR, DATA_SELECTOR as u64),
-        (host::GS_SELECTOR, DATA_SELECTOR as u64),
-        (host::TR_SELECTOR, TSS_SELECTOR as u64),
-        (host::FS_BASE, 0),
-        (host::GS_BASE, 0),
-        (host::TR_BASE, tables.tss_base()),
-        (host::GDTR_BASE, tables.gdt_base()),
-        (host::IDTR_BASE, idt_base()),
-        (host::IA32_SYSENTER_CS, 0),
-        (host::IA32_SYSENTER_ESP, 0),
-        (host::IA32_SYSENTER_EIP, 0),
-        (host::IA32_EFER, host_efer),
-        (host::RIP, crate::vmx::exit_entry_point()),
-    ]
+    host_state::fields(&HostState {
+        cr0: cpu::read_cr0(),
+        cr3: host_cr3,
+        cr4: cpu::read_cr4(),
+        tr_base: tables.tss_base(),
+        gdtr_base: tables.gdt_base(),
+        idtr_base: idt_base(),
+        efer: host_efer,
+        rip: crate::vmx::exit_entry_point(),
+    })
 }

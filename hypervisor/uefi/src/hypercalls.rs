@@ -2,11 +2,10 @@
 //! every guest pointer, length, index and privilege; this gives it the partition's RAM,
 //! console, clock and the other partitions' states.
 
-use core::fmt::Write;
-
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::PartitionState;
-use hallows_core::hypercall::HypercallEnv;
+use hallows_core::console::write_lossy;
+use hallows_core::hypercall::{checked_range, HypercallEnv};
 
 use crate::machine::Machine;
 use crate::text::Text;
@@ -33,11 +32,10 @@ impl HypercallEnv for Env<'_> {
         let p = &self.machine.partitions[self.caller];
         // `dispatch` checked gpa..gpa+len against ram_bytes; check again so this glue
         // stays safe on its own.
-        let Some(end) = gpa.checked_add(buf.len() as u64).filter(|e| *e <= p.ram_bytes) else {
+        if checked_range(gpa, buf.len() as u64, p.ram_bytes).is_none() {
             buf.fill(0);
             return;
-        };
-        let _ = end;
+        }
         // SAFETY: the range lies inside the caller's own RAM, identity-mapped host memory
         // reserved for it. The guest may change it concurrently; the bytes are only copied.
         unsafe {
@@ -66,13 +64,6 @@ impl HypercallEnv for Env<'_> {
     }
 
     fn report_fault(&mut self, _class: EventClass, message: &[u8]) {
-        // Invalid UTF-8 shows as U+FFFD; the console sanitises control characters.
-        let text = self.fault_message.insert(Text::new());
-        for chunk in message.trim_ascii_end().utf8_chunks() {
-            let _ = text.write_str(chunk.valid());
-            if !chunk.invalid().is_empty() {
-                let _ = text.write_char('\u{fffd}');
-            }
-        }
+        let _ = write_lossy(self.fault_message.insert(Text::new()), message);
     }
 }

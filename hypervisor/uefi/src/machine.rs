@@ -3,30 +3,12 @@
 //! core starts; read-only afterwards except for the atomics and locks inside.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
-use hallows_core::schedule::Window;
+pub use hallows_core::boot_plan::CorePlan;
+use hallows_core::core_stats::CoreCounters;
 use hallows_core::vmx::caps::{VmxCapabilities, VmxControls};
 
 use crate::partition::Partition;
-
-/// One vCPU a core runs: partition index and vCPU index inside the partition.
-#[derive(Clone, Copy, Debug)]
-pub struct VcpuPlan {
-    pub partition: usize,
-    pub vcpu: u32,
-}
-
-/// What one core runs.
-#[derive(Clone, Debug, Default)]
-pub struct CorePlan {
-    pub apic_id: u32,
-    pub vcpus: Vec<VcpuPlan>,
-    /// Empty: the core is dedicated to `vcpus[0]` (or idle when `vcpus` is empty).
-    /// Otherwise the core's cyclic schedule (windows name partitions).
-    pub windows: Vec<Window>,
-    pub major_frame_ns: u64,
-}
 
 /// Everything shared by the cores.
 pub struct Machine {
@@ -43,16 +25,12 @@ pub struct Machine {
     pub tsc_at_entry: u64,
     /// The table's log level (`hallows_abi::table::LOG_*`).
     pub log_level: u8,
-    /// VM exits taken per core (for the exits-per-second measurement).
-    pub exits: Vec<AtomicU64>,
-    /// Window switches per core, and the TSC ticks they took in all (from the
-    /// preemption-timer exit to the next partition's VM entry).
-    pub switches: Vec<AtomicU64>,
-    pub switch_ticks: Vec<AtomicU64>,
+    /// VM exits and window switches per core.
+    pub counters: CoreCounters,
     /// The XCR0 components partitions may enable.
     pub xstate: hallows_core::xstate::XstatePolicy,
     /// How vCPU register state is saved and restored on shared cores.
-    pub xsave: crate::switched::XsaveSupport,
+    pub xsave: hallows_core::xstate::XsaveSupport,
 }
 
 /// The machine, published by the boot core.
@@ -75,20 +53,5 @@ impl Machine {
 
     pub fn ns_to_ticks(&self, ns: u64) -> u64 {
         (ns as u128 * self.tsc_hz as u128 / 1_000_000_000) as u64
-    }
-
-    /// Counts one window switch on `core` that took `ticks`.
-    pub fn count_switch(&self, core: usize, ticks: u64) {
-        if let (Some(n), Some(t)) = (self.switches.get(core), self.switch_ticks.get(core)) {
-            n.fetch_add(1, Ordering::Relaxed);
-            t.fetch_add(ticks, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts one VM exit on `core`.
-    pub fn count_exit(&self, core: usize) {
-        if let Some(c) = self.exits.get(core) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }

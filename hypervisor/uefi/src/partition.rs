@@ -3,7 +3,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use hallows_abi::bootinfo::{
     fill_args, fill_name, BootInfo, ChannelInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_CHANNELS,
@@ -11,7 +11,6 @@ use hallows_abi::bootinfo::{
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::PartitionState;
 use hallows_abi::layout::{BOOT_INFO_GPA, PERSISTENT_WINDOW_GPA};
-use hallows_abi::table::KIND_LINUX;
 use hallows_core::elf::{self, ElfImage};
 use hallows_core::guest_paging;
 use spin::Mutex;
@@ -22,7 +21,7 @@ use crate::console::{ConsoleStats, PartitionQueue};
 use hallows_core::console::LineBuffer;
 use hallows_core::console_queue::LineRateLimit;
 use hallows_core::health::HealthMonitor;
-use hallows_core::lifecycle::{next, scrub, Event, Refused, Reload, State};
+use hallows_core::lifecycle::{scrub, Event, Refused, Reload, SharedState, State};
 
 /// One partition as the hypervisor runs it.
 pub struct Partition {
@@ -52,8 +51,8 @@ pub struct Partition {
     pub actions: [u8; EventClass::COUNT],
     /// Channels as the partition sees them (for boot info).
     pub channels: Vec<ChannelInfo>,
-    /// [`State`] (hallows-core's life cycle) as u8: change it with [`Partition::apply`].
-    pub state: AtomicU8,
+    /// Where it is in hallows-core's life cycle: change it with [`Partition::apply`].
+    pub state: SharedState,
     pub restarts: AtomicU32,
     /// Entry point of the loaded image.
     pub entry: AtomicU64Cell,
@@ -127,28 +126,16 @@ impl Partition {
 
     /// Where the partition is in its life cycle.
     pub fn lifecycle(&self) -> State {
-        State::from_u8(self.state.load(Ordering::SeqCst)).unwrap_or(State::Halted)
+        self.state.get()
     }
 
     /// Moves the partition by `event` (hallows-core's `lifecycle::next` holds the rules).
     /// A transition the rules refuse changes nothing and is reported: it means the caller
     /// misjudged the partition's state.
     pub fn apply(&self, event: Event) -> Result<State, Refused> {
-        let mut current = self.state.load(Ordering::SeqCst);
-        loop {
-            let from = State::from_u8(current).unwrap_or(State::Halted);
-            let to = match next(from, event) {
-                Ok(to) => to,
-                Err(refused) => {
-                    crate::hvlog!("partition {}: life cycle: {refused}", self.name);
-                    return Err(refused);
-                }
-            };
-            match self.state.compare_exchange(current, to as u8, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return Ok(to),
-                Err(seen) => current = seen,
-            }
-        }
+        self.state
+            .apply(event)
+            .inspect_err(|refused| crate::hvlog!("partition {}: life cycle: {refused}", self.name))
     }
 
     /// The image, parsed and checked against this partition's RAM and vCPU stacks:
@@ -242,9 +229,4 @@ impl Partition {
         self.entry.set(entry);
         Ok(cr3)
     }
-}
-
-/// Whether partition entry `kind` is Linux.
-pub fn is_linux(kind: u8) -> bool {
-    kind == KIND_LINUX
 }

@@ -13,18 +13,20 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::{self, Write as _};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use hallows_abi::health::EventClass;
 use hallows_abi::table::LOG_DEBUG;
 use hallows_core::control_regs::{self, cr_write, CrChange, CrWriteRequest};
+use hallows_core::core_stats::Rates;
 use hallows_core::cpuid;
 use hallows_core::elf::ElfImage;
 use hallows_core::hypercall::{dispatch, Outcome};
 use hallows_core::lifecycle::{self, Cause, Event, Reload, RestartScope, Scrub};
 use hallows_core::linux_vcpu::exits::xapic_access_message;
 use hallows_core::schedule::{guarded_run_ticks, preemption_timer_value, Schedule, WorkBudget};
+use hallows_core::slot_plan::{sleeps, slot_action, yield_resume_at, Next, Owner, SlotAction};
 use hallows_core::switched_state::{CoreStateOwner, Switch};
 use hallows_core::vcpu::modes::{xsetbv, XsetbvStep};
 use hallows_core::vcpu::{after_health, decide, Exception, Followup, Kind, Step};
@@ -101,32 +103,6 @@ const WORK_FINISH: u64 = 1;
 /// What a core assumes these cost until it has measured them (generous: the estimate
 /// only grows with what is measured).
 const WORK_GUESS_NS: [u64; 2] = [200_000, 400_000];
-
-/// What to do after an exit.
-pub enum Next {
-    /// Re-enter the same vCPU (or whoever owns the window now).
-    Resume,
-    /// Skip the exiting instruction, then resume.
-    Skip,
-    /// The instruction was emulated (an MMIO access): continue at `next_rip`.
-    Emulated { next_rip: u64 },
-    /// Re-enter with this exception delivered (RIP stays on the instruction).
-    Inject(Exception),
-    /// Give up the rest of the window (scheduled core) or wait until `until_ns`
-    /// (dedicated core), after skipping the instruction.
-    Yield { until_ns: u64 },
-    /// The vCPU stopped.
-    Stop,
-    /// The hypercall would not finish before the window ends: leave the rest of the window
-    /// idle without executing it; the VMCALL runs again at the partition's next window.
-    Defer,
-    /// A health-monitor event of this class; what happened is in the core's `fault_text`
-    /// (kept out of `Next` so that the hot path moves a small value).
-    Fault(EventClass),
-    /// The partition powered itself off (or asked for a reset it cannot get): stop it
-    /// with this line.
-    PowerOff(&'static str),
-}
 
 /// Hypercall numbers whose cost a core tracks (larger numbers share the last slot).
 const COST_SLOTS: usize = 16;
@@ -213,11 +189,7 @@ pub fn core_main(index: usize) -> ! {
             wake_at_ns: 0,
             saved: SavedState::new(&m.xsave),
             restart: None,
-            exit_cost: {
-                let mut b = WorkBudget::new();
-                b.record(0, m.ns_to_ticks(EXIT_COST_GUESS_NS));
-                b
-            },
+            exit_cost: WorkBudget::with_measured(0, m.ns_to_ticks(EXIT_COST_GUESS_NS)),
             linux: None,
         };
         core.vcpus.push(v);
@@ -309,9 +281,13 @@ impl Core {
             if let Some(i) = vcpu {
                 self.serve_restart_request(m, i);
             }
-            match vcpu {
+            let owner = vcpu.map(|i| {
+                let v = &self.vcpus[i];
+                Owner { restarting: v.restart.is_some(), stopped: v.stopped, wake_at_ns: v.wake_at_ns }
+            });
+            match (vcpu, slot_action(owner, slot.end_ns)) {
                 // Restarting: scrub and reload in this window's time, never past its end.
-                Some(i) if self.vcpus[i].restart.is_some() => {
+                (Some(i), SlotAction::Restart) => {
                     self.switch_from = 0;
                     let end_tsc = cpu::rdtsc().saturating_add(m.ns_to_ticks(slot.remaining_ns(m.now_ns())));
                     let window_ticks = m.ns_to_ticks(slot.end_ns.saturating_sub(slot.start_ns));
@@ -319,12 +295,7 @@ impl Core {
                         wait_until(m, slot.end_ns);
                     }
                 }
-                // Asleep for the whole window: leave it idle.
-                Some(i) if !self.vcpus[i].stopped && self.vcpus[i].wake_at_ns >= slot.end_ns => {
-                    self.switch_from = 0;
-                    wait_until(m, slot.end_ns);
-                }
-                Some(i) if !self.vcpus[i].stopped => {
+                (Some(i), SlotAction::Enter) => {
                     if self.vcpus[i].wake_at_ns > now {
                         wait_until(m, self.vcpus[i].wake_at_ns);
                     }
@@ -359,24 +330,21 @@ impl Core {
                         self.after_step(m, i, next);
                         continue;
                     }
-                    let next = self.enter(m, i);
-                    if let Next::Defer = next {
-                        wait_until(m, slot.end_ns);
-                    }
-                    if let Next::Yield { until_ns } = next {
-                        // 0: give up the rest of the window; otherwise sleep until then,
-                        // in this window if it is still open then.
-                        let p = &m.partitions[self.vcpus[i].partition];
-                        if until_ns > m.now_ns() && p.vcpus == 1 {
-                            let _ = p.apply(Event::Sleep);
+                    match self.enter(m, i) {
+                        Next::Defer => wait_until(m, slot.end_ns),
+                        Next::Yield { until_ns } => {
+                            let p = &m.partitions[self.vcpus[i].partition];
+                            if sleeps(until_ns, m.now_ns(), p.vcpus) {
+                                let _ = p.apply(Event::Sleep);
+                            }
+                            self.vcpus[i].wake_at_ns = until_ns;
+                            wait_until(m, yield_resume_at(until_ns, slot.end_ns));
                         }
-                        self.vcpus[i].wake_at_ns = until_ns;
-                        let resume = if until_ns == 0 { slot.end_ns } else { until_ns.min(slot.end_ns) };
-                        wait_until(m, resume);
+                        _ => {}
                     }
                 }
-                // An idle gap, or a stopped partition's window: wait for the next slot
-                // (not a switch worth measuring).
+                // An idle gap, a stopped partition's window, or one it sleeps through: wait
+                // for the next slot (not a switch worth measuring).
                 _ => {
                     self.switch_from = 0;
                     wait_until(m, slot.end_ns);
@@ -424,8 +392,7 @@ impl Core {
         if let Next::Yield { until_ns } = self.enter(m, 0) {
             // Asleep until then, unless another partition asks for a restart.
             let p = &m.partitions[self.vcpus[0].partition];
-            // Only a single-vCPU partition as a whole sleeps.
-            let sleeps = until_ns > m.now_ns() && p.vcpus == 1;
+            let sleeps = sleeps(until_ns, m.now_ns(), p.vcpus);
             if sleeps {
                 let _ = p.apply(Event::Sleep);
             }
@@ -452,7 +419,7 @@ impl Core {
             self.on_vcpu_switch(m, switch);
         }
         if self.switch_from != 0 {
-            m.count_switch(self.index, cpu::rdtsc().wrapping_sub(self.switch_from));
+            m.counters.count_switch(self.index, cpu::rdtsc().wrapping_sub(self.switch_from));
             self.switch_from = 0;
         }
         crate::serial::pump();
@@ -466,7 +433,7 @@ impl Core {
         let next = match entered {
             Ok(()) => {
                 self.vcpus[slot].launched = true;
-                m.count_exit(self.index);
+                m.counters.count_exit(self.index);
                 let exit = Hw::exit(&self.vcpus[slot].regs);
                 self.handle_exit(m, slot, exit)
             }
@@ -583,11 +550,17 @@ impl Core {
     #[inline(never)]
     fn perform(&mut self, m: &'static Machine, slot: usize, step: Step, record: &ExitRecord) -> Next {
         let v = &mut self.vcpus[slot];
+        // A step only Linux's policies take, on a vCPU without them: the violation the same
+        // exit is for a real-time vCPU.
+        if let (None, Some(class)) = (&v.linux, step.linux_only_class()) {
+            let what = format_args!("{}", record.exit.at(record.rip));
+            return Next::fault(&mut self.fault_text, class, what);
+        }
+        let why = &mut self.fault_text;
         match step {
             Step::Hypercall | Step::WindowEnd => Next::Resume,
             Step::Cpuid { leaf, subleaf } => {
-                let host = cpu::cpuid(leaf, subleaf);
-                let host = [host.eax, host.ebx, host.ecx, host.edx];
+                let host = cpu::cpuid_regs(leaf, subleaf);
                 let (_, guest_cr4) = Hw::control(Control::Cr4);
                 let [a, b, c, d] = match &v.linux {
                     Some(l) => l.cpuid(leaf, subleaf, host, guest_cr4),
@@ -621,7 +594,7 @@ impl Core {
             Step::WriteControl(request) => match v.kind {
                 Kind::RealTime => self.rt_control_write(m, request, record.rip),
                 Kind::Linux => match v.linux.as_mut() {
-                    Some(l) => l.write_control::<Hw>(m, request, &mut self.fault_text),
+                    Some(l) => l.write_control::<Hw>(m, request, why),
                     None => Next::Stop,
                 },
             },
@@ -630,8 +603,8 @@ impl Core {
                     v.saved.regs.virtual_tpr = tpr;
                     Next::Skip
                 }
-                Err(refused) => fault(
-                    &mut self.fault_text,
+                Err(refused) => Next::fault(
+                    why,
                     EventClass::ForbiddenInstruction,
                     format_args!("{refused} at RIP {:#x}", record.rip),
                 ),
@@ -641,7 +614,7 @@ impl Core {
                 if v.regs.set(gpr, tpr) || Hw::set_rsp(tpr).is_ok() {
                     Next::Skip
                 } else {
-                    fault(&mut self.fault_text, EventClass::UnknownExit, format_args!("writing RSP"))
+                    Next::fault(why, EventClass::UnknownExit, format_args!("writing RSP"))
                 }
             }
             Step::Xsetbv { xcr, value } => match xsetbv(v.kind, &m.xstate, xcr, value) {
@@ -649,55 +622,30 @@ impl Core {
                     switched::xsetbv0(xcr0);
                     Next::Skip
                 }
-                XsetbvStep::Set(_) => fault(
-                    &mut self.fault_text,
+                XsetbvStep::Set(_) => Next::fault(
+                    why,
                     EventClass::ForbiddenInstruction,
                     format_args!("XSETBV: this CPU has no XSAVE"),
                 ),
-                XsetbvStep::Refuse(why) => fault(
-                    &mut self.fault_text,
+                XsetbvStep::Refuse(refusal) => Next::fault(
+                    why,
                     EventClass::ForbiddenInstruction,
-                    format_args!("XSETBV: XCR0 {value:#x}: {why}"),
+                    format_args!("XSETBV: XCR0 {value:#x}: {refusal}"),
                 ),
                 XsetbvStep::GeneralProtection => Next::Inject(Exception::GeneralProtection),
             },
-            Step::Rdmsr { msr } => match v.linux.as_mut() {
-                Some(l) => l.rdmsr(&mut v.regs, msr, &mut self.fault_text),
-                None => fault(
-                    &mut self.fault_text,
-                    EventClass::MsrViolation,
-                    format_args!("{}", record.exit.at(record.rip)),
-                ),
-            },
-            Step::Wrmsr { msr, value } => match v.linux.as_mut() {
-                Some(l) => l.wrmsr::<Hw>(msr, value, &mut self.fault_text),
-                None => fault(
-                    &mut self.fault_text,
-                    EventClass::MsrViolation,
-                    format_args!("{}", record.exit.at(record.rip)),
-                ),
-            },
-            Step::Io(access) => match v.linux.as_mut() {
-                Some(l) => l.io(&mut v.regs, access),
-                None => fault(
-                    &mut self.fault_text,
-                    EventClass::IoViolation,
-                    format_args!("{}", record.exit.at(record.rip)),
-                ),
-            },
-            Step::Mmio(page_fault) => match v.linux.as_mut() {
-                Some(l) => l.mmio::<Hw>(&mut v.regs, page_fault, record.rip, &mut self.fault_text),
-                None => fault(
-                    &mut self.fault_text,
-                    EventClass::MemoryViolation,
-                    format_args!("{}", record.exit.at(record.rip)),
-                ),
-            },
+            // Taken only with Linux's policies (checked above).
+            Step::Rdmsr { msr } => v.linux.as_mut().map_or(Next::Stop, |l| l.rdmsr(&mut v.regs, msr, why)),
+            Step::Wrmsr { msr, value } => {
+                v.linux.as_mut().map_or(Next::Stop, |l| l.wrmsr::<Hw>(msr, value, why))
+            }
+            Step::Io(access) => v.linux.as_mut().map_or(Next::Stop, |l| l.io(&mut v.regs, access)),
+            Step::Mmio(fault) => {
+                v.linux.as_mut().map_or(Next::Stop, |l| l.mmio::<Hw>(&mut v.regs, fault, record.rip, why))
+            }
             Step::Fault(class) => match xapic_access_message(&record.exit, record.rip) {
-                Some(xapic) if v.kind == Kind::Linux => {
-                    fault(&mut self.fault_text, class, format_args!("{xapic}"))
-                }
-                _ => fault(&mut self.fault_text, class, format_args!("{}", record.exit.at(record.rip))),
+                Some(xapic) if v.kind == Kind::Linux => Next::fault(why, class, format_args!("{xapic}")),
+                _ => Next::fault(why, class, format_args!("{}", record.exit.at(record.rip))),
             },
         }
     }
@@ -715,14 +663,14 @@ impl Core {
                 let which = if cr == 4 { Control::Cr4 } else { Control::Cr0 };
                 match Hw::set_control(which, value, shadow) {
                     Ok(()) => Next::Skip,
-                    Err(e) => fault(
+                    Err(e) => Next::fault(
                         &mut self.fault_text,
                         EventClass::UnknownExit,
                         format_args!("VMWRITE CR{cr}: {e}"),
                     ),
                 }
             }
-            refused @ CrChange::Forbidden { .. } => fault(
+            refused @ CrChange::Forbidden { .. } => Next::fault(
                 &mut self.fault_text,
                 EventClass::ForbiddenInstruction,
                 format_args!("{refused} at RIP {rip:#x}"),
@@ -1060,13 +1008,6 @@ impl Core {
     }
 }
 
-/// A health event with its text (built without the heap).
-fn fault(text: &mut Text<160>, class: EventClass, what: fmt::Arguments<'_>) -> Next {
-    text.clear();
-    let _ = text.write_fmt(what);
-    Next::Fault(class)
-}
-
 /// Whether some idle core already prints the exit statistics.
 static STATS_PRINTER: AtomicBool = AtomicBool::new(false);
 
@@ -1086,9 +1027,7 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
         }
         return;
     }
-    let snapshot = |v: &[AtomicU64]| v.iter().map(|e| e.load(Ordering::Relaxed)).collect::<Vec<u64>>();
-    let (mut last, mut last_switches, mut last_ticks) =
-        (snapshot(&m.exits), snapshot(&m.switches), snapshot(&m.switch_ticks));
+    let mut rates = Rates::start(&m.counters);
     let mut next = m.now_ns() + STATS_INTERVAL_NS;
     loop {
         while m.now_ns() < next {
@@ -1099,21 +1038,8 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
             cpu::pause();
         }
         next += STATS_INTERVAL_NS;
-        let mut line = Text::<160>::new();
-        for (i, (counter, before)) in m.exits.iter().zip(last.iter_mut()).enumerate() {
-            let now = counter.load(Ordering::Relaxed);
-            let _ = write!(line, " core{i}={}", now - *before);
-            *before = now;
-        }
-        let mut switch_line = Text::<160>::new();
-        for i in 0..m.switches.len() {
-            let (n, t) = (m.switches[i].load(Ordering::Relaxed), m.switch_ticks[i].load(Ordering::Relaxed));
-            let (dn, dt) = (n - last_switches[i], t - last_ticks[i]);
-            if let Some(avg) = dt.checked_div(dn) {
-                let _ = write!(switch_line, " core{i}={dn} (avg {avg} ticks)");
-            }
-            (last_switches[i], last_ticks[i]) = (n, t);
-        }
+        let (mut line, mut switch_line) = (Text::<160>::new(), Text::<160>::new());
+        let _ = rates.advance(&m.counters, &mut line, &mut switch_line);
         hvlog!("stats: VM exits in the last second (printed by idle core {core}):{line}");
         if !switch_line.as_str().is_empty() {
             hvlog!("stats: window switches in the last second:{switch_line}");

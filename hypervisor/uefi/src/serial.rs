@@ -15,8 +15,8 @@ use core::fmt::{self, Write};
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use hallows_core::console::{hv_line, ConsoleSink};
-use hallows_core::console_queue::{LineQueue, LineScheduler, LineSources, Taken};
+use hallows_core::console_queue::{DroppingQueue, LineScheduler, LineSources, Taken};
+use hallows_vmm::uart16550::HOST_CONSOLE_INIT;
 use spin::Mutex;
 
 use crate::cpu::{inb, outb};
@@ -33,13 +33,9 @@ pub struct Uart {
 impl Uart {
     /// Programs 115200 8N1 with FIFOs and no interrupts.
     pub fn init(base: u16) -> Self {
-        outb(base + 1, 0x00); // no interrupts
-        outb(base + 3, 0x80); // DLAB on
-        outb(base, 0x01); // divisor 1: 115200 baud
-        outb(base + 1, 0x00);
-        outb(base + 3, 0x03); // 8N1, DLAB off
-        outb(base + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
-        outb(base + 4, 0x0b); // DTR, RTS, OUT2
+        for (offset, value) in HOST_CONSOLE_INIT {
+            outb(base + offset, value);
+        }
         Self { base }
     }
 
@@ -86,13 +82,8 @@ struct Output {
 
 static OUTPUT: Mutex<Output> = Mutex::new(Output { uart: None, turns: LineScheduler::new() });
 
-/// The hypervisor's own lines, and how many did not fit since the last one that did.
-struct HvQueue {
-    lines: LineQueue<HV_QUEUE_BYTES>,
-    dropped: u64,
-}
-
-static HV_QUEUE: Mutex<HvQueue> = Mutex::new(HvQueue { lines: LineQueue::new(), dropped: 0 });
+/// The hypervisor's own lines (a full queue drops and counts them, and says so later).
+static HV_QUEUE: Mutex<DroppingQueue<HV_QUEUE_BYTES>> = Mutex::new(DroppingQueue::new());
 /// `[hv]` lines dropped for a full queue since boot.
 static HV_LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Lines waiting in all queues: lets `pump` return without touching any lock. Changed
@@ -123,7 +114,7 @@ impl LineSources for Sources {
             t
         };
         match source {
-            0 => HV_QUEUE.try_lock().map(|mut hv| count_done(hv.lines.take(out))),
+            0 => HV_QUEUE.try_lock().map(|mut hv| count_done(hv.take(out))),
             _ => self.partitions[source - 1].console_queue.try_lock().map(|mut q| count_done(q.take(out))),
         }
     }
@@ -144,41 +135,13 @@ pub fn queued_bytes(p: &Partition) -> usize {
     p.console_queue.lock().stored()
 }
 
-/// Collects one formatted line.
-struct LineCopy {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl ConsoleSink for LineCopy {
-    fn write_line(&mut self, line: &[u8]) {
-        let n = line.len().min(self.bytes.len());
-        self.bytes[..n].copy_from_slice(&line[..n]);
-        self.len = n;
-    }
-}
-
 /// Appends a hypervisor line to its queue; a full queue drops it and counts, and the next
 /// line that fits is preceded by `[hv] console: N lines dropped`.
 fn queue_hv_line(line: &[u8]) {
     let mut hv = HV_QUEUE.lock();
-    if hv.dropped > 0 {
-        let mut notice = LineCopy { bytes: [0; 64], len: 0 };
-        hv_line(&mut notice, format_args!("console: {} lines dropped", hv.dropped));
-        let notice = &notice.bytes[..notice.len];
-        if !hv.lines.fits(2, notice.len() + line.len()) {
-            hv.dropped += 1;
-            HV_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        hv.lines.push_line(notice);
-        QUEUED_LINES.fetch_add(1, Ordering::Relaxed);
-        hv.dropped = 0;
-    }
-    if hv.lines.push_line(line) {
-        QUEUED_LINES.fetch_add(1, Ordering::Relaxed);
-    } else {
-        hv.dropped += 1;
+    let added = hv.push_line(line);
+    QUEUED_LINES.fetch_add(added, Ordering::Relaxed);
+    if added == 0 {
         HV_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -6,21 +6,10 @@
 use core::arch::asm;
 
 use hallows_core::switched_state::{SwitchedRegisters, IA32_KERNEL_GS_BASE};
-use hallows_core::xstate;
+use hallows_core::xstate::{self, XsaveSupport};
 
 use crate::cpu::{rdmsr, wrmsr};
 use crate::memory;
-
-/// How this machine saves the x87/SSE/AVX state.
-#[derive(Clone, Copy, Debug)]
-pub struct XsaveSupport {
-    /// XSAVE/XRSTOR exist (else FXSAVE/FXRSTOR: x87 and SSE only, no XCR0).
-    pub xsave: bool,
-    /// XCR0 components restored at every switch (`XstatePolicy::switch_mask`).
-    pub switch_mask: u64,
-    /// Bytes of one vCPU's area.
-    pub area_bytes: usize,
-}
 
 /// A vCPU's saved registers and its XSAVE area (host memory, 64-byte aligned).
 pub struct SavedState {

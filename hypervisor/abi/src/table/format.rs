@@ -230,6 +230,23 @@ pub struct PartitionEntry {
     pub cmdline: StrRef,
 }
 
+impl PartitionEntry {
+    /// Whether the partition runs Linux (else it is a real-time partition).
+    ///
+    /// ```
+    /// use hallows_abi::table::{PartitionEntry, KIND_LINUX, KIND_RT};
+    /// use zerocopy::FromZeros;
+    /// let mut p = PartitionEntry::new_zeroed();
+    /// p.kind = KIND_LINUX;
+    /// assert!(p.is_linux());
+    /// p.kind = KIND_RT;
+    /// assert!(!p.is_linux());
+    /// ```
+    pub const fn is_linux(&self) -> bool {
+        self.kind == KIND_LINUX
+    }
+}
+
 /// Fields version 1.1 appends to every partition entry, right after the version 1.0
 /// [`PartitionEntry`]: the partition's restart budget. More than `restart_limit` restarts
 /// within `restart_window_ms` turn the next restart into a halt. Zero in either field

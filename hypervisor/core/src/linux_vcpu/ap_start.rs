@@ -44,6 +44,7 @@
 use crate::vmx::caps::{entry, VmxCapabilities};
 use crate::vmx::guest_state::{cr0, GuestStatePlan, DEFAULT_PAT};
 use crate::vmx::vmcs::{control, guest};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use legacy_linux::setup::EntryState;
 
 /// Where a vCPU is in the start-up protocol.
@@ -266,6 +267,41 @@ pub fn boot_entry_state(caps: &VmxCapabilities, entry_controls: u32, e: &EntrySt
     p
 }
 
+/// A parked vCPU's start-up mailbox, the recommendation above as it runs: the boot
+/// vCPU's core posts the guest's INIT and start-up IPIs, the parked vCPU's core polls it.
+/// A start-up IPI counts only after an INIT, as on hardware.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    /// An INIT was posted.
+    init: AtomicBool,
+    /// `0x100 | vector` once a start-up IPI was posted, else 0.
+    sipi: AtomicU32,
+}
+
+impl Mailbox {
+    pub fn post_init(&self) {
+        self.init.store(true, Ordering::SeqCst);
+    }
+
+    /// A start-up IPI with `vector`: kept only when an INIT came first.
+    pub fn post_sipi(&self, vector: u8) {
+        if self.init.load(Ordering::SeqCst) {
+            self.sipi.store(0x100 | vector as u32, Ordering::SeqCst);
+        }
+    }
+
+    /// The vector of a start-up IPI posted since the last look; taking it consumes the
+    /// INIT too.
+    pub fn take_sipi(&self) -> Option<u8> {
+        let sipi = self.sipi.swap(0, Ordering::SeqCst);
+        if sipi == 0 {
+            return None;
+        }
+        self.init.store(false, Ordering::SeqCst);
+        Some(sipi as u8)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +455,23 @@ mod tests {
         let protected = EntryState { efer: 0, cr0: 0x11, cr4: 0, ..e };
         let plan = boot_entry_state(&caps, entry::IA32E_MODE_GUEST | 0x11FF, &protected);
         assert_eq!(plan.get(control::ENTRY_CONTROLS).unwrap() as u32 & entry::IA32E_MODE_GUEST, 0);
+    }
+
+    #[test]
+    fn a_mailbox_starts_a_vcpu_only_after_init() {
+        let mb = Mailbox::default();
+        mb.post_sipi(0x9a);
+        assert_eq!(mb.take_sipi(), None, "a SIPI without INIT is lost");
+        mb.post_init();
+        assert_eq!(mb.take_sipi(), None);
+        mb.post_sipi(0x9a);
+        mb.post_sipi(0x9b);
+        assert_eq!(mb.take_sipi(), Some(0x9b), "the latest vector");
+        assert_eq!(mb.take_sipi(), None);
+        mb.post_sipi(0x9c);
+        assert_eq!(mb.take_sipi(), None, "the INIT was consumed");
+        mb.post_init();
+        mb.post_sipi(0);
+        assert_eq!(mb.take_sipi(), Some(0), "vector 0 is a vector");
     }
 }

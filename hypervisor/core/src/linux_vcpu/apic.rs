@@ -119,6 +119,12 @@ pub struct ApicIdMap {
     real: ArrayVec<u32, MAX_VCPUS>,
 }
 
+/// The x2APIC ids of a partition's `cores` (core numbers, vCPU order) among the
+/// machine's `apic_ids` (by core number); `Err(core)` for a core the machine lacks.
+pub fn apic_ids_of(apic_ids: &[u32], cores: impl Iterator<Item = u32>) -> Result<alloc::vec::Vec<u32>, u32> {
+    cores.map(|c| apic_ids.get(c as usize).copied().ok_or(c)).collect()
+}
+
 impl ApicIdMap {
     /// The guest sees the real x2APIC ids (recommended; see [`super`]). `real_ids[i]` is
     /// the x2APIC id of the core that runs vCPU `i`.
@@ -523,6 +529,12 @@ mod tests {
             IcrDecision::Forward(p) => p.icr_writes(map).collect(),
             other => panic!("expected Forward, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_apic_ids_of_a_partitions_cores() {
+        assert_eq!(apic_ids_of(&[0, 2, 4, 6], [3, 1].into_iter()), Ok(alloc::vec![6, 2]));
+        assert_eq!(apic_ids_of(&[0, 2], [1, 2].into_iter()), Err(2));
     }
 
     #[test]

@@ -84,8 +84,9 @@ pub enum CrWrite {
     InjectGp,
 }
 
-use crate::control_regs::cr0::{CD as CR0_CD, NW as CR0_NW, PE as CR0_PE, PG as CR0_PG};
+use crate::control_regs::cr0::{CD as CR0_CD, NW as CR0_NW, PE as CR0_PE, PG as CR0_PG, TS as CR0_TS};
 use crate::control_regs::cr4::{SMXE as CR4_SMXE, VMXE as CR4_VMXE};
+use crate::control_regs::CrWriteRequest;
 
 /// MOV to CR0 (or LMSW, after merging its low 4 bits into the shadow) with `value`.
 /// Architectural #GP cases: bits 63:32 set, PG without PE, NW without CD. The VMX-fixed
@@ -110,6 +111,27 @@ pub fn cr4_write(caps: &VmxCapabilities, value: u64) -> CrWrite {
         return CrWrite::InjectGp;
     }
     CrWrite::Update { guest: caps.fix_cr4(value), shadow: value }
+}
+
+/// A Linux vCPU's write to a control register that exited: which register it changes (0
+/// or 4) and how ([`cr0_write`], [`cr4_write`]). LMSW (bits 3:0 of its source; it can set
+/// PE but never clear it) and CLTS become CR0 writes on the CR0 the guest sees,
+/// `cr0_shadow` (read only for them). `Err(cr)`: a MOV to a register whose writes never
+/// exit.
+pub fn control_write(
+    caps: &VmxCapabilities,
+    request: CrWriteRequest,
+    cr0_shadow: impl FnOnce() -> u64,
+) -> Result<(u8, CrWrite), u8> {
+    Ok(match request {
+        CrWriteRequest::Mov { cr: 0, value } => (0, cr0_write(caps, value)),
+        CrWriteRequest::Mov { cr: 4, value } => (4, cr4_write(caps, value)),
+        CrWriteRequest::Lmsw { source } => {
+            (0, cr0_write(caps, (cr0_shadow() & !0xE) | (source as u64 & 0xF)))
+        }
+        CrWriteRequest::Clts => (0, cr0_write(caps, cr0_shadow() & !CR0_TS)),
+        CrWriteRequest::Mov { cr, .. } => return Err(cr),
+    })
 }
 
 /// The control values for a Linux vCPU (see the module documentation). Entry controls do
@@ -231,5 +253,22 @@ mod tests {
             linux_controls(&no_ug),
             Err(ControlError { kind: ControlKind::Secondary, missing: secondary::UNRESTRICTED_GUEST })
         );
+    }
+
+    #[test]
+    fn lmsw_and_clts_change_the_cr0_the_guest_sees() {
+        let caps = VmxCapabilities::from_msrs(bochs_skylake_msr);
+        let shadow = || 0x8005_003B_u64; // Linux's CR0, TS (bit 3) set
+        let write = |r| control_write(&caps, r, shadow);
+        assert_eq!(write(CrWriteRequest::Clts), Ok((0, cr0_write(&caps, 0x8005_0033))));
+        // LMSW cannot clear PE: source 0 keeps it.
+        assert_eq!(write(CrWriteRequest::Lmsw { source: 0 }), Ok((0, cr0_write(&caps, 0x8005_0031))));
+        assert_eq!(write(CrWriteRequest::Lmsw { source: 0xFFFF }), Ok((0, cr0_write(&caps, 0x8005_003F))));
+        assert_eq!(write(CrWriteRequest::Mov { cr: 4, value: 0x20 }), Ok((4, cr4_write(&caps, 0x20))));
+        assert_eq!(
+            control_write(&caps, CrWriteRequest::Mov { cr: 0, value: 1 }, || panic!("not read")),
+            Ok((0, cr0_write(&caps, 1)))
+        );
+        assert_eq!(write(CrWriteRequest::Mov { cr: 3, value: 0 }), Err(3));
     }
 }

@@ -62,6 +62,20 @@ pub enum IoAction {
     Device,
 }
 
+impl IoAction {
+    /// For a request that stops the partition, the console's words for it: a Linux
+    /// partition is not restarted by this version, so a reset request halts it too.
+    pub const fn stop_line(self) -> Option<&'static str> {
+        match self {
+            IoAction::PowerOff => Some("powered off"),
+            IoAction::ResetRequest => {
+                Some("asked for a reboot; Linux partitions are not restarted by this version, halted")
+            }
+            IoAction::Device => None,
+        }
+    }
+}
+
 /// The trapped ACPI ports (must match `legacy_linux::acpi::PowerPorts`, whose defaults are
 /// 0x600, 0x601, 0x602 and reset value 0x0E).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +287,9 @@ mod tests {
         // SLP_TYP 5, SLP_EN.
         assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2 | 1 << 5), IoAction::PowerOff);
         assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2), IoAction::Device);
+        assert_eq!(IoAction::PowerOff.stop_line(), Some("powered off"));
+        assert!(IoAction::ResetRequest.stop_line().is_some_and(|l| l.ends_with("halted")));
+        assert_eq!(IoAction::Device.stop_line(), None);
         assert_eq!(p.classify(&q(0x600, 1, true), 3 << 2 | 1 << 5), IoAction::Device);
         assert_eq!(p.classify(&q(0x601, 1, false), 0), IoAction::Device);
         // String output is never a request (it would need the bytes from guest memory).

@@ -7,8 +7,8 @@
 //! [`MsrAction`]. The classes, and why:
 //!
 //! - **Pass through, no exit** ([`passthrough_reads`], [`passthrough_writes`]): state that
-//!   belongs to the core the partition owns. The x2APIC registers except the ICR (and,
-//!   with a non-identity [`ApicIdMap`], except ID and LDR): TPR, EOI, SVR, ESR, LVTs,
+//!   belongs to the core the partition owns. The x2APIC registers except the ICR and the
+//!   LDR (and, with a non-identity [`ApicIdMap`], except ID): TPR, EOI, SVR, ESR, LVTs,
 //!   timer counts and divide, SELF_IPI, and reads of version, PPR, ISR/TMR/IRR and all
 //!   LVTs. Writes to the LVTs that have a delivery-mode field (CMCI, thermal, PMI, LINT0,
 //!   LINT1; Linux writes them only while bringing a CPU up) exit: reserved bits get #GP,
@@ -20,7 +20,9 @@
 //!   ([`LinuxMsrPolicy::pat_in_vmcs`]). KERNEL_GS_BASE and the SYSCALL MSRs are not
 //!   switched by VM entry/exit: the host must not use them on a Linux core (it does not).
 //! - **Emulated reads** ([`MsrAction::Read`]): APIC_BASE (base 0xFEE0_0000, enabled, x2APIC
-//!   mode, BSP bit on vCPU 0 only); x2APIC ID and LDR with a non-identity map; MTRRs (no
+//!   mode, BSP bit on vCPU 0 only); the x2APIC LDR, derived from the id as the
+//!   architecture defines it (Bochs's x2APIC reads its LDR as 0, and Linux's cluster mode
+//!   would then address every IPI to nobody); the x2APIC ID with a non-identity map; MTRRs (no
 //!   variable ranges, no fixed ranges, no SMRR, WC; default type write-back, enabled:
 //!   under EPT the guest's MTRRs do not decide memory types anyway); FEATURE_CONTROL
 //!   (locked, VMX off); MISC_ENABLE (fast strings, no BTS/PEBS, no MONITOR);
@@ -165,8 +167,11 @@ pub const ARCH_CAP_XAPIC_DISABLE: u64 = 1 << 21;
 pub struct LinuxMsrPolicy {
     /// vCPU index (0 = boot CPU).
     pub vcpu: usize,
-    /// The guest-visible x2APIC id; `None` with an identity map (ID and LDR pass through).
+    /// The guest-visible x2APIC id; `None` with an identity map (ID passes through).
     pub virtual_apic_id: Option<u32>,
+    /// The x2APIC id the guest sees (the real one with an identity map): what its LDR is
+    /// derived from.
+    pub apic_id: u32,
     pub tsc_khz: u32,
     /// The VMCS loads and saves IA32_PAT (entry LOAD_PAT, exit SAVE_PAT and LOAD_PAT): PAT
     /// then passes through. Default true.
@@ -196,7 +201,7 @@ const RDT_QOS_CFG: (u32, u32) = (0xC81, 0xC82);
 /// RDT: QM_EVTSEL, QM_CTR, PQR_ASSOC, L3/L2 masks, MBA delays.
 const RDT_BLOCK: (u32, u32) = (QM_EVTSEL, 0xD8F);
 
-/// x2APIC registers the guest reads without an exit (ID and LDR added for identity maps).
+/// x2APIC registers the guest reads without an exit (ID added for identity maps).
 const APIC_READS: &[u32] = &[
     reg::VERSION,
     reg::TPR,
@@ -268,6 +273,7 @@ impl LinuxMsrPolicy {
         LinuxMsrPolicy {
             vcpu,
             virtual_apic_id: if map.is_identity() { None } else { Some(map.guest_id(vcpu).unwrap_or(0)) },
+            apic_id: map.guest_id(vcpu).unwrap_or(0),
             tsc_khz,
             pat_in_vmcs: true,
             host_arch_capabilities: 0,
@@ -277,13 +283,13 @@ impl LinuxMsrPolicy {
     /// Every MSR whose RDMSR does not exit.
     pub fn passthrough_reads(&self) -> impl Iterator<Item = u32> + '_ {
         let isr_tmr_irr = reg::ISR0..reg::IRR0 + 8;
-        let id_ldr = if self.virtual_apic_id.is_none() { [reg::ID, reg::LDR].as_slice() } else { &[] };
+        let id = if self.virtual_apic_id.is_none() { [reg::ID].as_slice() } else { &[] };
         let pat = if self.pat_in_vmcs { [PAT].as_slice() } else { &[] };
         APIC_READS
             .iter()
             .chain(CORE_LOCAL_RW)
             .chain(EXTRA_READS)
-            .chain(id_ldr)
+            .chain(id)
             .chain(pat)
             .copied()
             .chain(isr_tmr_irr)
@@ -332,7 +338,7 @@ impl LinuxMsrPolicy {
         match msr {
             APIC_BASE => Read(self.apic_base()),
             reg::ID => Read(self.virtual_apic_id.unwrap_or(0) as u64),
-            reg::LDR => Read(logical_id(self.virtual_apic_id.unwrap_or(0)) as u64),
+            reg::LDR => Read(logical_id(self.apic_id) as u64),
             // VCNT 0, no fixed ranges, WC supported, no SMRR.
             MTRRCAP => Read(1 << 10),
             // Enabled (E), fixed ranges off, default write-back.
@@ -438,7 +444,7 @@ mod tests {
         ] {
             assert!(!msr_access_exits(&page, msr, true), "write {msr:#x}");
         }
-        for msr in [reg::ID, reg::LDR, reg::ICR, reg::TIMER_CURRENT_COUNT, reg::IRR0 + 7, reg::ISR0, EFER] {
+        for msr in [reg::ID, reg::ICR, reg::TIMER_CURRENT_COUNT, reg::IRR0 + 7, reg::ISR0, EFER] {
             assert!(!msr_access_exits(&page, msr, false), "read {msr:#x}");
         }
         for msr in [reg::ICR, APIC_BASE, EFER, MTRR_DEF_TYPE, PQR_ASSOC, L3_MASK_0, BIOS_UPDT_TRIG, reg::ID] {
@@ -458,6 +464,15 @@ mod tests {
         assert_eq!(p.on_rdmsr(reg::ID), MsrAction::Read(1));
         assert_eq!(p.on_rdmsr(reg::LDR), MsrAction::Read(2));
         assert_eq!(policy(true, 1).on_rdmsr(reg::ID), MsrAction::PassThrough);
+    }
+
+    #[test]
+    fn the_ldr_is_derived_from_the_real_id_with_an_identity_map() {
+        // Bochs reads its x2APIC LDR as 0: the policy answers what the architecture says.
+        let p = policy(true, 1);
+        assert!(msr_access_exits(&bitmap(&p), reg::LDR, false));
+        assert_eq!(p.on_rdmsr(reg::LDR), MsrAction::Read(logical_id(5) as u64));
+        assert_eq!(logical_id(5), 1 << 5, "cluster 0, bit 5");
     }
 
     #[test]

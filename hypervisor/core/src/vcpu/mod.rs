@@ -112,6 +112,20 @@ pub enum Step {
     Fault(EventClass),
 }
 
+impl Step {
+    /// For the steps only a Linux vCPU's policies take (MSRs, ports, MMIO devices): the
+    /// health class of the same exit on a vCPU without them, as [`decide`] gives it for a
+    /// real-time vCPU.
+    pub const fn linux_only_class(&self) -> Option<EventClass> {
+        match self {
+            Step::Rdmsr { .. } | Step::Wrmsr { .. } => Some(EventClass::MsrViolation),
+            Step::Io(_) => Some(EventClass::IoViolation),
+            Step::Mmio(_) => Some(EventClass::MemoryViolation),
+            _ => None,
+        }
+    }
+}
+
 /// What the exit `exit` of a vCPU of kind `kind` leads to. `mmio_claims` says whether a
 /// device of the partition's MMIO bus claims a guest-physical address.
 #[inline]

@@ -89,6 +89,21 @@ fn linux_gets_what_hardware_would_give() {
 }
 
 #[test]
+fn linux_only_steps_are_the_real_time_faults() {
+    let mut seen = 0;
+    for e in ALL_EXITS {
+        let step = decide(Kind::Linux, e, |_| true);
+        if let Some(class) = step.linux_only_class() {
+            seen += 1;
+            assert_eq!(decide(Kind::RealTime, e, |_| false), Step::Fault(class), "{e:?}");
+        }
+        let rt = decide(Kind::RealTime, e, |_| false);
+        assert_eq!(rt.linux_only_class(), None, "a real-time vCPU never takes {rt:?}");
+    }
+    assert_eq!(seen, 4, "RDMSR, WRMSR, a port, an MMIO access");
+}
+
+#[test]
 fn every_exit_has_a_decision_for_both_kinds_and_failures_are_faults() {
     for kind in [Kind::RealTime, Kind::Linux] {
         for e in ALL_EXITS {

@@ -157,6 +157,43 @@ pub const fn feature_control(value: u64) -> FeatureControl {
     }
 }
 
+/// Why the hypervisor cannot use this CPU's VMX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmxUnavailable {
+    /// CPUID says there is no VMX.
+    NoVmx,
+    /// IA32_FEATURE_CONTROL is locked with VMX off.
+    DisabledByFirmware,
+    /// VMX lacks features the hypervisor needs.
+    Missing(Missing),
+}
+
+impl core::fmt::Display for VmxUnavailable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoVmx => f.write_str("this CPU has no VMX (CPUID.1:ECX.VMX = 0)"),
+            Self::DisabledByFirmware => {
+                f.write_str("VMX is disabled by the firmware (IA32_FEATURE_CONTROL locked)")
+            }
+            Self::Missing(missing) => write!(f, "this CPU lacks VMX features: {missing}"),
+        }
+    }
+}
+
+/// The CPU's VMX capabilities, checked against every requirement: CPUID.1:ECX first, and
+/// only when it reports VMX, IA32_FEATURE_CONTROL and the capability MSRs (`read_msr`).
+pub fn probe(cpuid_1_ecx: u32, read_msr: impl Fn(u32) -> u64) -> Result<VmxCapabilities, VmxUnavailable> {
+    if !vmx_supported(cpuid_1_ecx) {
+        return Err(VmxUnavailable::NoVmx);
+    }
+    if feature_control(read_msr(msr::IA32_FEATURE_CONTROL)) == FeatureControl::LockedOff {
+        return Err(VmxUnavailable::DisabledByFirmware);
+    }
+    let caps = VmxCapabilities::from_msrs(read_msr);
+    caps.check_requirements().map_err(VmxUnavailable::Missing)?;
+    Ok(caps)
+}
+
 /// Applies a control capability MSR to `desired` control bits (SDM A.3): bits set in the
 /// low half (allowed-0 settings) must be 1 and are added; bits clear in the high half
 /// (allowed-1 settings) must be 0. Returns the value to write, or the desired bits the
@@ -633,5 +670,19 @@ mod tests {
         assert_eq!(feature_control(0x4), FeatureControl::Unlocked);
         assert!(vmx_supported(1 << 5));
         assert!(!vmx_supported(!(1 << 5)));
+    }
+
+    #[test]
+    fn probing_asks_cpuid_then_the_msrs() {
+        assert_eq!(probe(0, |_| panic!("no MSR without VMX")), Err(VmxUnavailable::NoVmx));
+        let locked_off = |m| if m == msr::IA32_FEATURE_CONTROL { 1 } else { bochs_skylake_msr(m) };
+        assert_eq!(probe(1 << 5, locked_off), Err(VmxUnavailable::DisabledByFirmware));
+        let unlocked = |m| if m == msr::IA32_FEATURE_CONTROL { 0 } else { bochs_skylake_msr(m) };
+        assert_eq!(probe(1 << 5, unlocked), Ok(VmxCapabilities::from_msrs(bochs_skylake_msr)));
+        let no_ept = |m| if m == msr::IA32_VMX_PROCBASED_CTLS2 { 0 } else { bochs_skylake_msr(m) };
+        let refused = probe(1 << 5, no_ept).unwrap_err();
+        assert!(matches!(refused, VmxUnavailable::Missing(_)));
+        assert!(refused.to_string().starts_with("this CPU lacks VMX features: "), "{refused}");
+        assert_eq!(VmxUnavailable::NoVmx.to_string(), "this CPU has no VMX (CPUID.1:ECX.VMX = 0)");
     }
 }

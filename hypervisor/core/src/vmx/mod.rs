@@ -13,5 +13,6 @@ pub mod controls_plan;
 pub mod ept;
 pub mod exit;
 pub mod guest_state;
+pub mod host_state;
 pub mod translate;
 pub mod vmcs;

@@ -165,6 +165,21 @@ pub const fn field_width(field: u32) -> FieldWidth {
     }
 }
 
+/// A failed VMX instruction: its VM-instruction error number (0 when the VMCS pointer
+/// itself was invalid, VMfailInvalid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmFail(pub u32);
+
+impl core::fmt::Display for VmFail {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 == 0 {
+            write!(f, "VMfailInvalid (no current VMCS)")
+        } else {
+            write!(f, "VM-instruction error {}: {}", self.0, instruction_error_text(self.0))
+        }
+    }
+}
+
 /// VM-instruction error numbers (SDM 31.4) as text, for the console.
 pub fn instruction_error_text(number: u32) -> &'static str {
     match number {
@@ -340,5 +355,10 @@ mod tests {
         assert_eq!(field_width(guest::RIP), FieldWidth::Natural);
         assert_eq!(instruction_error_text(7), "VM entry with invalid control field(s)");
         assert_eq!(instruction_error_text(999), "unknown VM-instruction error");
+        assert_eq!(VmFail(0).to_string(), "VMfailInvalid (no current VMCS)");
+        assert_eq!(
+            VmFail(8).to_string(),
+            "VM-instruction error 8: VM entry with invalid host-state field(s)"
+        );
     }
 }

@@ -9,10 +9,8 @@ use alloc::format;
 use alloc::string::String;
 
 use hallows_abi::bootinfo::MAX_CHANNELS;
-use hallows_abi::bridge::{
-    DIRECTION_LINUX_WRITES, LAYOUT_VERSION, PEER_BOOTING, REGISTER_BLOCK_BYTES, REGISTER_MAGIC,
-};
-use hallows_abi::table::{Table, CHANNEL_QUEUING};
+use hallows_abi::bridge::{LAYOUT_VERSION, PEER_BOOTING, REGISTER_BLOCK_BYTES, REGISTER_MAGIC};
+use hallows_abi::table::Table;
 use hallows_vmm::channel_pci::{
     ChannelDescription, ChannelFunction, ChannelFunctions, ChannelRegisters, PeerState,
 };
@@ -83,20 +81,7 @@ pub fn prepare<const RANGES: usize>(
         mmio.register(c.registers_gpa, REGISTER_BLOCK_BYTES, registers)
             .map_err(|e| format!("channel {name}: register block: {e:?}"))?;
         let peer = table.partitions.get(c.peer).map_or("?", |p| table.text(p.name));
-        hvlog!(
-            "partition {}: channel {name} ({} {}, {} B x {}) is PCI 00:{:02x}.0, BAR0 {:#x} (registers), BAR2 {:#x} ({} KiB, {} KiB shared), {}",
-            part.name,
-            if c.kind == CHANNEL_QUEUING { "queuing" } else { "sampling" },
-            if c.direction == DIRECTION_LINUX_WRITES { "writer" } else { "reader" },
-            c.msg_size,
-            c.depth,
-            c.device,
-            c.registers_gpa,
-            c.shared_gpa,
-            c.shared_bar_bytes >> 10,
-            c.region_bytes >> 10,
-            if c.direction == DIRECTION_LINUX_WRITES { format!("Linux -> {peer}") } else { format!("{peer} -> Linux") },
-        );
+        hvlog!("partition {}: {}", part.name, c.describe(name, peer));
     }
     Ok(pci)
 }

@@ -3,10 +3,12 @@
 //! the MMIO path reads it. The vCPU loop (`vcpu`) only
 //! hands accesses to these; new device models are registered here.
 
+use hallows_core::hypercall::checked_range;
+use hallows_core::linux_vcpu::stats::MarkerMatch;
 use hallows_vmm::guest_memory::GuestPhysical;
 use hallows_vmm::pci_config::CONFIG_ADDRESS_PORT;
 use hallows_vmm::port_bus::{all_ones, read_bytewise, write_bytewise, PortBus, PortDevices};
-use hallows_vmm::uart16550::{COM1_BASE, LSR_TEMT, LSR_THRE, REG_LSR, UART_PORT_COUNT};
+use hallows_vmm::uart16550::{COM1_BASE, UART_PORT_COUNT};
 
 use super::LinuxPartition;
 use crate::partition::Partition;
@@ -32,7 +34,7 @@ pub fn linux_port_bus() -> Result<PortBus<PORT_DEVICES>, alloc::string::String> 
 pub struct LinuxPortDevices<'a> {
     pub p: &'static Partition,
     pub linux: &'static LinuxPartition,
-    pub marker_seen: &'a mut usize,
+    pub marker: &'a mut MarkerMatch,
 }
 
 impl PortDevices for LinuxPortDevices<'_> {
@@ -40,17 +42,12 @@ impl PortDevices for LinuxPortDevices<'_> {
         match id {
             UART_DEVICE => {
                 let mut uart = self.linux.uart.lock();
-                read_bytewise(size, |i| {
-                    let mut v = uart.read(offset + i);
-                    // Back-pressure: while much of Linux's own console output still
-                    // waits for the real UART, the virtual one reports its transmitter
-                    // busy, so Linux's driver waits (on its own core) instead of
-                    // overflowing its queue; other partitions' output plays no part.
-                    if offset + i == REG_LSR && crate::console::partition_backlogged(self.p) {
-                        v &= !(LSR_THRE | LSR_TEMT);
-                    }
-                    v
-                })
+                // Back-pressure: while much of Linux's own console output still waits for
+                // the real UART, the virtual one reports its transmitter busy, so Linux's
+                // driver waits (on its own core) instead of overflowing its queue; other
+                // partitions' output plays no part.
+                let busy = || crate::console::partition_backlogged(self.p);
+                read_bytewise(size, |i| uart.read_with_backpressure(offset + i, busy))
             }
             PCI_DEVICE => {
                 let mut pci = self.linux.pci.lock();
@@ -65,9 +62,9 @@ impl PortDevices for LinuxPortDevices<'_> {
         match id {
             UART_DEVICE => {
                 let mut uart = self.linux.uart.lock();
-                let (p, linux, marker_seen) = (self.p, self.linux, &mut *self.marker_seen);
+                let (p, linux, marker) = (self.p, self.linux, &mut *self.marker);
                 let mut sink = |b: u8| {
-                    super::stats::note_marker(linux, marker_seen, b);
+                    super::stats::note_marker(linux, marker, b);
                     crate::console::partition_output(p, &[b]);
                 };
                 write_bytewise(size, value, |i, b| uart.write(offset + i, b, &mut sink));
@@ -87,8 +84,7 @@ pub struct PartitionRam(pub &'static Partition);
 
 impl GuestPhysical for PartitionRam {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        let inside = gpa.checked_add(buf.len() as u64).is_some_and(|end| end <= self.0.ram_bytes);
-        if !inside {
+        if checked_range(gpa, buf.len() as u64, self.0.ram_bytes).is_none() {
             return false;
         }
         for (i, byte) in buf.iter_mut().enumerate() {

@@ -25,14 +25,16 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64};
 
 use hallows_abi::table::{PartitionEntry, Table};
-use hallows_core::linux_vcpu::apic::ApicIdMap;
+use hallows_core::linux_vcpu::ap_start::Mailbox;
+use hallows_core::linux_vcpu::apic::{apic_ids_of, ApicIdMap};
+use hallows_core::linux_vcpu::stats::ExitCounts;
 use hallows_vmm::mmio_bus::MmioBus;
 use hallows_vmm::uart16550::Uart16550;
 use legacy_linux::acpi::PowerPorts;
-use legacy_linux::setup::{self, BootProtocol, EntryState, KernelFormat, LinuxBootConfig};
+use legacy_linux::setup::{self, BootProtocol, EntryState, LinuxBootConfig};
 use spin::Mutex;
 
 use crate::hvlog;
@@ -41,19 +43,6 @@ use crate::partition::Partition;
 /// Most guest-physical ranges of emulated MMIO devices per Linux partition: one register
 /// block per channel (the boot info's channel limit), and room for a few more devices.
 pub const MMIO_RANGES: usize = hallows_abi::bootinfo::MAX_CHANNELS + 8;
-
-/// Basic exit reasons counted per reason (SDM appendix C has fewer than 80).
-pub const EXIT_REASONS: usize = 80;
-
-/// A vCPU's start-up mailbox, written by the boot vCPU's core (INIT/SIPI through the
-/// x2APIC ICR) and polled by the parked vCPU's core.
-#[derive(Default)]
-pub struct Mailbox {
-    /// An INIT was sent.
-    pub init: AtomicBool,
-    /// `0x100 | vector` once a start-up IPI was sent, else 0.
-    pub sipi: AtomicU32,
-}
 
 /// What the hypervisor keeps for one Linux partition.
 pub struct LinuxPartition {
@@ -72,26 +61,18 @@ pub struct LinuxPartition {
     /// EPT, so accesses exit as EPT violations; `vcpu` emulates them): the channel
     /// functions' register blocks, registered when the partition is prepared.
     pub mmio: MmioBus<'static, MMIO_RANGES>,
-    /// One per vCPU.
+    /// One per vCPU: INIT and SIPI from the boot vCPU's core to a parked vCPU's.
     pub mailboxes: Vec<Mailbox>,
     /// VM exits per basic exit reason, all vCPUs together.
-    pub exits: [AtomicU64; EXIT_REASONS],
+    pub exits: ExitCounts,
     /// TSC at the boot vCPU's first VM entry (0 before).
     pub first_entry_tsc: AtomicU64,
     /// TSC when the console showed `LINUX-INIT-OK` (the test initramfs's /init), or 0.
     pub init_marker_tsc: AtomicU64,
     /// [`Self::exits`] at that moment: what follows is the steady state of /init.
-    pub init_marker_exits: [AtomicU64; EXIT_REASONS],
+    pub init_marker_exits: ExitCounts,
     /// The partition stopped (powered off, halted by the health monitor).
     pub stopped: AtomicBool,
-}
-
-impl LinuxPartition {
-    /// Counts one VM exit with `reason`.
-    pub fn count_exit(&self, reason: u32) {
-        let i = (reason as usize & 0xFFFF).min(EXIT_REASONS - 1);
-        self.exits[i].fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// Every prepared Linux partition.
@@ -116,12 +97,8 @@ pub fn prepare(
     entry: &PartitionEntry,
     part: &Partition,
 ) -> Result<(), String> {
-    let all_ids = APIC_IDS.lock().clone();
-    let apic_ids: Vec<u32> = entry
-        .cores
-        .iter()
-        .map(|c| all_ids.get(c as usize).copied().ok_or(format!("no APIC id for core {c}")))
-        .collect::<Result<_, _>>()?;
+    let apic_ids =
+        apic_ids_of(&APIC_IDS.lock(), entry.cores.iter()).map_err(|c| format!("no APIC id for core {c}"))?;
     let map = ApicIdMap::identity(&apic_ids).map_err(|e| format!("APIC ids {apic_ids:?}: {e:?}"))?;
     let kernel_name = table.text(entry.image);
     let t0 = crate::cpu::rdtsc();
@@ -147,10 +124,7 @@ pub fn prepare(
     hvlog!(
         "partition {}: Linux {} `{kernel_name}` ({} KiB){}, {} MiB RAM at host {:#x}, {} vCPU(s) (APIC ids {apic_ids:?}), entry {:#x}, files read in {} M TSC ticks",
         part.name,
-        match plan.layout.format {
-            KernelFormat::Vmlinux => "vmlinux",
-            KernelFormat::BzImage => "bzImage",
-        },
+        plan.layout.format.name(),
         kernel.bytes().len() >> 10,
         match &initramfs {
             Some(f) => format!(", initramfs `{initramfs_name}` ({} KiB)", f.bytes().len() >> 10),
@@ -173,10 +147,10 @@ pub fn prepare(
         pci: Mutex::new(pci),
         mmio,
         mailboxes: (0..apic_ids.len()).map(|_| Mailbox::default()).collect(),
-        exits: [const { AtomicU64::new(0) }; EXIT_REASONS],
+        exits: ExitCounts::default(),
         first_entry_tsc: AtomicU64::new(0),
         init_marker_tsc: AtomicU64::new(0),
-        init_marker_exits: [const { AtomicU64::new(0) }; EXIT_REASONS],
+        init_marker_exits: ExitCounts::default(),
         stopped: AtomicBool::new(false),
     };
     LINUX.lock().push(Box::leak(Box::new(linux)));

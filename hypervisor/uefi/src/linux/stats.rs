@@ -1,16 +1,13 @@
 //! Exit statistics of a Linux partition and the `/init` marker in its console stream.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
-use hallows_core::linux_vcpu::stats::write_exit_counts;
+use hallows_core::linux_vcpu::stats::{ExitCounts, MarkerMatch};
 
-use super::{LinuxPartition, EXIT_REASONS};
+use super::LinuxPartition;
 use crate::machine::Machine;
 use crate::text::Text;
 use crate::{cpu, hvlog};
-
-/// The test initramfs's /init prints this first: the end of "boot to /init".
-const INIT_MARKER: &[u8] = b"LINUX-INIT-OK";
 
 /// The partition's VM exits by reason since its first entry (and since /init).
 pub fn print_exit_counts(m: &Machine, l: &LinuxPartition, name: &str, why: &str) {
@@ -39,30 +36,18 @@ pub fn print_exit_counts(m: &Machine, l: &LinuxPartition, name: &str, why: &str)
 }
 
 /// Total and per-reason text of `counts` (minus `since`, a snapshot).
-fn exit_counts(counts: &[AtomicU64], since: Option<&[AtomicU64]>) -> (u64, Text<400>) {
-    let load = |a: &[AtomicU64]| -> [u64; EXIT_REASONS] {
-        core::array::from_fn(|i| a.get(i).map_or(0, |c| c.load(Ordering::Relaxed)))
-    };
+fn exit_counts(counts: &ExitCounts, since: Option<&ExitCounts>) -> (u64, Text<400>) {
     let mut line = Text::<400>::new();
-    let before = since.map(load);
-    let total = write_exit_counts(&load(counts), before.as_ref().map(|b| &b[..]), &mut line);
-    (total, line)
+    (counts.write_since(since, &mut line), line)
 }
 
-/// Records the TSC when the console stream shows [`INIT_MARKER`].
-pub fn note_marker(linux: &LinuxPartition, seen: &mut usize, byte: u8) {
-    if INIT_MARKER.get(*seen) == Some(&byte) {
-        *seen += 1;
-        if *seen == INIT_MARKER.len() {
-            let now = cpu::rdtsc();
-            if linux.init_marker_tsc.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-                for (snapshot, count) in linux.init_marker_exits.iter().zip(&linux.exits) {
-                    snapshot.store(count.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
-            }
-            *seen = 0;
+/// Records the TSC (and the exit counts) the first time the console stream shows the
+/// `/init` marker (`stats::INIT_MARKER`).
+pub fn note_marker(linux: &LinuxPartition, marker: &mut MarkerMatch, byte: u8) {
+    if marker.feed(byte) {
+        let now = cpu::rdtsc();
+        if linux.init_marker_tsc.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            linux.init_marker_exits.copy_from(&linux.exits);
         }
-    } else {
-        *seen = usize::from(INIT_MARKER.first() == Some(&byte));
     }
 }

@@ -12,16 +12,18 @@
 //! faults (EPT violations, triple fault) that go to the health monitor.
 
 use alloc::string::String;
-use core::fmt::Write as _;
 use core::sync::atomic::Ordering;
 
 use hallows_abi::health::EventClass;
 use hallows_core::control_regs::CrWriteRequest;
-use hallows_core::linux_vcpu::apic::{decide_icr, logical_id, IcrDecision};
+use hallows_core::linux_vcpu::ap_start::Mailbox;
+use hallows_core::linux_vcpu::apic::{decide_icr, IcrDecision, VcpuSet};
 use hallows_core::linux_vcpu::cpuid::{LinuxCpuid, TscTiming};
-use hallows_core::linux_vcpu::exits::{self, cr0_write, cr4_write, CrWrite};
-use hallows_core::linux_vcpu::io::{merge_in, IoAction, LinuxIoPolicy};
+use hallows_core::linux_vcpu::exits::{self, control_write, CrWrite};
+use hallows_core::linux_vcpu::io::{merge_in, LinuxIoPolicy};
 use hallows_core::linux_vcpu::msr::{LinuxMsrPolicy, MsrAction};
+use hallows_core::linux_vcpu::stats::MarkerMatch;
+use hallows_core::slot_plan::Next;
 use hallows_core::vcpu::modes::{efer_after_wrmsr, long_mode_after_cr0_write, mirror_guest_cr4};
 use hallows_core::vcpu::{Exception, IoAccess, IoDirection, PageFault};
 use hallows_core::vmx::caps::VmxControls;
@@ -35,13 +37,12 @@ use crate::cpu::{self, rdmsr, wrmsr};
 use crate::host::CoreTables;
 use crate::machine::Machine;
 use crate::partition::Partition;
-use crate::run::Next;
 use crate::text::Text;
 use crate::vmx::GuestRegs;
 use crate::{hvlog, memory};
 use x86::msr::{
     IA32_APIC_BASE, IA32_X2APIC_APICID as X2APIC_ID, IA32_X2APIC_ICR as X2APIC_ICR,
-    IA32_X2APIC_LDR as X2APIC_LDR, IA32_X2APIC_LVT_TIMER as X2APIC_LVT_TIMER,
+    IA32_X2APIC_LVT_TIMER as X2APIC_LVT_TIMER,
 };
 
 const APIC_BASE_EXTD: u64 = 1 << 10;
@@ -63,7 +64,8 @@ pub struct LinuxVcpu {
     io: LinuxIoPolicy,
     /// The devices this vCPU reaches through ports (shared ones lock themselves).
     ports: PortBus<PORT_DEVICES>,
-    marker_seen: usize,
+    /// Finds the `/init` marker in the console output (statistics).
+    marker: MarkerMatch,
     /// Exits still to log (see [`TRACE_EXITS`]).
     trace_left: u32,
     /// A secondary vCPU not started yet (waits for the boot vCPU's INIT and SIPI).
@@ -108,7 +110,7 @@ impl LinuxVcpu {
             cpuid: LinuxCpuid::new(&linux.map, index, host_max_basic, timing),
             io: LinuxIoPolicy::default(),
             ports: linux_port_bus()?,
-            marker_seen: 0,
+            marker: MarkerMatch::default(),
             trace_left: if index == 0 { 0 } else { TRACE_EXITS },
             awaiting_sipi: index != 0,
         };
@@ -116,8 +118,6 @@ impl LinuxVcpu {
         // SAFETY: a fresh page owned by this vCPU, exactly the MSR bitmap's size.
         let bitmap = unsafe { &mut *(msr_bitmap as *mut [u8; 4096]) };
         v.msrs.fill_bitmap(bitmap);
-        // The x2APIC LDR read exits too (see `rdmsr`). Read bitmap for low MSRs: bytes 0..1024.
-        bitmap[(X2APIC_LDR / 8) as usize] |= 1 << (X2APIC_LDR % 8);
         crate::vmx::setup::linux_vcpu(m, tables, vmcs, linux.partition, &v.controls, msr_bitmap)?;
         let regs = if index == 0 {
             crate::vmx::setup::linux_boot_entry(m, &v.controls, &linux.entry)?
@@ -132,13 +132,7 @@ impl LinuxVcpu {
         if self.linux.stopped.load(Ordering::SeqCst) {
             return Start::Stopped;
         }
-        let mailbox = &self.linux.mailboxes[self.index];
-        let sipi = mailbox.sipi.swap(0, Ordering::SeqCst);
-        if sipi == 0 {
-            return Start::Waiting;
-        }
-        mailbox.init.store(false, Ordering::SeqCst);
-        let vector = sipi as u8;
+        let Some(vector) = self.linux.mailboxes[self.index].take_sipi() else { return Start::Waiting };
         match crate::vmx::setup::linux_sipi_entry(m, &self.controls, vector) {
             Ok(regs) => {
                 self.awaiting_sipi = false;
@@ -155,7 +149,7 @@ impl LinuxVcpu {
 
     /// Counts the exit (and traces it while tracing is on).
     pub fn note_exit(&mut self, code: u16, rip: u64, regs: &GuestRegs) {
-        self.linux.count_exit(code as u32);
+        self.linux.exits.count(code as u32);
         if self.trace_left > 0 {
             self.trace_left -= 1;
             hvlog!(
@@ -175,19 +169,13 @@ impl LinuxVcpu {
     }
 
     pub fn rdmsr(&mut self, regs: &mut GuestRegs, number: u32, why: &mut Text<160>) -> Next {
-        let policy = if number == X2APIC_LDR {
-            // Bochs's x2APIC reads its LDR as 0; Linux's cluster mode would then address
-            // every IPI to nobody. The LDR is architecturally derived from the x2APIC id.
-            let id = self.linux.map.real_id(self.index).unwrap_or(0);
-            MsrAction::Read(logical_id(id) as u64)
-        } else {
-            self.msrs.on_rdmsr(number)
-        };
-        let value = match policy {
+        let value = match self.msrs.on_rdmsr(number) {
             MsrAction::Read(v) => v,
             // SAFETY: the policy passes through only core-local MSRs that exist.
             MsrAction::PassThrough => unsafe { rdmsr(number) },
-            MsrAction::Refuse(class) => return report(why, class, format_args!("RDMSR {number:#x} refused")),
+            MsrAction::Refuse(class) => {
+                return Next::fault(why, class, format_args!("RDMSR {number:#x} refused"))
+            }
             _ => return Next::Inject(Exception::GeneralProtection),
         };
         regs.rax = value & 0xFFFF_FFFF;
@@ -204,13 +192,13 @@ impl LinuxVcpu {
                 let current = B::efer();
                 let long_mode = current & hallows_core::vcpu::modes::EFER_LMA != 0;
                 if let Err(e) = B::set_efer(efer_after_wrmsr(v, current), long_mode) {
-                    return report(why, EventClass::UnknownExit, format_args!("writing EFER: {e}"));
+                    return Next::fault(why, EventClass::UnknownExit, format_args!("writing EFER: {e}"));
                 }
             }
             MsrAction::Icr(v) => return self.icr(v, why),
             MsrAction::InjectGp => return Next::Inject(Exception::GeneralProtection),
             MsrAction::Refuse(class) => {
-                return report(why, class, format_args!("WRMSR {number:#x} <- {value:#x} refused"));
+                return Next::fault(why, class, format_args!("WRMSR {number:#x} <- {value:#x} refused"));
             }
         }
         Next::Skip
@@ -235,30 +223,26 @@ impl LinuxVcpu {
                     unsafe { wrmsr(X2APIC_ICR, icr) };
                 }
             }
-            IcrDecision::Init(targets) => {
-                for t in targets.iter().filter(|&t| t != self.index) {
-                    if let Some(mb) = self.linux.mailboxes.get(t) {
-                        mb.init.store(true, Ordering::SeqCst);
-                    }
-                }
-            }
+            IcrDecision::Init(targets) => self.mailboxes(targets).for_each(Mailbox::post_init),
             IcrDecision::Sipi { targets, vector } => {
                 self.trace_left = TRACE_EXITS;
-                for t in targets.iter().filter(|&t| t != self.index) {
-                    if let Some(mb) = self.linux.mailboxes.get(t) {
-                        if mb.init.load(Ordering::SeqCst) {
-                            mb.sipi.store(0x100 | vector as u32, Ordering::SeqCst);
-                        }
-                    }
-                }
+                self.mailboxes(targets).for_each(|mb| mb.post_sipi(vector));
             }
             IcrDecision::Ignore => {}
             IcrDecision::InjectGp => return Next::Inject(Exception::GeneralProtection),
             IcrDecision::Refuse(r) => {
-                return report(why, r.class(), format_args!("IPI refused (ICR {value:#x}): {r:?}"));
+                return Next::fault(why, r.class(), format_args!("IPI refused (ICR {value:#x}): {r:?}"));
             }
         }
         Next::Skip
+    }
+
+    /// The mailboxes of the other vCPUs among `targets`.
+    fn mailboxes(&self, targets: VcpuSet) -> impl Iterator<Item = &Mailbox> + '_ {
+        let me = self.index;
+        let others =
+            self.linux.mailboxes.iter().enumerate().filter(move |&(t, _)| t != me && targets.contains(t));
+        others.map(|(_, mailbox)| mailbox)
     }
 
     pub fn io(&mut self, regs: &mut GuestRegs, q: IoAccess) -> Next {
@@ -272,17 +256,10 @@ impl LinuxVcpu {
         }
         let out = q.direction == IoDirection::Out;
         let value = regs.rax as u32 & all_ones(q.size);
-        match self.io.classify(q, value as u64) {
-            IoAction::PowerOff => return Next::PowerOff("powered off"),
-            IoAction::ResetRequest => {
-                return Next::PowerOff(
-                    "asked for a reboot; Linux partitions are not restarted by this version, halted",
-                )
-            }
-            IoAction::Device => {}
+        if let Some(line) = self.io.classify(q, value as u64).stop_line() {
+            return Next::PowerOff(line);
         }
-        let mut devices =
-            LinuxPortDevices { p: self.p, linux: self.linux, marker_seen: &mut self.marker_seen };
+        let mut devices = LinuxPortDevices { p: self.p, linux: self.linux, marker: &mut self.marker };
         if out {
             self.ports.write(q.port, q.size, value, &mut devices);
         } else {
@@ -302,16 +279,9 @@ impl LinuxVcpu {
         why: &mut Text<160>,
     ) -> Next {
         let code = B::code_context();
-        let access = if fault.fetch {
-            EptAccess::Fetch
-        } else if fault.write {
-            EptAccess::Write
-        } else {
-            EptAccess::Read
-        };
         let exit = MmioExit {
             gpa: fault.gpa,
-            access,
+            access: EptAccess::from_flags(fault.fetch, fault.write),
             rip,
             cs_base: code.cs_base,
             bitness: code.bitness,
@@ -325,13 +295,17 @@ impl LinuxVcpu {
                     let value = gprs[usize::from(n)];
                     if !regs.set(n, value) {
                         if let Err(e) = B::set_rsp(value) {
-                            return report(why, EventClass::UnknownExit, format_args!("writing RSP: {e}"));
+                            return Next::fault(
+                                why,
+                                EventClass::UnknownExit,
+                                format_args!("writing RSP: {e}"),
+                            );
                         }
                     }
                 }
                 Next::Emulated { next_rip: done.next_rip }
             }
-            Err(refusal) => report(
+            Err(refusal) => Next::fault(
                 why,
                 EventClass::MemoryViolation,
                 format_args!("{}: {refusal}", hallows_core::vcpu::Exit::NestedPageFault(fault).at(rip)),
@@ -347,27 +321,16 @@ impl LinuxVcpu {
         request: CrWriteRequest,
         why: &mut Text<160>,
     ) -> Next {
-        let caps = &m.caps;
-        let (which, update) = match request {
-            CrWriteRequest::Mov { cr: 0, value } => (Control::Cr0, cr0_write(caps, value)),
-            CrWriteRequest::Mov { cr: 4, value } => (Control::Cr4, cr4_write(caps, value)),
-            // LMSW: bits 0-3 from the source operand; it can set PE but never clear it.
-            CrWriteRequest::Lmsw { source } => {
-                let (_, shadow) = B::control(Control::Cr0);
-                (Control::Cr0, cr0_write(caps, (shadow & !0xE) | (source as u64 & 0xF)))
-            }
-            CrWriteRequest::Clts => {
-                let (_, shadow) = B::control(Control::Cr0);
-                (Control::Cr0, cr0_write(caps, shadow & !(1 << 3)))
-            }
-            CrWriteRequest::Mov { cr, .. } => {
-                return report(why, EventClass::UnknownExit, format_args!("MOV to CR{cr} exited"));
+        let (cr, update) = match control_write(&m.caps, request, || B::control(Control::Cr0).1) {
+            Ok(write) => write,
+            Err(cr) => {
+                return Next::fault(why, EventClass::UnknownExit, format_args!("MOV to CR{cr} exited"))
             }
         };
         let CrWrite::Update { guest: value, shadow } = update else {
             return Next::Inject(Exception::GeneralProtection);
         };
-        let result = if which == Control::Cr0 {
+        let result = if cr == 0 {
             let (old, _) = B::control(Control::Cr0);
             match long_mode_after_cr0_write(old, value, B::efer()) {
                 Some(change) => B::set_efer(change.efer, change.ia32e),
@@ -379,7 +342,9 @@ impl LinuxVcpu {
         };
         match result {
             Ok(()) => Next::Skip,
-            Err(e) => report(why, EventClass::UnknownExit, format_args!("writing a control register: {e}")),
+            Err(e) => {
+                Next::fault(why, EventClass::UnknownExit, format_args!("writing a control register: {e}"))
+            }
         }
     }
 
@@ -431,11 +396,4 @@ fn enable_x2apic() {
             wrmsr(IA32_APIC_BASE, base | APIC_BASE_EN | APIC_BASE_EXTD);
         }
     }
-}
-
-/// A health event for the loop, its text in `why`.
-fn report(why: &mut Text<160>, class: EventClass, what: core::fmt::Arguments<'_>) -> Next {
-    why.clear();
-    let _ = why.write_fmt(what);
-    Next::Fault(class)
 }

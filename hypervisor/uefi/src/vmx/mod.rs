@@ -4,26 +4,12 @@
 use core::arch::{asm, global_asm};
 
 use hallows_core::vmx::vmcs;
+pub use hallows_core::vmx::vmcs::VmFail;
 
 pub use hallows_core::hypercall::GuestRegs;
 
 pub mod backend;
 pub mod setup;
-
-/// A failed VMX instruction: its VM-instruction error number (0 when the VMCS pointer
-/// itself was invalid, VMfailInvalid).
-#[derive(Clone, Copy, Debug)]
-pub struct VmFail(pub u32);
-
-impl core::fmt::Display for VmFail {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        if self.0 == 0 {
-            write!(f, "VMfailInvalid (no current VMCS)")
-        } else {
-            write!(f, "VM-instruction error {}: {}", self.0, vmcs::instruction_error_text(self.0))
-        }
-    }
-}
 
 fn check(flags_ok: bool) -> Result<(), VmFail> {
     if flags_ok {

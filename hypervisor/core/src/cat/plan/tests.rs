@@ -377,3 +377,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_boot_log_names_every_class_and_its_users() {
+    use crate::cat::report::boot_lines;
+    let bytes = table_bytes(&[ways(0, 4), ways(4, 4), Part::default()], 0, None, 0);
+    let table = Table::load(&bytes).unwrap();
+    let d = plan(&table, Some(BOCHS_RDT), None).unwrap();
+    assert_eq!(
+        boot_lines(&table, &d, Some(BOCHS_RDT), None),
+        [
+            "L3 CAT with 11 ways and classes 0-15; 3 classes in use",
+            "hypervisor and p2: class 0, LLC ways 8-10 (mask 0x700), shared with I/O in 0x600",
+            "partition p0: class 1, LLC ways 0-3 (mask 0xf)",
+            "partition p1: class 2, LLC ways 4-7 (mask 0xf0)",
+        ]
+    );
+    // CDP, MBA, and class 0 used by the hypervisor alone.
+    let parts = [Part { ways: Some((0, 2)), code: Some((2, 2)), mba: 50 }];
+    let bytes = table_bytes(&parts, PLATFORM_CDP, None, 0);
+    let table = Table::load(&bytes).unwrap();
+    let d = plan(&table, Some(SERVER), Some(SERVER_MBA)).unwrap();
+    let lines = boot_lines(&table, &d, Some(SERVER), Some(SERVER_MBA));
+    assert_eq!(
+        lines[0],
+        "L3 CAT with 12 ways and classes 0-15, CDP on, MBA delays up to 90; 2 classes in use"
+    );
+    assert!(lines[1].starts_with("hypervisor: class 0, LLC ways 4-11"), "{}", lines[1]);
+    assert_eq!(
+        lines[2],
+        "partition p0: class 1, LLC ways 0-1 (mask 0x3) for data, ways 2-3 (mask 0xc) for code, memory bandwidth 50% (delay 50)"
+    );
+    // Nothing programmed: only the notice.
+    let d = plan(&table, None, None).unwrap();
+    assert_eq!(boot_lines(&table, &d, None, None), [Notice::NoCat.to_string()]);
+}
