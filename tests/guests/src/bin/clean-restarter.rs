@@ -5,6 +5,7 @@
 //!    restarted;
 //! 2. after 1.5 s more, flags = 0: a plain restart, which keeps the persistent region;
 //! 3. after 1.5 s more, flags = 1 (`RESTART_CLEAN`): a clean restart, which zeroes it.
+//!
 //! Then it halts. The pauses are measured on the hypervisor's clock (`TimeNow`, then
 //! `Yield(until)`), not by counting instructions, so the emulator's speed does not matter.
 #![no_std]
