@@ -8,6 +8,7 @@
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::{
     Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX_LINES, FAULT_MESSAGE_MAX,
+    RESTART_CLEAN,
 };
 
 /// A hypercall that did not return [`Status::Ok`].
@@ -168,9 +169,21 @@ pub fn report_fault(class: EventClass, message: &[u8]) -> Result<()> {
     check(raw(Hypercall::ReportFault, class as u64, message.as_ptr() as u64, len as u64, 0)).map(|_| ())
 }
 
-/// Restarts partition `partition` (another partition needs the `restart` privilege).
+/// Restarts partition `partition` (another partition needs the `restart` privilege). Its
+/// RAM starts afresh; its persistent region, if it has one, keeps its bytes (as after the
+/// health monitor's restarts). See [`restart_partition_clean`] for a restart that keeps
+/// nothing.
 pub fn restart_partition(partition: u32) -> Result<()> {
     check(raw(Hypercall::RestartPartition, partition as u64, 0, 0, 0)).map(|_| ())
+}
+
+/// Restarts partition `partition` cleanly: like [`restart_partition`] (the same privilege
+/// rule), but its persistent region is zeroed too, so nothing of its previous runs
+/// survives (flag [`RESTART_CLEAN`]). The partition finds a region as at boot. Needs
+/// hypercall interface version 2 or later ([`version`]): version 1 ignored the flag and
+/// kept the region.
+pub fn restart_partition_clean(partition: u32) -> Result<()> {
+    check(raw(Hypercall::RestartPartition, partition as u64, RESTART_CLEAN, 0, 0)).map(|_| ())
 }
 
 /// Stops the calling partition for good; `code` is logged. Never returns: should the

@@ -3,10 +3,12 @@
 //! A table entry with `persistent SIZE` gives the partition a region of its own at
 //! [`PERSISTENT_WINDOW_GPA`]. The hypervisor zeroes it at boot and leaves it alone when the
 //! health monitor restarts the partition (after a fault, at its own request or another
-//! partition's), while RAM (image, statics, heap, stacks) starts afresh; an operator's
-//! clean restart zeroes it too. So what the partition writes there is what it finds after
-//! a restart, and nothing else is: it must check what it finds (a magic number, checksums)
-//! because a fault may have struck halfway through a write.
+//! partition's plain request), while RAM (image, statics, heap, stacks) starts afresh; a
+//! clean restart ([`crate::hypercall::restart_partition_clean`], by the partition itself
+//! or one with the `restart` privilege acting for the operator) zeroes it too. So what
+//! the partition writes there is what it finds after a restart, and nothing else is: it
+//! must check what it finds (a magic number, checksums) because a fault may have struck
+//! halfway through a write.
 //!
 //! ```ignore
 //! let region = rt_partition::persistent::region(bi).expect("the table gives `persistent`");

@@ -3,6 +3,18 @@
 //! count and its complement, so a region that never held one (zero at boot) or a torn
 //! write reads as "no count yet" instead of a wrong number.
 
+/// From this boot count on the `keeper` stays up instead of faulting: the health
+/// monitor's restarts bring it there, and from then on only another partition's restart
+/// requests move the count (tests/run `persistent`: a plain one counts on, a clean one
+/// starts it over at 1, from where the faults bring it back to this count).
+pub const STAY_UP_FROM: u64 = 3;
+
+/// Whether the boot numbered `count` faults on purpose (`None`: no region to count in,
+/// so every boot faults, as before the region existed).
+pub fn faults_on(count: Option<u64>) -> bool {
+    count.is_none_or(|n| n < STAY_UP_FROM)
+}
+
 /// First eight bytes of the record.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RHKEEP01");
 /// Bytes the record takes at the start of the region.
@@ -52,6 +64,13 @@ mod tests {
         assert_eq!(count_boot(&mut region), Some(2));
         assert_eq!(boots(&region), 2);
         assert_eq!(count_boot(&mut [0u8; 16]), None);
+    }
+
+    #[test]
+    fn faults_until_the_third_boot() {
+        assert!(faults_on(None));
+        assert!(faults_on(Some(1)) && faults_on(Some(2)));
+        assert!(!faults_on(Some(3)) && !faults_on(Some(4)) && !faults_on(Some(u64::MAX)));
     }
 
     #[test]

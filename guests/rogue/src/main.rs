@@ -27,7 +27,7 @@
 //! | `deadline` | a periodic task that always overruns its deadline | `deadline_miss` |
 //! | `readonly` | writes to a channel it only reads | `memory_violation` |
 //! | `sleeper` | sleeps 600 s in `Yield(until)` on its dedicated core | none; another partition's restart request must still reach it at once |
-//! | `keeper` | counts its boots in its persistent region (`rogue::keep`), checks a static in `.data` and one in `.bss` hold their initial values (RAM scrubbed), prints `keeper: boot count N, args "ARGS", ram fresh` (or `ram LEAK`), then writes outside its RAM | `memory_violation`; give it `persistent` and `on memory_violation restart` |
+//! | `keeper` | counts its boots in its persistent region (`rogue::keep`), checks a static in `.data` and one in `.bss` hold their initial values (RAM scrubbed), prints `keeper: boot count N, args "ARGS", ram fresh` (or `ram LEAK`), then, on boots 1 and 2 (`rogue::keep::STAY_UP_FROM`), writes outside its RAM; from boot 3 on prints `keeper: staying up (restart N)` and sleeps | `memory_violation`; give it `persistent` and `on memory_violation restart` |
 //! | anything else | maps memory beyond its RAM in its own page tables and writes it | `memory_violation` (EPT) |
 //!
 //! Each run waits [`GRACE_NS`], says what it is about to do, then does it; after a restart
@@ -112,8 +112,14 @@ fn main(bi: &'static BootInfo) -> ! {
         }
         Mode::ReadOnlyChannel => write_read_only_channel(bi),
         Mode::Keeper => {
-            keep_count(bi);
-            write_outside_ram(bi);
+            if rogue::keep::faults_on(keep_count(bi)) {
+                write_outside_ram(bi);
+            } else {
+                println!("keeper: staying up (restart {})", bi.restart_count);
+                loop {
+                    time::sleep_ns(LONG_SLEEP_NS);
+                }
+            }
         }
         Mode::OutsideRam => write_outside_ram(bi),
     }
@@ -132,20 +138,23 @@ static IN_BSS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::ne
 
 /// The `keeper` mode's report: the boot count kept in the persistent region, the args,
 /// and whether RAM came back as the image has it (both statics at their initial values;
-/// they are changed before the fault, so a restart that kept RAM would show it).
-fn keep_count(bi: &'static BootInfo) {
+/// they are changed before the fault, so a restart that kept RAM would show it). Returns
+/// the boot count (`None` without a region).
+fn keep_count(bi: &'static BootInfo) -> Option<u64> {
     use core::sync::atomic::Ordering::Relaxed;
     let fresh = IN_DATA.load(Relaxed) == DATA_INITIAL && IN_BSS.load(Relaxed) == 0;
     IN_DATA.store(!DATA_INITIAL, Relaxed);
     IN_BSS.store(u64::MAX, Relaxed);
     let ram = if fresh { "ram fresh" } else { "ram LEAK" };
-    match rt_partition::persistent::region(bi).and_then(rogue::keep::count_boot) {
+    let count = rt_partition::persistent::region(bi).and_then(rogue::keep::count_boot);
+    match count {
         Some(n) => println!("keeper: boot count {n}, args \"{}\", {ram}", bi.args()),
         None => println!("keeper: no persistent region, args \"{}\", {ram}", bi.args()),
     }
     if rt_partition::persistent::region(bi).is_some() {
         println!("keeper: LEAK the persistent region was handed out twice");
     }
+    count
 }
 
 fn out_port_0x80() {

@@ -7,8 +7,10 @@
 //! every pointer and length; a bad one returns [`Status::BadAddress`] and is a health
 //! event of class `unknown_exit` only if the call itself is malformed.
 
-/// Version of the hypercall interface, reported by [`Hypercall::Version`].
-pub const VERSION: u64 = 1;
+/// Version of the hypercall interface, reported by [`Hypercall::Version`]. 2: the
+/// flags of [`Hypercall::RestartPartition`] (`rsi`; version 1 ignored the register, so a
+/// caller that needs [`RESTART_CLEAN`] honoured checks for 2 or later).
+pub const VERSION: u64 = 2;
 
 /// The most bytes a single [`Hypercall::ConsoleWrite`] may carry.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
@@ -19,6 +21,14 @@ pub const CONSOLE_WRITE_MAX: u64 = 4096;
 pub const CONSOLE_WRITE_MAX_LINES: u64 = 32;
 /// The most bytes of message a [`Hypercall::ReportFault`] may carry.
 pub const FAULT_MESSAGE_MAX: u64 = 512;
+
+/// [`Hypercall::RestartPartition`] flag (`rsi` bit 0): a clean restart, which also zeroes
+/// the target's persistent region (`persistent SIZE` in the table), so nothing of its
+/// previous runs survives. Without it the region keeps its bytes.
+pub const RESTART_CLEAN: u64 = 1 << 0;
+/// Every [`Hypercall::RestartPartition`] flag this version knows; a call with any other
+/// bit set is refused, so a later flag never means something else to an older hypervisor.
+pub const RESTART_FLAGS_KNOWN: u64 = RESTART_CLEAN;
 
 /// Hypercall numbers (value of `rax`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,8 +63,11 @@ pub enum Hypercall {
     /// `rdx` = message length: reports a fault to the health monitor, which applies the
     /// table's action. Does not return when the action stops the partition.
     ReportFault = 6,
-    /// `rdi` = partition index: restarts that partition (needs the `restart` privilege
-    /// for another partition).
+    /// `rdi` = partition index, `rsi` = flags ([`RESTART_CLEAN`]; 0 for a plain
+    /// restart): restarts that partition (needs the `restart` privilege for another
+    /// partition). A plain restart keeps the target's persistent region, as the health
+    /// monitor's restarts do; with [`RESTART_CLEAN`] the region is zeroed too. Any other
+    /// flag bit is [`Status::BadArgument`].
     RestartPartition = 7,
     /// Stops the calling partition for good (`rdi` = exit code, logged).
     Halt = 8,

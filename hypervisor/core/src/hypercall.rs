@@ -35,9 +35,12 @@
 
 use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::{
-    Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX_LINES, FAULT_MESSAGE_MAX, VERSION,
+    Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX_LINES, FAULT_MESSAGE_MAX,
+    RESTART_CLEAN, VERSION,
 };
 use hallows_abi::table::{PRIV_QUERY, PRIV_RESTART};
+
+use crate::lifecycle::RestartScope;
 
 /// The guest's general-purpose registers as the exit stub saves them: every GPR except
 /// RSP (which the VMCS holds), in the processor's register-number order. Byte offsets:
@@ -176,8 +179,9 @@ pub enum Outcome {
     /// Advance RIP, then apply the health-monitor action for `class` to the caller
     /// (with `Log` the caller simply continues).
     Fault(EventClass),
-    /// Advance RIP, then restart `partition` (which may be the caller itself).
-    Restart { partition: usize },
+    /// Advance RIP, then restart `partition` (which may be the caller itself), keeping or
+    /// zeroing its persistent region as `scope` says.
+    Restart { partition: usize, scope: RestartScope },
 }
 
 /// `ConsoleWrite`s up to this size are copied through a small stack buffer.
@@ -259,13 +263,13 @@ fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (S
             ok(Outcome::Resume)
         }
         Hypercall::RestartPartition => {
-            let Some(index) = partition_index(regs.rdi, env) else {
+            let (Some(index), Some(scope)) = (partition_index(regs.rdi, env), restart_scope(regs.rsi)) else {
                 return fail(Status::BadArgument);
             };
             if index != env.caller() && env.privileges() & PRIV_RESTART == 0 {
                 return fail(Status::Denied);
             }
-            ok(Outcome::Restart { partition: index })
+            ok(Outcome::Restart { partition: index, scope })
         }
         Hypercall::ReportFault => {
             let Some(&class) = EventClass::ALL.get(regs.rdi.min(usize::MAX as u64) as usize) else {
@@ -284,6 +288,16 @@ fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (S
             env.report_fault(class, message);
             ok(Outcome::Fault(class))
         }
+    }
+}
+
+/// The scope `RestartPartition`'s flags (`rsi`) ask for; `None` when a bit this version
+/// does not know is set.
+pub const fn restart_scope(flags: u64) -> Option<RestartScope> {
+    match flags {
+        0 => Some(RestartScope::KeepPersistent),
+        RESTART_CLEAN => Some(RestartScope::Clean),
+        _ => None,
     }
 }
 
@@ -510,19 +524,65 @@ mod tests {
         }
     }
 
+    const KEEP: RestartScope = RestartScope::KeepPersistent;
+    const CLEAN: RestartScope = RestartScope::Clean;
+
     #[test]
     fn restart_needs_restart_privilege_for_others() {
         let mut env = Fake::new();
         let (o, r) = call(&mut env, Hypercall::RestartPartition, [1, 0, 0, 0]);
-        assert_eq!((o, status(&r)), (Outcome::Restart { partition: 1 }, Status::Ok));
+        assert_eq!((o, status(&r)), (Outcome::Restart { partition: 1, scope: KEEP }, Status::Ok));
         let (o, r) = call(&mut env, Hypercall::RestartPartition, [0, 0, 0, 0]);
         assert_eq!((o, status(&r)), (Outcome::Resume, Status::Denied));
+        let (o, r) = call(&mut env, Hypercall::RestartPartition, [0, RESTART_CLEAN, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Resume, Status::Denied), "the flag changes no privilege rule");
         env.privileges = PRIV_QUERY | PRIV_RESTART;
         let (o, _) = call(&mut env, Hypercall::RestartPartition, [0, 0, 0, 0]);
-        assert_eq!(o, Outcome::Restart { partition: 0 });
+        assert_eq!(o, Outcome::Restart { partition: 0, scope: KEEP });
         env.privileges = PRIV_ALL;
         let (o, r) = call(&mut env, Hypercall::RestartPartition, [99, 0, 0, 0]);
         assert_eq!((o, status(&r)), (Outcome::Resume, Status::BadArgument));
+    }
+
+    #[test]
+    fn restart_clean_flag_asks_for_a_clean_restart() {
+        let mut env = Fake::new();
+        // Itself, without any privilege, and another partition with `restart`.
+        let (o, r) = call(&mut env, Hypercall::RestartPartition, [1, RESTART_CLEAN, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Restart { partition: 1, scope: CLEAN }, Status::Ok));
+        env.privileges = PRIV_RESTART;
+        let (o, r) = call(&mut env, Hypercall::RestartPartition, [2, RESTART_CLEAN, 0xdead, 0xbeef]);
+        assert_eq!((o, status(&r)), (Outcome::Restart { partition: 2, scope: CLEAN }, Status::Ok));
+        // rsi = 0 (every caller before the flags existed) is the plain restart it was.
+        let (o, _) = call(&mut env, Hypercall::RestartPartition, [2, 0, 0, 0]);
+        assert_eq!(o, Outcome::Restart { partition: 2, scope: KEEP });
+    }
+
+    #[test]
+    fn restart_refuses_unknown_flags() {
+        let mut env = Fake::new();
+        env.privileges = PRIV_ALL;
+        for flags in [2u64, 3, 1 << 63, u64::MAX, RESTART_CLEAN | 0x100] {
+            for target in [0u64, 1] {
+                let (o, r) = call(&mut env, Hypercall::RestartPartition, [target, flags, 0, 0]);
+                assert_eq!((o, status(&r)), (Outcome::Resume, Status::BadArgument), "flags {flags:#x}");
+            }
+        }
+        // A caller without the privilege, bad flags: still only a status.
+        env.privileges = 0;
+        let (o, r) = call(&mut env, Hypercall::RestartPartition, [0, u64::MAX, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Resume, Status::BadArgument));
+    }
+
+    #[test]
+    fn restart_flags_decode() {
+        assert_eq!(restart_scope(0), Some(KEEP));
+        assert_eq!(restart_scope(RESTART_CLEAN), Some(CLEAN));
+        assert_eq!(restart_scope(hallows_abi::hypercall::RESTART_FLAGS_KNOWN), Some(CLEAN));
+        for bit in 1..64 {
+            assert_eq!(restart_scope(1 << bit), None, "bit {bit}");
+            assert_eq!(restart_scope((1 << bit) | RESTART_CLEAN), None, "bit {bit} with CLEAN");
+        }
     }
 
     #[test]

@@ -114,6 +114,74 @@ pub enum RestartScope {
     Clean,
 }
 
+impl RestartScope {
+    /// The scope of one restart that serves two requests: a clean one wins, so a clean
+    /// request is never lost to a plain one that arrived before or after it (or to a
+    /// plain restart still under way, which would otherwise leave the region half zeroed).
+    pub const fn widen(self, other: RestartScope) -> RestartScope {
+        match (self, other) {
+            (RestartScope::KeepPersistent, RestartScope::KeepPersistent) => RestartScope::KeepPersistent,
+            _ => RestartScope::Clean,
+        }
+    }
+
+    /// What the console line of a finished restart adds after its reason.
+    pub const fn note(self) -> &'static str {
+        match self {
+            RestartScope::KeepPersistent => "",
+            RestartScope::Clean => " (clean: persistent region scrubbed)",
+        }
+    }
+
+    /// The word the request's console line puts before "restart".
+    pub const fn adjective(self) -> &'static str {
+        match self {
+            RestartScope::KeepPersistent => "",
+            RestartScope::Clean => "clean ",
+        }
+    }
+}
+
+/// A partition's pending restart request (another partition asked; the core running it has
+/// not begun the restart yet) as one byte, so the binary keeps it in an `AtomicU8` that any
+/// core may set. The codes are ordered so that merging two requests is their maximum (the
+/// binary's `fetch_max`): [`RestartScope::widen`].
+pub mod request {
+    use super::RestartScope;
+
+    /// No restart asked for.
+    pub const NONE: u8 = 0;
+
+    /// The code of a request for a restart of `scope`.
+    pub const fn code(scope: RestartScope) -> u8 {
+        match scope {
+            RestartScope::KeepPersistent => 1,
+            RestartScope::Clean => 2,
+        }
+    }
+
+    /// The request a code holds (`None` for [`NONE`]). The byte is the hypervisor's own,
+    /// never a guest's; should it hold anything else, the safe reading is a clean restart.
+    pub const fn scope(code: u8) -> Option<RestartScope> {
+        match code {
+            NONE => None,
+            1 => Some(RestartScope::KeepPersistent),
+            _ => Some(RestartScope::Clean),
+        }
+    }
+
+    /// The pending code after `pending` gets a request for `scope` (what `fetch_max`
+    /// computes).
+    pub const fn merge(pending: u8, scope: RestartScope) -> u8 {
+        let new = code(scope);
+        if pending > new {
+            pending
+        } else {
+            new
+        }
+    }
+}
+
 /// Why a partition's memory is being (re)loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reload {
@@ -276,6 +344,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    const SCOPES: [RestartScope; 2] = [RestartScope::KeepPersistent, RestartScope::Clean];
+
+    #[test]
+    fn a_clean_request_wins_whatever_the_order() {
+        use RestartScope::{Clean, KeepPersistent as Keep};
+        assert_eq!(Keep.widen(Keep), Keep);
+        for (a, b) in [(Keep, Clean), (Clean, Keep), (Clean, Clean)] {
+            assert_eq!(a.widen(b), Clean, "{a:?} + {b:?}");
+        }
+        // The byte the binary keeps: any sequence of requests reads back as their widening.
+        for first in SCOPES {
+            for second in SCOPES {
+                let pending = request::merge(request::merge(request::NONE, first), second);
+                assert_eq!(request::scope(pending), Some(first.widen(second)), "{first:?}, {second:?}");
+                assert_eq!(pending, request::code(first).max(request::code(second)), "fetch_max agrees");
+            }
+        }
+        assert_eq!(request::scope(request::NONE), None);
+        assert_eq!(request::scope(u8::MAX), Some(Clean), "an unknown code errs on the clean side");
+        for s in SCOPES {
+            assert_eq!(request::scope(request::code(s)), Some(s));
+            assert_ne!(request::code(s), request::NONE);
+        }
+    }
+
+    #[test]
+    fn only_a_clean_restart_says_so() {
+        assert_eq!(RestartScope::KeepPersistent.note(), "");
+        assert_eq!(RestartScope::KeepPersistent.adjective(), "");
+        assert!(RestartScope::Clean.note().contains("clean: persistent region scrubbed"));
+        assert_eq!(RestartScope::Clean.adjective(), "clean ");
     }
 
     #[test]

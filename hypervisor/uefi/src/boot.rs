@@ -4,7 +4,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::convert::Infallible;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use hallows_abi::table::{MachineFacts, Table};
 use hallows_core::lifecycle;
@@ -377,7 +377,7 @@ fn prepare_partition(
         console_stats: crate::console::ConsoleStats::default(),
         hv_line_limit: Mutex::new(crate::console::hv_line_limit()),
         health: Mutex::new(HealthMonitor::new(RestartPolicy::for_partition(table, i))),
-        restart_requested: AtomicBool::new(false),
+        restart_requested: AtomicU8::new(lifecycle::request::NONE),
     };
     if linux {
         // A Linux partition that cannot be prepared (missing kernel, bad image) is halted;
@@ -405,7 +405,7 @@ fn prepare_partition(
     );
     if part.persistent_bytes != 0 {
         hvlog!(
-            "partition {}: persistent region of {} KiB at host {:#x} (guest {:#x}), kept across its restarts",
+            "partition {}: persistent region of {} KiB at host {:#x} (guest {:#x}), kept across its restarts (not a clean one)",
             part.name,
             part.persistent_bytes >> 10,
             part.persistent_hpa,

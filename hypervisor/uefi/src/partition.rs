@@ -3,7 +3,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use hallows_abi::bootinfo::{
     fill_args, fill_name, BootInfo, ChannelInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_CHANNELS,
@@ -21,7 +21,7 @@ use crate::console::{ConsoleStats, PartitionQueue};
 use hallows_core::console::LineBuffer;
 use hallows_core::console_queue::LineRateLimit;
 use hallows_core::health::HealthMonitor;
-use hallows_core::lifecycle::{scrub, Event, Refused, Reload, SharedState, State};
+use hallows_core::lifecycle::{request, scrub, Event, Refused, Reload, RestartScope, SharedState, State};
 
 /// One partition as the hypervisor runs it.
 pub struct Partition {
@@ -66,9 +66,10 @@ pub struct Partition {
     pub hv_line_limit: Mutex<LineRateLimit>,
     /// Health-monitor state (restart budget).
     pub health: Mutex<HealthMonitor>,
-    /// Another partition asked (with the `restart` privilege) for a restart; the core
-    /// running this partition performs it before its next entry.
-    pub restart_requested: core::sync::atomic::AtomicBool,
+    /// Another partition asked (with the `restart` privilege) for a restart, and of which
+    /// scope (`lifecycle::request` codes); the core running this partition performs it
+    /// before its next entry.
+    pub restart_requested: AtomicU8,
 }
 
 /// A `u64` shared between cores.
@@ -122,6 +123,26 @@ impl Partition {
     /// The state as the `PartitionState` hypercall reports it.
     pub fn state(&self) -> PartitionState {
         self.lifecycle().reported()
+    }
+
+    /// Records another partition's restart request; a clean one wins over a plain one
+    /// still pending (`lifecycle::request::merge`).
+    pub fn request_restart(&self, scope: RestartScope) {
+        self.restart_requested.fetch_max(request::code(scope), Ordering::SeqCst);
+    }
+
+    /// Whether a restart request is pending (a plain load: cheap enough to poll).
+    pub fn restart_pending(&self) -> bool {
+        self.restart_requested.load(Ordering::Relaxed) != request::NONE
+    }
+
+    /// Takes the pending restart request, if any.
+    pub fn take_restart_request(&self) -> Option<RestartScope> {
+        // A plain load first: the common case costs no locked instruction.
+        if !self.restart_pending() {
+            return None;
+        }
+        request::scope(self.restart_requested.swap(request::NONE, Ordering::SeqCst))
     }
 
     /// Where the partition is in its life cycle.

@@ -83,6 +83,8 @@ struct RestartWork {
     /// The image to load, parsed and checked once.
     image: ElfImage,
     image_end: u64,
+    /// Whether it keeps the persistent region (a request arriving meanwhile widens it).
+    scope: RestartScope,
     /// What this restart rewrites: RAM, and the persistent region on a clean restart.
     scrub: Scrub,
     /// Bytes rebuilt so far: guest RAM (zeroed, image bytes in place), then, when
@@ -724,7 +726,7 @@ impl Core {
                     other => other,
                 }
             }
-            Outcome::Restart { partition } if partition == part => {
+            Outcome::Restart { partition, scope } if partition == part => {
                 // The call completed: skip the VMCALL (a refused restart halts; an allowed
                 // one rewrites the VMCS anyway).
                 if let Err(e) = Hw::skip_instruction() {
@@ -734,7 +736,7 @@ impl Core {
                 let verdict = p.health.lock().decide_requested_restart(m.now_ns());
                 if verdict.allowed {
                     let why = "restart requested by the partition";
-                    self.begin_restart(m, slot, why, Cause::Itself, RestartScope::KeepPersistent);
+                    self.begin_restart(m, slot, why, Cause::Itself, scope);
                 } else {
                     crate::console::flush_partition(p);
                     crate::hvlog_for!(
@@ -746,8 +748,8 @@ impl Core {
                 }
                 Next::Resume
             }
-            Outcome::Restart { partition } => {
-                self.request_restart(m, part, partition);
+            Outcome::Restart { partition, scope } => {
+                self.request_restart(m, part, partition, scope);
                 Next::Skip
             }
         }
@@ -757,7 +759,7 @@ impl Core {
     /// core leave its guest (NMI exiting) or wake from HLT, so even a core that never exits
     /// notices.
     #[inline(never)]
-    fn request_restart(&self, m: &Machine, caller: usize, target: usize) {
+    fn request_restart(&self, m: &Machine, caller: usize, target: usize, scope: RestartScope) {
         let (who, t) = (&m.partitions[caller].name, &m.partitions[target]);
         if t.vcpus > 1 || t.is_linux {
             crate::hvlog_for!(
@@ -769,10 +771,11 @@ impl Core {
         }
         crate::hvlog_for!(
             &m.partitions[caller],
-            "partition {who}: requests a restart of partition {}",
+            "partition {who}: requests a {}restart of partition {}",
+            scope.adjective(),
             t.name
         );
-        t.restart_requested.store(true, Ordering::SeqCst);
+        t.request_restart(scope);
         let apic = crate::apic::Apic::new();
         for (c, plan) in m.cores.iter().enumerate() {
             if c != self.index && plan.vcpus.iter().any(|v| v.partition == target) {
@@ -855,11 +858,12 @@ impl Core {
         crate::hvlog_for!(p, "partition {}: {what}", p.name);
     }
 
-    /// Restarts vCPU `slot`'s partition when another partition asked for it.
+    /// Restarts vCPU `slot`'s partition when another partition asked for it (clean or
+    /// not as asked; a restart still under way that was clean stays clean).
     fn serve_restart_request(&mut self, m: &'static Machine, slot: usize) {
         let p = &m.partitions[self.vcpus[slot].partition];
-        // A plain load first: the common case costs no locked instruction.
-        if p.restart_requested.load(Ordering::Relaxed) && p.restart_requested.swap(false, Ordering::SeqCst) {
+        if let Some(requested) = p.take_restart_request() {
+            let under_way = self.vcpus[slot].restart.as_ref().map_or(requested, |w| w.scope);
             let verdict = p.health.lock().decide_requested_restart(m.now_ns());
             if verdict.allowed {
                 self.begin_restart(
@@ -867,7 +871,7 @@ impl Core {
                     slot,
                     "restarted at another partition's request",
                     Cause::OtherPartition,
-                    RestartScope::KeepPersistent,
+                    requested.widen(under_way),
                 );
             } else {
                 crate::hvlog_for!(
@@ -910,7 +914,8 @@ impl Core {
         }
         v.saved.reset();
         let scrub = lifecycle::scrub(Reload::Restart(scope));
-        v.restart = Some(RestartWork { why, image, image_end, scrub, rebuilt: 0, windows: 0, ticks: 0 });
+        v.restart =
+            Some(RestartWork { why, image, image_end, scope, scrub, rebuilt: 0, windows: 0, ticks: 0 });
         v.stopped = false;
         v.wake_at_ns = 0;
         self.state_owner.forget(slot);
@@ -974,9 +979,10 @@ impl Core {
         match result {
             Ok(()) => crate::hvlog_for!(
                 p,
-                "partition {}: {} (restart {n}): {} MiB scrubbed and reloaded in {} of its own window(s), {} ticks",
+                "partition {}: {}{} (restart {n}): {} MiB scrubbed and reloaded in {} of its own window(s), {} ticks",
                 p.name,
                 work.why,
+                work.scope.note(),
                 p.ram_bytes >> 20,
                 work.windows,
                 work.ticks
@@ -1020,7 +1026,7 @@ const STATS_INTERVAL_NS: u64 = 1_000_000_000;
 /// them: a core dedicated to a computing partition should show zero); the others halt
 /// (an NMI from a restart request wakes them).
 fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
-    let requested = || watch.is_some_and(|p| p.restart_requested.load(Ordering::SeqCst));
+    let requested = || watch.is_some_and(|p| p.restart_pending());
     if m.log_level < LOG_DEBUG || STATS_PRINTER.swap(true, Ordering::SeqCst) {
         while !requested() {
             cpu::halt();
@@ -1051,7 +1057,7 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
 /// dedicated core) gets a restart request from another partition.
 fn wait_until_or_restart(m: &Machine, until_ns: u64, watch: Option<&Partition>) {
     while m.now_ns() < until_ns {
-        if watch.is_some_and(|p| p.restart_requested.load(Ordering::Relaxed)) {
+        if watch.is_some_and(|p| p.restart_pending()) {
             return;
         }
         crate::serial::pump();

@@ -1,6 +1,6 @@
 //! `restarter`: after a short delay, asks the hypervisor to restart partition 1
-//! (hypercall `RestartPartition`, which needs the `restart` privilege), reports the
-//! status on its console, then halts (hypercall `Halt`).
+//! (hypercall `RestartPartition` with flags 0, a plain restart; it needs the `restart`
+//! privilege), reports the status on its console, then halts (hypercall `Halt`).
 #![no_std]
 #![no_main]
 
@@ -18,6 +18,7 @@ _start:
     mov eax, 2
     vmcall
     mov edi, 1
+    xor esi, esi
     mov eax, 7
     vmcall
     lea rdi, [rip + status]
