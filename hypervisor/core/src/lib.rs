@@ -52,6 +52,7 @@ pub mod control_regs;
 pub mod core_stats;
 pub mod cpuid;
 pub mod elf;
+pub mod group_restart;
 pub mod guest_paging;
 pub mod health;
 pub mod host_tables;

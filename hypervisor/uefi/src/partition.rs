@@ -69,6 +69,8 @@ pub struct Partition {
     /// Another partition asked (with the `restart` privilege) for a restart; the core
     /// running this partition performs it before its next entry.
     pub restart_requested: core::sync::atomic::AtomicBool,
+    /// How the cores running its vCPUs agree on a restart (`hallows_core::group_restart`).
+    pub restart_sync: hallows_core::group_restart::RestartSync,
 }
 
 /// A `u64` shared between cores.
