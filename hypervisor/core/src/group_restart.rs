@@ -253,6 +253,59 @@ impl RestartSync {
     }
 }
 
+/// The owner's side of one restart: its generation and how long it waits for the other
+/// vCPUs to park.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owned {
+    pub gen: u32,
+    deadline_ns: u64,
+    wait_ns: u64,
+    all_parked: bool,
+}
+
+impl Owned {
+    /// Restart `gen`, claimed at `now_ns`; the wait lasts `wait_ns` ([`stop_wait_ns`]).
+    pub const fn new(gen: u32, now_ns: u64, wait_ns: u64) -> Self {
+        Owned { gen, deadline_ns: now_ns.saturating_add(wait_ns), wait_ns, all_parked: false }
+    }
+
+    /// [`RestartSync::owner_step`] at `now_ns`; once every vCPU parked, it stays so.
+    pub fn step(&mut self, sync: &RestartSync, vcpus: u32, now_ns: u64) -> OwnerStep {
+        if !self.all_parked {
+            match sync.owner_step(vcpus, now_ns, self.deadline_ns) {
+                OwnerStep::Rebuild => self.all_parked = true,
+                other => return other,
+            }
+        }
+        OwnerStep::Rebuild
+    }
+
+    /// The console line when the wait ends with `missing` vCPUs still running.
+    pub fn timeout(self, partition: &str, missing: u64) -> StopTimeout<'_> {
+        StopTimeout { partition, missing, waited_ns: self.wait_ns }
+    }
+}
+
+/// A fault or restart request of vCPU `vcpu` (of `vcpus`), decided once for the partition.
+/// The caller holds the partition's health monitor `health` locked for the whole call.
+/// `None` when a restart is already under way: the event belongs to it, is not counted
+/// again, and the caller parks its vCPU. Otherwise `decide` runs (it says whether its
+/// verdict restarts the partition) and a restart is claimed at once, before any other
+/// vCPU can decide: the verdict and, when this core owns the restart, its generation.
+pub fn decide_once<H, T>(
+    sync: &RestartSync,
+    health: &mut H,
+    vcpu: u32,
+    vcpus: u32,
+    decide: impl FnOnce(&mut H) -> (T, bool),
+) -> Option<(T, Option<u32>)> {
+    if sync.busy() {
+        return None;
+    }
+    let (verdict, restarts) = decide(health);
+    Some((verdict, if restarts { sync.claim(vcpu, vcpus) } else { None }))
+}
+
 /// How long the owner of partition `partition`'s restart waits for its other vCPUs to
 /// park: [`STOP_GRACE_NS`] plus two of the longest major frame among the cores that run
 /// it (a vCPU on a scheduled core parks only in its partition's own window).

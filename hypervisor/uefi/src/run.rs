@@ -22,7 +22,8 @@ use hallows_core::control_regs::{self, cr_write, CrChange, CrWriteRequest};
 use hallows_core::core_stats::Rates;
 use hallows_core::cpuid;
 use hallows_core::elf::ElfImage;
-use hallows_core::group_restart::{stop_wait_ns, Absorbed, OwnerStep, Poll, StopTimeout};
+use hallows_core::group_restart::{decide_once, stop_wait_ns, Absorbed, Owned, OwnerStep, Poll};
+use hallows_core::health::RequestedRestart;
 use hallows_core::hypercall::{dispatch, Outcome};
 use hallows_core::lifecycle::{self, Cause, Event, Reload, RestartScope, Scrub};
 use hallows_core::linux_vcpu::exits::xapic_access_message;
@@ -84,12 +85,8 @@ const EXIT_COST_GUESS_NS: u64 = 10_000;
 /// dedicated core, at once.
 struct RestartWork {
     why: &'static str,
-    /// The restart's generation (`group_restart`), and when the wait for the partition's
-    /// other vCPUs to park ends (ns since boot).
-    gen: u32,
-    stop_deadline_ns: u64,
-    /// Every other vCPU of the partition is parked: the rebuild may run.
-    all_parked: bool,
+    /// The restart's generation and the wait for the partition's other vCPUs to park.
+    owned: Owned,
     /// The image to load, parsed and checked once.
     image: ElfImage,
     image_end: u64,
@@ -821,22 +818,20 @@ impl Core {
     ) -> Next {
         let v = &self.vcpus[slot];
         let p = &m.partitions[v.partition];
-        let mut health = p.health.lock();
-        if v.kind == Kind::RealTime && p.restart_sync.busy() {
+        let decided = decide_once(&p.restart_sync, &mut *p.health.lock(), v.index, p.vcpus, |health| {
+            let _ = p.apply(Event::Fault);
+            let mut decision = health.decide(&p.actions, class, m.now_ns());
+            let (action, followup) = after_health(v.kind, p.vcpus, class, decision.action);
+            decision.action = action;
+            ((decision, followup), followup == Followup::Restart)
+        });
+        let Some(((decision, followup), gen)) = decided else {
             // Part of the run being restarted: counted once, by the restart's owner.
-            drop(health);
             let what = format_args!("{}: {what}", class.name());
             crate::hvlog_for!(p, "{}", Absorbed { partition: &p.name, vcpu: v.index, what });
             self.follow_restart(m, slot);
             return Next::Resume;
-        }
-        let _ = p.apply(Event::Fault);
-        let mut decision = health.decide(&p.actions, class, m.now_ns());
-        let (action, followup) = after_health(v.kind, p.vcpus, class, decision.action);
-        decision.action = action;
-        // Claimed with the decision, so that a restart is counted once for the partition.
-        let gen = (followup == Followup::Restart).then(|| p.restart_sync.claim(v.index, p.vcpus)).flatten();
-        drop(health);
+        };
         crate::console::flush_partition(p);
         crate::hvlog_for!(p, "{}", decision.report(&p.name, what));
         match followup {
@@ -932,23 +927,15 @@ impl Core {
     }
 
     /// The health monitor's verdict on a restart asked for (by the partition or another
-    /// one) while vCPU `slot` runs, and the restart's generation when allowed and claimed
-    /// by this core (`group_restart`). `None` when a restart is already under way: the
-    /// request is part of it, not counted again.
-    fn restart_verdict(
-        &mut self,
-        m: &'static Machine,
-        slot: usize,
-    ) -> Option<(hallows_core::health::RequestedRestart, Option<u32>)> {
-        let v = &self.vcpus[slot];
+    /// one) while vCPU `slot` runs, and the restart's generation when this core owns it;
+    /// `None` when a restart is already under way (`group_restart::decide_once`).
+    fn restart_verdict(&self, m: &Machine, slot: usize) -> Option<(RequestedRestart, Option<u32>)> {
+        let (v, now) = (&self.vcpus[slot], m.now_ns());
         let p = &m.partitions[v.partition];
-        let mut health = p.health.lock();
-        if p.restart_sync.busy() {
-            return None;
-        }
-        let verdict = health.decide_requested_restart(m.now_ns());
-        let gen = if verdict.allowed { p.restart_sync.claim(v.index, p.vcpus) } else { None };
-        Some((verdict, gen))
+        decide_once(&p.restart_sync, &mut *p.health.lock(), v.index, p.vcpus, |health| {
+            let verdict = health.decide_requested_restart(now);
+            (verdict, verdict.allowed)
+        })
     }
 
     /// Does this core's part of a restart another core owns (`group_restart::Poll`): parks
@@ -1003,37 +990,22 @@ impl Core {
         let part = v.partition;
         let p = &m.partitions[part];
         // The image was loaded at boot, so it parses; if it somehow does not, halt.
-        let (image, image_end) = match p.parsed_image() {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                crate::hvlog_for!(p, "partition {}: cannot restart: {e}; halted", p.name);
-                v.stopped = true;
-                let _ = p.apply(Event::Halt(Cause::Hypervisor));
-                p.restart_sync.abandon(gen);
-                self.kick(m, part, false);
-                return;
-            }
-        };
-        if p.apply(Event::Restart(cause)).is_err() {
+        let parsed = p.parsed_image().inspect_err(|e| {
+            crate::hvlog_for!(p, "partition {}: cannot restart: {e}; halted", p.name);
+            v.stopped = true;
+            let _ = p.apply(Event::Halt(Cause::Hypervisor));
+        });
+        let Some((image, image_end)) = parsed.ok().filter(|_| p.apply(Event::Restart(cause)).is_ok()) else {
+            // The partition's parked vCPUs stop too.
             p.restart_sync.abandon(gen);
             self.kick(m, part, false);
             return;
-        }
+        };
         v.saved.reset();
         let scrub = lifecycle::scrub(Reload::Restart(scope));
-        let stop_deadline_ns = m.now_ns().saturating_add(stop_wait_ns(&m.cores, part));
-        v.restart = Some(RestartWork {
-            why,
-            gen,
-            stop_deadline_ns,
-            all_parked: false,
-            image,
-            image_end,
-            scrub,
-            rebuilt: 0,
-            windows: 0,
-            ticks: 0,
-        });
+        let owned = Owned::new(gen, m.now_ns(), stop_wait_ns(&m.cores, part));
+        v.restart =
+            Some(RestartWork { why, owned, image, image_end, scrub, rebuilt: 0, windows: 0, ticks: 0 });
         v.stopped = false;
         v.parked = 0;
         v.wake_at_ns = 0;
@@ -1060,23 +1032,18 @@ impl Core {
         let part = self.vcpus[slot].partition;
         let p = &m.partitions[part];
         let Some(mut work) = self.vcpus[slot].restart.take() else { return true };
-        if !work.all_parked {
-            let now_ns = m.now_ns();
-            match p.restart_sync.owner_step(p.vcpus, now_ns, work.stop_deadline_ns) {
-                OwnerStep::Rebuild => work.all_parked = true,
-                OwnerStep::Wait => {
-                    self.vcpus[slot].restart = Some(work);
-                    return false;
-                }
-                OwnerStep::GiveUp { missing } => {
-                    let waited_ns =
-                        now_ns.saturating_sub(work.stop_deadline_ns) + stop_wait_ns(&m.cores, part);
-                    crate::hvlog_for!(p, "{}", StopTimeout { partition: &p.name, missing, waited_ns });
-                    p.restart_sync.abandon(work.gen);
-                    self.stop(m, slot, Cause::Hypervisor);
-                    self.kick(m, part, false);
-                    return true;
-                }
+        match work.owned.step(&p.restart_sync, p.vcpus, m.now_ns()) {
+            OwnerStep::Rebuild => {}
+            OwnerStep::Wait => {
+                self.vcpus[slot].restart = Some(work);
+                return false;
+            }
+            OwnerStep::GiveUp { missing } => {
+                crate::hvlog_for!(p, "{}", work.owned.timeout(&p.name, missing));
+                p.restart_sync.abandon(work.owned.gen);
+                self.stop(m, slot, Cause::Hypervisor);
+                self.kick(m, part, false);
+                return true;
             }
         }
         work.windows += 1;
@@ -1089,7 +1056,7 @@ impl Core {
         while work.rebuilt < total && fits(&self.restart_cost, WORK_CHUNK) {
             let t = cpu::rdtsc();
             // SAFETY: no vCPU of the partition runs: this one is being restarted and the
-            // others are parked (`owner_step` said so above, `all_parked`).
+            // others are parked (`owned.step` said so above).
             unsafe {
                 if work.rebuilt < p.ram_bytes {
                     p.rebuild(&work.image, work.rebuilt, REBUILD_CHUNK)
@@ -1115,9 +1082,9 @@ impl Core {
         work.ticks += now.wrapping_sub(started);
         if result.is_ok() {
             let _ = p.apply(Event::RestartDone);
-            p.restart_sync.release(work.gen);
+            p.restart_sync.release(work.owned.gen);
         } else {
-            p.restart_sync.abandon(work.gen);
+            p.restart_sync.abandon(work.owned.gen);
         }
         // The other vCPUs start afresh at the entry (or stay stopped).
         self.kick(m, part, false);

@@ -178,3 +178,50 @@ fn an_absorbed_fault_says_it_is_not_counted() {
     let line = std::format!("{}", Absorbed { partition: "pair", vcpu: 0, what: "io_violation: port 0x80" });
     assert_eq!(line, "partition pair: vCPU 0: io_violation: port 0x80 while the partition restarts: not counted, vCPU parked");
 }
+
+#[test]
+fn two_vcpus_faulting_at_once_spend_one_restart_of_the_budget() {
+    use crate::health::{HealthMonitor, RestartPolicy};
+    use hallows_abi::health::{Action, EventClass};
+    let actions = [Action::RestartPartition as u8; EventClass::COUNT];
+    let mut hm = HealthMonitor::new(RestartPolicy { max_restarts: 1, window_ns: 1_000_000 });
+    let sync = RestartSync::new();
+    let fault = |hm: &mut HealthMonitor| {
+        let d = hm.decide(&actions, EventClass::IoViolation, 10);
+        (d.action, d.action == Action::RestartPartition)
+    };
+    let first = decide_once(&sync, &mut hm, 1, 2, fault);
+    assert_eq!(first, Some((Action::RestartPartition, Some(1))), "vCPU 1 owns restart 1");
+    assert_eq!(decide_once(&sync, &mut hm, 0, 2, fault), None, "vCPU 0's fault is absorbed");
+    let request = |hm: &mut HealthMonitor| {
+        let r = hm.decide_requested_restart(20);
+        (r.allowed, r.allowed)
+    };
+    assert_eq!(decide_once(&sync, &mut hm, 0, 2, request), None, "so is a request meanwhile");
+    assert_eq!(hm.total_restarts(), 1, "one restart counted for the partition");
+    park(&sync, 0);
+    sync.release(1);
+    // The budget (1 per window) is spent: the next fault halts, nothing is claimed.
+    assert_eq!(decide_once(&sync, &mut hm, 0, 2, fault), Some((Action::HaltPartition, None)));
+    assert_eq!(sync.phase(), Phase::Released { gen: 1 });
+}
+
+#[test]
+fn the_owner_waits_once_and_then_rebuilds_in_as_many_windows_as_it_takes() {
+    let sync = RestartSync::new();
+    let gen = sync.claim(0, 2).unwrap();
+    let mut owned = Owned::new(gen, 1_000, 500);
+    assert_eq!(owned.step(&sync, 2, 1_200), OwnerStep::Wait);
+    park(&sync, 1);
+    assert_eq!(owned.step(&sync, 2, 1_300), OwnerStep::Rebuild);
+    sync.release(gen);
+    let _ = sync.claim(1, 2);
+    assert_eq!(owned.step(&sync, 2, 9_999), OwnerStep::Rebuild, "its vCPUs stay parked while it rebuilds");
+
+    let sync = RestartSync::new();
+    let mut late = Owned::new(sync.claim(1, 2).unwrap(), 1_000, 500);
+    assert_eq!(late.step(&sync, 2, 1_499), OwnerStep::Wait);
+    assert_eq!(late.step(&sync, 2, 1_500), OwnerStep::GiveUp { missing: 1 });
+    let line = std::format!("{}", late.timeout("pair", 1));
+    assert_eq!(line, "partition pair: restart given up: vCPU 0 did not stop within 0 ms; halted");
+}
