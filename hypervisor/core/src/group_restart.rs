@@ -4,14 +4,15 @@
 //!
 //! 1. The core whose vCPU's fault (or request) the health monitor turns into a restart
 //!    **claims** it ([`RestartSync::claim`]) and becomes the owner of the rebuild. The claim
-//!    is made with the partition's health monitor locked, together with its decision, so a
-//!    restart is counted once for the partition however many vCPUs fault; a fault of
-//!    another vCPU while the restart is under way ([`RestartSync::busy`]) is absorbed.
+//!    is made with the partition's health monitor locked, together with its decision
+//!    ([`decide_once`]), so a restart is counted once for the partition however many vCPUs
+//!    fault; a fault of another vCPU while the restart is under way
+//!    ([`RestartSync::busy`]) is absorbed ([`Absorbed`]).
 //! 2. Every other core, the next time it looks ([`RestartSync::poll`]: after any exit,
 //!    an NMI from the owner forces one; on a scheduled core at the start of the
 //!    partition's own windows), **parks** its vCPU (never entered until released) and
 //!    says so ([`RestartSync::ack`]).
-//! 3. The owner waits for all of them ([`RestartSync::owner_step`]), but not forever: past
+//! 3. The owner waits for all of them ([`Owned::step`]), but not forever: past
 //!    [`stop_wait_ns`] it gives up ([`RestartSync::abandon`]), the partition is halted and
 //!    the vCPUs that did not answer are named ([`StopTimeout`]).
 //! 4. With every vCPU parked, the owner rebuilds RAM and reloads the image (in its own
