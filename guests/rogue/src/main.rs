@@ -27,6 +27,7 @@
 //! | `deadline` | a periodic task that always overruns its deadline | `deadline_miss` |
 //! | `readonly` | writes to a channel it only reads | `memory_violation` |
 //! | `sleeper` | sleeps 600 s in `Yield(until)` on its dedicated core | none; another partition's restart request must still reach it at once |
+//! | `twovcpu` | both vCPUs print `twovcpu: vCPU N running, restart R` every 300 ms; in the first incarnation vCPU 1 then writes port 0x80 | `io_violation` on vCPU 1; give it two cores and `on io_violation restart`: the partition restarts whole |
 //! | `keeper` | counts its boots in its persistent region (`rogue::keep`), checks a static in `.data` and one in `.bss` hold their initial values (RAM scrubbed), prints `keeper: boot count N, args "ARGS", ram fresh` (or `ram LEAK`), then, on boots 1 and 2 (`rogue::keep::STAY_UP_FROM`), writes outside its RAM; from boot 3 on prints `keeper: staying up (restart N)` and sleeps | `memory_violation`; give it `persistent` and `on memory_violation restart` |
 //! | anything else | maps memory beyond its RAM in its own page tables and writes it | `memory_violation` (EPT) |
 //!
@@ -53,7 +54,33 @@ const GRACE_NS: u64 = 300_000_000;
 /// How long the `sleeper` mode sleeps: far longer than any scenario runs.
 const LONG_SLEEP_NS: u64 = 600_000_000_000;
 
-rt_partition::entry!(main);
+/// How often each vCPU of the `twovcpu` mode says it runs.
+const PAIR_PERIOD_NS: u64 = 300_000_000;
+
+rt_partition::entry!(main, secondary);
+
+/// vCPUs other than 0: only the `twovcpu` mode uses them.
+fn secondary(bi: &'static BootInfo, vcpu: u32) -> ! {
+    if mode_for(bi.name()) != Mode::SecondVcpuFault {
+        rt_partition::park_secondary(bi, vcpu)
+    }
+    println!("rogue: twovcpu: vCPU {vcpu} running, restart {}", bi.restart_count);
+    if bi.restart_count == 0 {
+        // Long enough for vCPU 0 to say it runs too.
+        time::sleep_ns(GRACE_NS + 2 * PAIR_PERIOD_NS);
+        println!("rogue: twovcpu: vCPU {vcpu} about to write I/O port 0x80 that I do not own");
+        out_port_0x80();
+    }
+    report_running(bi, vcpu)
+}
+
+/// Says every [`PAIR_PERIOD_NS`] that vCPU `vcpu` runs, and in which incarnation.
+fn report_running(bi: &BootInfo, vcpu: u32) -> ! {
+    loop {
+        time::sleep_ns(PAIR_PERIOD_NS);
+        println!("rogue: twovcpu: vCPU {vcpu} running, restart {}", bi.restart_count);
+    }
+}
 
 fn main(bi: &'static BootInfo) -> ! {
     if bi.restart_count > 0 {
@@ -121,6 +148,7 @@ fn main(bi: &'static BootInfo) -> ! {
                 }
             }
         }
+        Mode::SecondVcpuFault => report_running(bi, 0),
         Mode::OutsideRam => write_outside_ram(bi),
     }
     println!("rogue: still alive after misbehaving");

@@ -86,6 +86,10 @@ pub enum Mode {
     /// Counts its boots in its persistent region, prints the count and its `args`, then
     /// writes beyond its RAM (give it `persistent` and `on memory_violation restart`).
     Keeper,
+    /// Two vCPUs that both print what incarnation they run in; in the first one, vCPU 1
+    /// writes I/O port 0x80 (give it `cores` with two cores and `on io_violation
+    /// restart`): the partition must come back whole.
+    SecondVcpuFault,
     /// Writes beyond its RAM (the default).
     OutsideRam,
 }
@@ -118,6 +122,7 @@ pub const MODES: &[(&str, Mode)] = &[
     ("readonly", Mode::ReadOnlyChannel),
     ("sleeper", Mode::Sleep),
     ("keeper", Mode::Keeper),
+    ("twovcpu", Mode::SecondVcpuFault),
 ];
 
 /// The mode a partition called `name` runs.
@@ -146,6 +151,7 @@ mod tests {
         assert_eq!(mode_for("rogue_pqr"), Mode::PqrAssoc);
         assert_eq!(mode_for("cr4tsd"), Mode::Cr4(ForbiddenCr4Bit::Tsd));
         assert_eq!(mode_for("keeper"), Mode::Keeper);
+        assert_eq!(mode_for("twovcpu"), Mode::SecondVcpuFault);
         assert_eq!(mode_for("rogue"), Mode::OutsideRam);
         assert_eq!(mode_for(""), Mode::OutsideRam);
     }

@@ -30,7 +30,9 @@
 //!   [`switched_state`] lists the registers VMX does not switch and says when the binary
 //!   must save and load them.
 //! - **Life cycle**: [`lifecycle`] is the one state machine of a partition (booting,
-//!   running, waiting, faulted, restarting, halted) and says who may move it where.
+//!   running, waiting, faulted, restarting, halted) and says who may move it where;
+//!   [`group_restart`] is how the cores running a partition's vCPUs agree on restarting it
+//!   whole (one owner rebuilds, the others park first and start afresh after).
 //! - **Time**: [`schedule`] maps an instant to the window that owns it, the next switch
 //!   and the VMX-preemption timer value.
 //! - **Console**: [`console`] multiplexes every partition's bytes into whole
@@ -52,6 +54,7 @@ pub mod control_regs;
 pub mod core_stats;
 pub mod cpuid;
 pub mod elf;
+pub mod group_restart;
 pub mod guest_paging;
 pub mod health;
 pub mod host_tables;

@@ -378,6 +378,7 @@ fn prepare_partition(
         hv_line_limit: Mutex::new(crate::console::hv_line_limit()),
         health: Mutex::new(HealthMonitor::new(RestartPolicy::for_partition(table, i))),
         restart_requested: AtomicU8::new(lifecycle::request::NONE),
+        restart_sync: hallows_core::group_restart::RestartSync::new(),
     };
     if linux {
         // A Linux partition that cannot be prepared (missing kernel, bad image) is halted;

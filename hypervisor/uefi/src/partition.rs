@@ -70,6 +70,8 @@ pub struct Partition {
     /// scope (`lifecycle::request` codes); the core running this partition performs it
     /// before its next entry.
     pub restart_requested: AtomicU8,
+    /// How the cores running its vCPUs agree on a restart (`hallows_core::group_restart`).
+    pub restart_sync: hallows_core::group_restart::RestartSync,
 }
 
 /// A `u64` shared between cores.

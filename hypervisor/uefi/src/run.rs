@@ -22,6 +22,8 @@ use hallows_core::control_regs::{self, cr_write, CrChange, CrWriteRequest};
 use hallows_core::core_stats::Rates;
 use hallows_core::cpuid;
 use hallows_core::elf::ElfImage;
+use hallows_core::group_restart::{decide_once, stop_wait_ns, Absorbed, Owned, OwnerStep, Poll};
+use hallows_core::health::RequestedRestart;
 use hallows_core::hypercall::{dispatch, Outcome};
 use hallows_core::lifecycle::{self, Cause, Event, Reload, RestartScope, Scrub};
 use hallows_core::linux_vcpu::exits::xapic_access_message;
@@ -56,6 +58,9 @@ struct Vcpu {
     launched: bool,
     /// Stopped for good on this core.
     stopped: bool,
+    /// The restart another core runs for its partition that it is parked for
+    /// (`group_restart`; 0: not parked).
+    parked: u32,
     /// On a scheduled core: the partition asked (Yield) not to run before this instant
     /// (ns since boot); its windows before then are left idle, and a window it wakes in
     /// is entered at the wake-up time, not at the window's start.
@@ -80,6 +85,8 @@ const EXIT_COST_GUESS_NS: u64 = 10_000;
 /// dedicated core, at once.
 struct RestartWork {
     why: &'static str,
+    /// The restart's generation and the wait for the partition's other vCPUs to park.
+    owned: Owned,
     /// The image to load, parsed and checked once.
     image: ElfImage,
     image_end: u64,
@@ -188,6 +195,7 @@ pub fn core_main(index: usize) -> ! {
             regs: GuestRegs::default(),
             launched: false,
             stopped: false,
+            parked: 0,
             wake_at_ns: 0,
             saved: SavedState::new(&m.xsave),
             restart: None,
@@ -282,10 +290,15 @@ impl Core {
             let vcpu = slot.partition.and_then(|p| self.vcpus.iter().position(|v| v.partition == p as usize));
             if let Some(i) = vcpu {
                 self.serve_restart_request(m, i);
+                self.follow_restart(m, i);
             }
             let owner = vcpu.map(|i| {
                 let v = &self.vcpus[i];
-                Owner { restarting: v.restart.is_some(), stopped: v.stopped, wake_at_ns: v.wake_at_ns }
+                Owner {
+                    restarting: v.restart.is_some(),
+                    stopped: v.stopped || v.parked != 0,
+                    wake_at_ns: v.wake_at_ns,
+                }
             });
             match (vcpu, slot_action(owner, slot.end_ns)) {
                 // Restarting: scrub and reload in this window's time, never past its end.
@@ -359,13 +372,17 @@ impl Core {
     /// partition's own, so a restart runs to completion at once.
     fn run_dedicated(&mut self, m: &'static Machine) {
         self.serve_restart_request(m, 0);
+        self.follow_restart(m, 0);
         if self.vcpus[0].restart.is_some() {
-            self.continue_restart(m, 0, u64::MAX, u64::MAX);
+            if !self.continue_restart(m, 0, u64::MAX, u64::MAX) {
+                crate::serial::pump();
+                cpu::pause();
+            }
             return;
         }
-        if self.vcpus[0].stopped {
-            let watch =
-                (self.vcpus[0].kind == Kind::RealTime).then(|| &m.partitions[self.vcpus[0].partition]);
+        if self.vcpus[0].stopped || self.vcpus[0].parked != 0 {
+            let v = &self.vcpus[0];
+            let watch = (v.kind == Kind::RealTime).then(|| (&m.partitions[v.partition], v.index, v.parked));
             idle(m, self.index, watch);
             return;
         }
@@ -398,7 +415,7 @@ impl Core {
             if sleeps {
                 let _ = p.apply(Event::Sleep);
             }
-            wait_until_or_restart(m, until_ns, Some(p));
+            wait_until_or_restart(m, until_ns, Some((p, self.vcpus[0].index)));
             if sleeps {
                 let _ = p.apply(Event::Wake);
             }
@@ -733,10 +750,10 @@ impl Core {
                     return self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE RIP: {e}"));
                 }
                 let p = &m.partitions[part];
-                let verdict = p.health.lock().decide_requested_restart(m.now_ns());
-                if verdict.allowed {
+                let Some((verdict, gen)) = self.restart_verdict(m, slot) else { return Next::Resume };
+                if let Some(gen) = gen {
                     let why = "restart requested by the partition";
-                    self.begin_restart(m, slot, why, Cause::Itself, scope);
+                    self.begin_restart(m, slot, gen, why, Cause::Itself, scope);
                 } else {
                     crate::console::flush_partition(p);
                     crate::hvlog_for!(
@@ -761,10 +778,10 @@ impl Core {
     #[inline(never)]
     fn request_restart(&self, m: &Machine, caller: usize, target: usize, scope: RestartScope) {
         let (who, t) = (&m.partitions[caller].name, &m.partitions[target]);
-        if t.vcpus > 1 || t.is_linux {
+        if t.is_linux {
             crate::hvlog_for!(
                 &m.partitions[caller],
-                "partition {who}: restart of {} refused: only single-vCPU RT partitions restart",
+                "partition {who}: restart of {} refused: only RT partitions restart",
                 t.name
             );
             return;
@@ -776,9 +793,17 @@ impl Core {
             t.name
         );
         t.request_restart(scope);
+        self.kick(m, target, true);
+    }
+
+    /// Sends an NMI to the other cores running `target` (all of them, or only the
+    /// dedicated ones: a scheduled core looks at the start of the partition's windows):
+    /// the core leaves its guest (NMI exiting) or wakes from HLT and looks at its requests.
+    fn kick(&self, m: &Machine, target: usize, scheduled_too: bool) {
         let apic = crate::apic::Apic::new();
         for (c, plan) in m.cores.iter().enumerate() {
-            if c != self.index && plan.vcpus.iter().any(|v| v.partition == target) {
+            let runs = plan.vcpus.iter().any(|v| v.partition == target);
+            if c != self.index && runs && (scheduled_too || plan.windows.is_empty()) {
                 apic.send_ipi(plan.apic_id, crate::apic::ICR_NMI);
             }
         }
@@ -796,10 +821,20 @@ impl Core {
     ) -> Next {
         let v = &self.vcpus[slot];
         let p = &m.partitions[v.partition];
-        let _ = p.apply(Event::Fault);
-        let mut decision = p.health.lock().decide(&p.actions, class, m.now_ns());
-        let (action, followup) = after_health(v.kind, p.vcpus, class, decision.action);
-        decision.action = action;
+        let decided = decide_once(&p.restart_sync, &mut *p.health.lock(), v.index, p.vcpus, |health| {
+            let _ = p.apply(Event::Fault);
+            let mut decision = health.decide(&p.actions, class, m.now_ns());
+            let (action, followup) = after_health(v.kind, p.vcpus, class, decision.action);
+            decision.action = action;
+            ((decision, followup), followup == Followup::Restart)
+        });
+        let Some(((decision, followup), gen)) = decided else {
+            // Part of the run being restarted: counted once, by the restart's owner.
+            let what = format_args!("{}: {what}", class.name());
+            crate::hvlog_for!(p, "{}", Absorbed { partition: &p.name, vcpu: v.index, what });
+            self.follow_restart(m, slot);
+            return Next::Resume;
+        };
         crate::console::flush_partition(p);
         crate::hvlog_for!(p, "{}", decision.report(&p.name, what));
         match followup {
@@ -820,7 +855,17 @@ impl Core {
             }
             Followup::Restart => {
                 let why = "restarted with a fresh image";
-                self.begin_restart(m, slot, why, Cause::HealthMonitor, RestartScope::KeepPersistent);
+                match gen {
+                    Some(gen) => self.begin_restart(
+                        m,
+                        slot,
+                        gen,
+                        why,
+                        Cause::HealthMonitor,
+                        RestartScope::KeepPersistent,
+                    ),
+                    None => self.stop(m, slot, Cause::HealthMonitor),
+                }
                 Next::Resume
             }
             Followup::HaltSystem => {
@@ -864,11 +909,19 @@ impl Core {
         let p = &m.partitions[self.vcpus[slot].partition];
         if let Some(requested) = p.take_restart_request() {
             let under_way = self.vcpus[slot].restart.as_ref().map_or(requested, |w| w.scope);
-            let verdict = p.health.lock().decide_requested_restart(m.now_ns());
-            if verdict.allowed {
+            let Some((verdict, gen)) = self.restart_verdict(m, slot) else {
+                // A restart is already under way: a clean request makes it clean.
+                if let Some(w) = self.vcpus[slot].restart.as_mut() {
+                    w.scope = w.scope.widen(requested);
+                    w.scrub = lifecycle::scrub(Reload::Restart(w.scope));
+                }
+                return;
+            };
+            if let Some(gen) = gen {
                 self.begin_restart(
                     m,
                     slot,
+                    gen,
                     "restarted at another partition's request",
                     Cause::OtherPartition,
                     requested.widen(under_way),
@@ -884,6 +937,52 @@ impl Core {
         }
     }
 
+    /// The health monitor's verdict on a restart asked for (by the partition or another
+    /// one) while vCPU `slot` runs, and the restart's generation when this core owns it;
+    /// `None` when a restart is already under way (`group_restart::decide_once`).
+    fn restart_verdict(&self, m: &Machine, slot: usize) -> Option<(RequestedRestart, Option<u32>)> {
+        let (v, now) = (&self.vcpus[slot], m.now_ns());
+        let p = &m.partitions[v.partition];
+        decide_once(&p.restart_sync, &mut *p.health.lock(), v.index, p.vcpus, |health| {
+            let verdict = health.decide_requested_restart(now);
+            (verdict, verdict.allowed)
+        })
+    }
+
+    /// Does this core's part of a restart another core owns (`group_restart::Poll`): parks
+    /// vCPU `slot`, starts it afresh once released, or stops it when the restart was given
+    /// up. On a scheduled core it is called in the partition's own windows only.
+    fn follow_restart(&mut self, m: &'static Machine, slot: usize) {
+        let v = &mut self.vcpus[slot];
+        if v.kind != Kind::RealTime {
+            return;
+        }
+        let p = &m.partitions[v.partition];
+        match p.restart_sync.poll(v.index, v.parked) {
+            Poll::Nothing => {}
+            Poll::Park { gen } => {
+                // Not entered until released; what it left in the core is reset.
+                v.parked = gen;
+                v.wake_at_ns = 0;
+                v.saved.reset();
+                self.state_owner.forget(slot);
+                p.restart_sync.ack(v.index);
+            }
+            Poll::Resume => {
+                v.parked = 0;
+                let index = v.index;
+                if let Err(e) = self.setup_vcpu(m, slot) {
+                    crate::hvlog_for!(p, "partition {}: vCPU {index}: restart failed: {e}; halted", p.name);
+                    self.stop(m, slot, Cause::Hypervisor);
+                }
+            }
+            Poll::Halt => {
+                v.parked = 0;
+                v.stopped = true;
+            }
+        }
+    }
+
     /// Starts restarting vCPU `slot`'s partition: the vCPU is not entered again until
     /// [`Core::continue_restart`] has scrubbed its RAM (and, for a clean restart, its
     /// persistent region: `scope`, decided by `lifecycle::scrub`) and reloaded its image.
@@ -893,32 +992,46 @@ impl Core {
         &mut self,
         m: &Machine,
         slot: usize,
+        gen: u32,
         why: &'static str,
         cause: Cause,
         scope: RestartScope,
     ) {
         let v = &mut self.vcpus[slot];
-        let p = &m.partitions[v.partition];
+        let part = v.partition;
+        let p = &m.partitions[part];
         // The image was loaded at boot, so it parses; if it somehow does not, halt.
-        let (image, image_end) = match p.parsed_image() {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                crate::hvlog_for!(p, "partition {}: cannot restart: {e}; halted", p.name);
-                v.stopped = true;
-                let _ = p.apply(Event::Halt(Cause::Hypervisor));
-                return;
-            }
-        };
-        if p.apply(Event::Restart(cause)).is_err() {
+        let parsed = p.parsed_image().inspect_err(|e| {
+            crate::hvlog_for!(p, "partition {}: cannot restart: {e}; halted", p.name);
+            v.stopped = true;
+            let _ = p.apply(Event::Halt(Cause::Hypervisor));
+        });
+        let Some((image, image_end)) = parsed.ok().filter(|_| p.apply(Event::Restart(cause)).is_ok()) else {
+            // The partition's parked vCPUs stop too.
+            p.restart_sync.abandon(gen);
+            self.kick(m, part, false);
             return;
-        }
+        };
         v.saved.reset();
         let scrub = lifecycle::scrub(Reload::Restart(scope));
-        v.restart =
-            Some(RestartWork { why, image, image_end, scope, scrub, rebuilt: 0, windows: 0, ticks: 0 });
+        let owned = Owned::new(gen, m.now_ns(), stop_wait_ns(&m.cores, part));
+        v.restart = Some(RestartWork {
+            why,
+            owned,
+            image,
+            image_end,
+            scope,
+            scrub,
+            rebuilt: 0,
+            windows: 0,
+            ticks: 0,
+        });
         v.stopped = false;
+        v.parked = 0;
         v.wake_at_ns = 0;
         self.state_owner.forget(slot);
+        // The partition's other vCPUs park (`follow_restart`) before RAM is touched.
+        self.kick(m, part, false);
     }
 
     /// Advances vCPU `slot`'s restart within the window ending at `window_end_tsc`, of
@@ -939,6 +1052,20 @@ impl Core {
         let part = self.vcpus[slot].partition;
         let p = &m.partitions[part];
         let Some(mut work) = self.vcpus[slot].restart.take() else { return true };
+        match work.owned.step(&p.restart_sync, p.vcpus, m.now_ns()) {
+            OwnerStep::Rebuild => {}
+            OwnerStep::Wait => {
+                self.vcpus[slot].restart = Some(work);
+                return false;
+            }
+            OwnerStep::GiveUp { missing } => {
+                crate::hvlog_for!(p, "{}", work.owned.timeout(&p.name, missing));
+                p.restart_sync.abandon(work.owned.gen);
+                self.stop(m, slot, Cause::Hypervisor);
+                self.kick(m, part, false);
+                return true;
+            }
+        }
         work.windows += 1;
         let started = cpu::rdtsc();
         let fits = |budget: &WorkBudget<2>, kind: u64| {
@@ -948,8 +1075,8 @@ impl Core {
         let total = p.ram_bytes + p.persistent_bytes - kept;
         while work.rebuilt < total && fits(&self.restart_cost, WORK_CHUNK) {
             let t = cpu::rdtsc();
-            // SAFETY: the partition has one vCPU (multi-vCPU partitions are halted
-            // instead of restarted), this one, which is not running.
+            // SAFETY: no vCPU of the partition runs: this one is being restarted and the
+            // others are parked (`owned.step` said so above).
             unsafe {
                 if work.rebuilt < p.ram_bytes {
                     p.rebuild(&work.image, work.rebuilt, REBUILD_CHUNK)
@@ -975,7 +1102,12 @@ impl Core {
         work.ticks += now.wrapping_sub(started);
         if result.is_ok() {
             let _ = p.apply(Event::RestartDone);
+            p.restart_sync.release(work.owned.gen);
+        } else {
+            p.restart_sync.abandon(work.owned.gen);
         }
+        // The other vCPUs start afresh at the entry (or stay stopped).
+        self.kick(m, part, false);
         match result {
             Ok(()) => crate::hvlog_for!(
                 p,
@@ -1020,16 +1152,25 @@ static STATS_PRINTER: AtomicBool = AtomicBool::new(false);
 /// Interval of the exit statistics.
 const STATS_INTERVAL_NS: u64 = 1_000_000_000;
 
-/// A core with nothing (left) to run. Returns when `watch` (the stopped partition of a
-/// dedicated core) gets a restart request. With `log_level debug` or higher in the table,
+/// A core with nothing (left) to run. Returns when `watch` (the stopped or parked vCPU of
+/// a dedicated core: partition, vCPU index, parked) gets a restart request or has its
+/// part of a restart to do. With `log_level debug` or higher in the table,
 /// the first idle core prints every core's VM exits once per second (scripts/bench reads
 /// them: a core dedicated to a computing partition should show zero); the others halt
 /// (an NMI from a restart request wakes them).
-fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
-    let requested = || watch.is_some_and(|p| p.restart_pending());
-    if m.log_level < LOG_DEBUG || STATS_PRINTER.swap(true, Ordering::SeqCst) {
+fn idle(m: &Machine, core: usize, watch: Option<(&Partition, u32, u32)>) {
+    let requested =
+        || watch.is_some_and(|(p, vcpu, parked)| p.restart_pending() || p.restart_sync.calls(vcpu, parked));
+    // A parked vCPU waits only for its partition's rebuild: spin, so that the release's
+    // NMI cannot be missed between a look and HLT.
+    let parked = watch.is_some_and(|(_, _, parked)| parked != 0);
+    if parked || m.log_level < LOG_DEBUG || STATS_PRINTER.swap(true, Ordering::SeqCst) {
         while !requested() {
-            cpu::halt();
+            if parked {
+                cpu::pause();
+            } else {
+                cpu::halt();
+            }
         }
         return;
     }
@@ -1054,10 +1195,12 @@ fn idle(m: &Machine, core: usize, watch: Option<&Partition>) {
 }
 
 /// Like [`wait_until`], but returns early when `watch` (the partition asleep on this
-/// dedicated core) gets a restart request from another partition.
-fn wait_until_or_restart(m: &Machine, until_ns: u64, watch: Option<&Partition>) {
+/// dedicated core, and its vCPU) gets a restart request from another partition or must
+/// park for a restart another core owns.
+fn wait_until_or_restart(m: &Machine, until_ns: u64, watch: Option<(&Partition, u32)>) {
     while m.now_ns() < until_ns {
-        if watch.is_some_and(|p| p.restart_pending()) {
+        let calls = |(p, vcpu): (&Partition, u32)| p.restart_pending() || p.restart_sync.calls(vcpu, 0);
+        if watch.is_some_and(calls) {
             return;
         }
         crate::serial::pump();

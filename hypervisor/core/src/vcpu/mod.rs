@@ -202,12 +202,15 @@ pub enum Followup {
 /// out for a partition of `kind` with `vcpus` vCPUs, and what follows it. Only events
 /// that can be stepped over continue under `log`; the others stop the partition (going
 /// on would re-execute the same fault forever). Partitions that cannot be reloaded halt
-/// instead of restarting: Linux (its kernel is not kept yet) and multi-vCPU RT partitions
-/// (their other vCPUs run on).
+/// instead of restarting: Linux (its kernel is not kept yet) and RT partitions with more
+/// vCPUs than their cores can agree on (`group_restart::MAX_VCPUS`); an RT partition with
+/// several vCPUs restarts whole (`group_restart`).
 pub fn after_health(kind: Kind, vcpus: u32, class: EventClass, chosen: Action) -> (Action, Followup) {
     use EventClass as E;
     let action = match chosen {
-        Action::RestartPartition if kind == Kind::Linux || vcpus > 1 => Action::HaltPartition,
+        Action::RestartPartition if kind == Kind::Linux || vcpus > crate::group_restart::MAX_VCPUS => {
+            Action::HaltPartition
+        }
         other => other,
     };
     let followup = match action {

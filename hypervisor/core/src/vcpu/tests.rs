@@ -129,9 +129,14 @@ fn health_followups_per_kind() {
     assert_eq!(rt(E::MemoryViolation, Action::Log), (Action::Log, Followup::Stop));
     assert_eq!(rt(E::TripleFault, Action::RestartPartition), (Action::RestartPartition, Followup::Restart));
     assert_eq!(rt(E::Panic, Action::HaltSystem), (Action::HaltSystem, Followup::HaltSystem));
-    // Two vCPUs: the other one runs on, so the partition halts instead of reloading.
+    // Two vCPUs: the partition restarts whole (`group_restart`); beyond what its cores
+    // can agree on, it halts.
     assert_eq!(
         after_health(Kind::RealTime, 2, E::TripleFault, Action::RestartPartition),
+        (Action::RestartPartition, Followup::Restart)
+    );
+    assert_eq!(
+        after_health(Kind::RealTime, 65, E::TripleFault, Action::RestartPartition),
         (Action::HaltPartition, Followup::Stop)
     );
     let linux = |class, action| after_health(Kind::Linux, 2, class, action);
