@@ -86,6 +86,10 @@ pub enum Mode {
     /// Counts its boots in its persistent region, prints the count and its `args`, then
     /// writes beyond its RAM (give it `persistent` and `on memory_violation restart`).
     Keeper,
+    /// Asks for the hypervisor's counters table (`PrintSummary`) once a second and prints
+    /// the status: the table with `privileges query`, a refusal (and a health event)
+    /// without.
+    Summary,
     /// Writes beyond its RAM (the default).
     OutsideRam,
 }
@@ -118,6 +122,7 @@ pub const MODES: &[(&str, Mode)] = &[
     ("readonly", Mode::ReadOnlyChannel),
     ("sleeper", Mode::Sleep),
     ("keeper", Mode::Keeper),
+    ("summary", Mode::Summary),
 ];
 
 /// The mode a partition called `name` runs.
@@ -146,6 +151,8 @@ mod tests {
         assert_eq!(mode_for("rogue_pqr"), Mode::PqrAssoc);
         assert_eq!(mode_for("cr4tsd"), Mode::Cr4(ForbiddenCr4Bit::Tsd));
         assert_eq!(mode_for("keeper"), Mode::Keeper);
+        assert_eq!(mode_for("summary"), Mode::Summary);
+        assert_eq!(mode_for("nosy_summary"), Mode::Summary);
         assert_eq!(mode_for("rogue"), Mode::OutsideRam);
         assert_eq!(mode_for(""), Mode::OutsideRam);
     }
