@@ -28,7 +28,7 @@
 //! | `readonly` | writes to a channel it only reads | `memory_violation` |
 //! | `sleeper` | sleeps 600 s in `Yield(until)` on its dedicated core | none; another partition's restart request must still reach it at once |
 //! | `keeper` | counts its boots in its persistent region (`rogue::keep`), checks a static in `.data` and one in `.bss` hold their initial values (RAM scrubbed), prints `keeper: boot count N, args "ARGS", ram fresh` (or `ram LEAK`), then writes outside its RAM | `memory_violation`; give it `persistent` and `on memory_violation restart` |
-//! | `summary` | asks for the counters table (`PrintSummary`) once a second, prints `summary: request N: STATUS` | none with `privileges query`; else `forbidden_instruction: hypercall 9 ... -> refused` each time |
+//! | `summary` | asks for the counters table (`PrintSummary`) once a second, prints `summary: request N: STATUS`; with `args "panic after N"` panics after the Nth | none with `privileges query`; else `forbidden_instruction: hypercall 9 ... -> refused` each time |
 //! | anything else | maps memory beyond its RAM in its own page tables and writes it | `memory_violation` (EPT) |
 //!
 //! Each run waits [`GRACE_NS`], says what it is about to do, then does it; after a restart
@@ -116,7 +116,7 @@ fn main(bi: &'static BootInfo) -> ! {
             keep_count(bi);
             write_outside_ram(bi);
         }
-        Mode::Summary => ask_for_summaries(),
+        Mode::Summary => ask_for_summaries(bi),
         Mode::OutsideRam => write_outside_ram(bi),
     }
     println!("rogue: still alive after misbehaving");
@@ -126,13 +126,19 @@ fn main(bi: &'static BootInfo) -> ! {
     }
 }
 
-/// The `summary` mode: the counters table once a second, and what the hypervisor said.
-fn ask_for_summaries() -> ! {
+/// The `summary` mode: the counters table once a second, and what the hypervisor said;
+/// with `args "panic after N"` it panics after its Nth request (give `panic` the
+/// action `halt_system` to see the table printed at power-off).
+fn ask_for_summaries(bi: &BootInfo) -> ! {
+    let panic_after = bi.args().strip_prefix("panic after ").and_then(|n| n.parse::<u64>().ok());
     let mut next = time::now_ns();
     for request in 1u64.. {
         match rt_partition::hypercall::print_summary() {
             Ok(()) => println!("summary: request {request}: ok"),
             Err(e) => println!("summary: request {request}: {e:?}"),
+        }
+        if panic_after == Some(request) {
+            panic!("summary: deliberate panic after request {request}");
         }
         next = next.saturating_add(1_000_000_000);
         time::sleep_until(next);

@@ -24,7 +24,7 @@ use core::fmt::{self, Write as _};
 
 use arrayvec::ArrayString;
 
-use super::{ExitReason, HealthEvent, Snapshot};
+use super::{ExitReason, HealthEvent, Place, Snapshot};
 use crate::console::MAX_NAME;
 use crate::lifecycle::State;
 
@@ -139,7 +139,8 @@ impl fmt::Display for ExitsLine<'_> {
     }
 }
 
-/// `NAME event N of T at S: class at PLACE -> action`: one of the newest events
+/// `NAME event N of T at S: class at PLACE -> action` (`(reported)` for what the
+/// partition reported itself, nothing for an unknown place): one of the newest events
 /// (`number` counts from 1 over the partition's whole run, `total` is how many it had).
 #[derive(Clone, Copy, Debug)]
 pub struct EventLine<'a> {
@@ -154,15 +155,19 @@ impl fmt::Display for EventLine<'_> {
         let e = self.event;
         write!(
             f,
-            "{} event {} of {} at {}: {} at {} -> {}",
+            "{} event {} of {} at {}: {}",
             self.name,
             self.number,
             self.total,
             Seconds(e.time_ns),
-            e.class.name(),
-            e.place,
-            e.action.name()
-        )
+            e.class.name()
+        )?;
+        match e.place {
+            Place::Unknown => {}
+            Place::Reported => f.write_str(" (reported)")?,
+            place => write!(f, " at {place}")?,
+        }
+        write!(f, " -> {}", e.action.name())
     }
 }
 

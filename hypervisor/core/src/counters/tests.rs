@@ -314,6 +314,15 @@ fn event_lines_are_numbered_over_the_whole_run() {
     assert_eq!(lines.len(), EVENT_LOG_LEN);
     assert_eq!((lines[0].number, lines[0].total), (5, 20));
     assert_eq!(lines.last().map(|l| l.number), Some(20));
+    assert!(format!("{}", lines[0]).ends_with(": panic (reported) -> log"), "{}", lines[0]);
+    let unknown = HealthEvent {
+        time_ns: 0,
+        class: EventClass::UnknownExit,
+        place: Place::Unknown,
+        action: Action::HaltPartition,
+    };
+    let line = EventLine { name: "p", number: 1, total: 1, event: &unknown };
+    assert_eq!(format!("{line}"), "p event 1 of 1 at 0.000s: unknown_exit -> halt");
 }
 
 #[test]
