@@ -221,6 +221,15 @@ impl PartitionCounters {
         self.events.push(HealthEvent { time_ns: now_ns, class, place, action });
     }
 
+    /// The partition made hypercall `number` without the privilege it needs: a health
+    /// event it goes on after (the table's action for the class does not apply: a
+    /// refused request harms nobody). Returns the class, for the console line.
+    pub fn note_refusal(&self, now_ns: u64, number: u64) -> EventClass {
+        let class = EventClass::ForbiddenInstruction;
+        self.note_health(now_ns, class, Place::Hypercall { number }, Action::Log);
+        class
+    }
+
     /// The partition's life cycle moved by `event` at `now_ns`: a (re)start begins its
     /// uptime, a halt freezes it.
     pub fn note_lifecycle(&self, event: Event, now_ns: u64) {

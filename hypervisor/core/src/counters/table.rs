@@ -1,7 +1,7 @@
 //! The counters as the operator reads them on the console: one row per partition, like
 //! `xl list` or `jailhouse cell stats`, then per partition its exits by reason and its
-//! newest health-monitor events. Each value here displays as one line (the binary makes
-//! each an `[hv]` line), so nothing needs the heap.
+//! newest health-monitor events ([`write`] puts them in that order). Each value here
+//! displays as one line (the binary makes each an `[hv]` line), so nothing needs the heap.
 //!
 //! ```
 //! use hallows_core::counters::{table, PartitionCounters};
@@ -181,4 +181,27 @@ pub fn event_lines<'a>(name: &'a str, counters: &'a Snapshot) -> impl Iterator<I
         total: recent.total,
         event,
     })
+}
+
+/// The whole table for `rows` (one snapshot per partition, so a row and its details
+/// agree), one line per call of `line`: a title saying why and when (`now_ns`), the
+/// header, every row, then per partition its exits by reason and newest events.
+pub fn write(
+    why: &dyn fmt::Display,
+    now_ns: u64,
+    rows: &[Row<'_>],
+    line: &mut dyn FnMut(fmt::Arguments<'_>),
+) {
+    let name_width = name_width(rows.iter().map(|r| r.name));
+    line(format_args!("counters ({why}) at {}:", Seconds(now_ns)));
+    line(format_args!("{}", Header { name_width }));
+    for row in rows {
+        line(format_args!("{}", RowLine { row, name_width }));
+    }
+    for row in rows {
+        line(format_args!("{}", ExitsLine { name: row.name, counters: row.counters }));
+        for event in event_lines(row.name, row.counters) {
+            line(format_args!("{event}"));
+        }
+    }
 }

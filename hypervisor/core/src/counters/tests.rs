@@ -340,3 +340,33 @@ fn the_worst_row_fits_a_console_line() {
     let line = format!("{}", RowLine { row: &row, name_width: crate::console::MAX_NAME });
     assert!(line.len() <= crate::console::MAX_HV_LINE, "{} bytes: {line}", line.len());
 }
+
+#[test]
+fn the_whole_table_in_order() {
+    let s = sample();
+    let quiet = PartitionCounters::new().snapshot(0, 0);
+    let rows = [
+        Row { name: "hello", kind: "rt", state: State::Waiting, counters: &quiet },
+        Row { name: "rogue_msr", kind: "rt", state: State::Restarting, counters: &s },
+    ];
+    let mut lines = Vec::new();
+    table::write(&"power-off", 2_500_000_000, &rows, &mut |l| lines.push(l.to_string()));
+    assert_eq!(lines.len(), 2 + 2 + 2 + 1, "title, header, rows, exits lines, one event");
+    assert_eq!(lines[0], "counters (power-off) at 2.500s:");
+    assert!(lines[1].starts_with("NAME      KIND"));
+    assert!(lines[2].starts_with("hello     rt   waiting"));
+    assert!(lines[3].starts_with("rogue_msr rt   restarting"));
+    assert_eq!(lines[4], "hello exits: none");
+    assert!(lines[5].starts_with("rogue_msr exits: "));
+    assert!(lines[6].starts_with("rogue_msr event 1 of 1 at 0.300s: msr_violation"));
+}
+
+#[test]
+fn a_refusal_is_a_logged_event_at_the_hypercall() {
+    let c = PartitionCounters::new();
+    assert_eq!(c.note_refusal(42, 9), EventClass::ForbiddenInstruction);
+    let s = c.snapshot(0, 50);
+    assert_eq!(s.health_of(EventClass::ForbiddenInstruction), 1);
+    let e = s.events.events[0];
+    assert_eq!((e.time_ns, e.place, e.action), (42, Place::Hypercall { number: 9 }, Action::Log));
+}
