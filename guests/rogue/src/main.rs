@@ -29,6 +29,7 @@
 //! | `sleeper` | sleeps 600 s in `Yield(until)` on its dedicated core | none; another partition's restart request must still reach it at once |
 //! | `twovcpu` | both vCPUs print `twovcpu: vCPU N running, restart R` every 300 ms; in the first incarnation vCPU 1 then writes port 0x80 | `io_violation` on vCPU 1; give it two cores and `on io_violation restart`: the partition restarts whole |
 //! | `keeper` | counts its boots in its persistent region (`rogue::keep`), checks a static in `.data` and one in `.bss` hold their initial values (RAM scrubbed), prints `keeper: boot count N, args "ARGS", ram fresh` (or `ram LEAK`), then, on boots 1 and 2 (`rogue::keep::STAY_UP_FROM`), writes outside its RAM; from boot 3 on prints `keeper: staying up (restart N)` and sleeps | `memory_violation`; give it `persistent` and `on memory_violation restart` |
+//! | `summary` | asks for the counters table (`PrintSummary`) once a second, prints `summary: request N: STATUS`; with `args "panic after N"` panics after the Nth | none with `privileges query`; else `forbidden_instruction: hypercall 9 ... -> refused` each time |
 //! | anything else | maps memory beyond its RAM in its own page tables and writes it | `memory_violation` (EPT) |
 //!
 //! Each run waits [`GRACE_NS`], says what it is about to do, then does it; after a restart
@@ -149,6 +150,7 @@ fn main(bi: &'static BootInfo) -> ! {
             }
         }
         Mode::SecondVcpuFault => report_running(bi, 0),
+        Mode::Summary => ask_for_summaries(bi),
         Mode::OutsideRam => write_outside_ram(bi),
     }
     println!("rogue: still alive after misbehaving");
@@ -156,6 +158,26 @@ fn main(bi: &'static BootInfo) -> ! {
         time::sleep_ns(1_000_000_000);
         println!("rogue: still alive");
     }
+}
+
+/// The `summary` mode: the counters table once a second, and what the hypervisor said;
+/// with `args "panic after N"` it panics after its Nth request (give `panic` the
+/// action `halt_system` to see the table printed at power-off).
+fn ask_for_summaries(bi: &BootInfo) -> ! {
+    let panic_after = bi.args().strip_prefix("panic after ").and_then(|n| n.parse::<u64>().ok());
+    let mut next = time::now_ns();
+    for request in 1u64.. {
+        match rt_partition::hypercall::print_summary() {
+            Ok(()) => println!("summary: request {request}: ok"),
+            Err(e) => println!("summary: request {request}: {e:?}"),
+        }
+        if panic_after == Some(request) {
+            panic!("summary: deliberate panic after request {request}");
+        }
+        next = next.saturating_add(1_000_000_000);
+        time::sleep_until(next);
+    }
+    unreachable!("requests are counted in a u64-wide range")
 }
 
 /// Initial value of [`IN_DATA`]: a static in `.data`, loaded from the image.

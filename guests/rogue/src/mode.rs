@@ -90,6 +90,10 @@ pub enum Mode {
     /// writes I/O port 0x80 (give it `cores` with two cores and `on io_violation
     /// restart`): the partition must come back whole.
     SecondVcpuFault,
+    /// Asks for the hypervisor's counters table (`PrintSummary`) once a second and prints
+    /// the status: the table with `privileges query`, a refusal (and a health event)
+    /// without.
+    Summary,
     /// Writes beyond its RAM (the default).
     OutsideRam,
 }
@@ -123,6 +127,7 @@ pub const MODES: &[(&str, Mode)] = &[
     ("sleeper", Mode::Sleep),
     ("keeper", Mode::Keeper),
     ("twovcpu", Mode::SecondVcpuFault),
+    ("summary", Mode::Summary),
 ];
 
 /// The mode a partition called `name` runs.
@@ -152,6 +157,8 @@ mod tests {
         assert_eq!(mode_for("cr4tsd"), Mode::Cr4(ForbiddenCr4Bit::Tsd));
         assert_eq!(mode_for("keeper"), Mode::Keeper);
         assert_eq!(mode_for("twovcpu"), Mode::SecondVcpuFault);
+        assert_eq!(mode_for("summary"), Mode::Summary);
+        assert_eq!(mode_for("nosy_summary"), Mode::Summary);
         assert_eq!(mode_for("rogue"), Mode::OutsideRam);
         assert_eq!(mode_for(""), Mode::OutsideRam);
     }

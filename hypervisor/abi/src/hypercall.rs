@@ -71,6 +71,14 @@ pub enum Hypercall {
     RestartPartition = 7,
     /// Stops the calling partition for good (`rdi` = exit code, logged).
     Halt = 8,
+    /// Makes the hypervisor print the counters table on the console: one row per
+    /// partition (state, restarts, VM exits, windows, overruns, deadline misses,
+    /// health-monitor events, console bytes and drops, uptime), then each partition's
+    /// exits by reason and newest health-monitor events. Needs the `query` privilege:
+    /// without it the call returns [`Status::Denied`] and is a health-monitor event of
+    /// class `forbidden_instruction` for the caller (logged and counted; the caller
+    /// continues, whatever its table says for the class).
+    PrintSummary = 9,
 }
 
 impl Hypercall {
@@ -85,6 +93,7 @@ impl Hypercall {
             6 => Self::ReportFault,
             7 => Self::RestartPartition,
             8 => Self::Halt,
+            9 => Self::PrintSummary,
             _ => return None,
         })
     }
@@ -164,7 +173,8 @@ mod tests {
                 assert_eq!(s as u64, n);
             }
         }
-        assert_eq!(Hypercall::from_u64(9), None);
+        assert_eq!(Hypercall::from_u64(9), Some(Hypercall::PrintSummary));
+        assert_eq!(Hypercall::from_u64(10), None);
         assert_eq!(Status::from_u64(5), Some(Status::Busy));
         assert_eq!(Status::from_u64(6), None);
         assert_eq!(Hypercall::from_u64(u64::MAX), None);

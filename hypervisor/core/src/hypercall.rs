@@ -182,6 +182,11 @@ pub enum Outcome {
     /// Advance RIP, then restart `partition` (which may be the caller itself), keeping or
     /// zeroing its persistent region as `scope` says.
     Restart { partition: usize, scope: RestartScope },
+    /// Advance RIP, then print the counters table (`PrintSummary`).
+    PrintSummary,
+    /// Advance RIP; the caller lacked the privilege for hypercall `number`, which is a
+    /// health-monitor event (logged and counted; the caller continues).
+    Refused { number: u64 },
 }
 
 /// `ConsoleWrite`s up to this size are copied through a small stack buffer.
@@ -288,6 +293,10 @@ fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (S
             env.report_fault(class, message);
             ok(Outcome::Fault(class))
         }
+        Hypercall::PrintSummary if env.privileges() & PRIV_QUERY == 0 => {
+            (Status::Denied, Outcome::Refused { number: call as u64 })
+        }
+        Hypercall::PrintSummary => ok(Outcome::PrintSummary),
     }
 }
 
@@ -326,7 +335,7 @@ mod tests {
         }
     }
     use core::mem::offset_of;
-    use hallows_abi::table::PRIV_ALL;
+    use hallows_abi::table::{PRIV_ALL, PRIV_HALT_SYSTEM};
 
     struct Fake {
         caller: usize,
@@ -445,7 +454,7 @@ mod tests {
     #[test]
     fn unknown_numbers_are_refused() {
         let mut env = Fake::new();
-        for nr in [9u64, 100, u64::MAX, 1 << 32] {
+        for nr in [10u64, 100, u64::MAX, 1 << 32] {
             let mut regs = GuestRegs { rax: nr, rdx: 77, ..GuestRegs::default() };
             assert_eq!(dispatch(&mut regs, &mut env), Outcome::Resume);
             assert_eq!(status(&regs), Status::UnknownCall);
@@ -526,6 +535,19 @@ mod tests {
 
     const KEEP: RestartScope = RestartScope::KeepPersistent;
     const CLEAN: RestartScope = RestartScope::Clean;
+
+    #[test]
+    fn the_counters_table_needs_query_privilege() {
+        let mut env = Fake::new();
+        let (o, r) = call(&mut env, Hypercall::PrintSummary, [0; 4]);
+        assert_eq!((o, status(&r)), (Outcome::Refused { number: 9 }, Status::Denied));
+        env.privileges = PRIV_RESTART | PRIV_HALT_SYSTEM;
+        let (o, r) = call(&mut env, Hypercall::PrintSummary, [0; 4]);
+        assert_eq!((o, status(&r)), (Outcome::Refused { number: 9 }, Status::Denied));
+        env.privileges = PRIV_QUERY;
+        let (o, r) = call(&mut env, Hypercall::PrintSummary, [0; 4]);
+        assert_eq!((o, status(&r)), (Outcome::PrintSummary, Status::Ok));
+    }
 
     #[test]
     fn restart_needs_restart_privilege_for_others() {

@@ -52,6 +52,7 @@ pub mod console;
 pub mod console_queue;
 pub mod control_regs;
 pub mod core_stats;
+pub mod counters;
 pub mod cpuid;
 pub mod elf;
 pub mod group_restart;

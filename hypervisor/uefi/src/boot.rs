@@ -374,7 +374,7 @@ fn prepare_partition(
         entry: partition::AtomicU64Cell::new(0),
         console: Mutex::new(LineBuffer::new()),
         console_queue: alloc::boxed::Box::new(Mutex::new(crate::console::PartitionQueue::new())),
-        console_stats: crate::console::ConsoleStats::default(),
+        counters: hallows_core::counters::PartitionCounters::new(),
         hv_line_limit: Mutex::new(crate::console::hv_line_limit()),
         health: Mutex::new(HealthMonitor::new(RestartPolicy::for_partition(table, i))),
         restart_requested: AtomicU8::new(lifecycle::request::NONE),

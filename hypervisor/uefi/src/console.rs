@@ -4,7 +4,7 @@
 //! in turn, so no partition's output makes anyone else wait.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use hallows_abi::hypercall::{CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX_LINES};
 use hallows_core::console::{hv_line, worst_case_emit, ConsoleSink};
@@ -38,20 +38,6 @@ pub const fn hv_line_limit() -> LineRateLimit {
     LineRateLimit::new(HV_LINES_BURST, HV_LINES_PER_SECOND)
 }
 
-/// What one partition's console did, for the operator's statistics.
-#[derive(Default)]
-pub struct ConsoleStats {
-    /// Bytes of `ConsoleWrite` (or virtual UART output) taken.
-    pub bytes_accepted: AtomicU64,
-    /// `ConsoleWrite` calls refused with `Busy` (queue full).
-    pub busy_refusals: AtomicU64,
-    /// Lines lost for a full queue (a Linux UART writing on despite the busy status, a
-    /// partial line flushed at a stop).
-    pub lines_dropped: AtomicU64,
-    /// `[hv]` lines about the partition left out by the rate limit.
-    pub hv_lines_suppressed: AtomicU64,
-}
-
 /// Puts partition `p`'s completed lines into its queue; a line that does not fit is
 /// dropped and counted (only `ConsoleWrite`'s room check prevents that).
 pub struct PartitionSink<'a>(pub &'a Partition);
@@ -59,7 +45,7 @@ pub struct PartitionSink<'a>(pub &'a Partition);
 impl ConsoleSink for PartitionSink<'_> {
     fn write_line(&mut self, line: &[u8]) {
         if !crate::serial::queue_partition_line(self.0, line) {
-            self.0.console_stats.lines_dropped.fetch_add(1, Ordering::Relaxed);
+            self.0.counters.console.lines_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -72,11 +58,11 @@ pub fn partition_write(p: &Partition, bytes: &[u8]) -> bool {
     // Only holders of `p.console` add to the queue, and the pump only removes: the room
     // seen here is still there while the lines go in.
     if need.lines > 0 && !p.console_queue.lock().fits(need.lines, need.bytes) {
-        p.console_stats.busy_refusals.fetch_add(1, Ordering::Relaxed);
+        p.counters.console.busy_refusals.fetch_add(1, Ordering::Relaxed);
         return false;
     }
     line.push(&p.name, bytes, &mut PartitionSink(p));
-    p.console_stats.bytes_accepted.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    p.counters.console.bytes_accepted.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     true
 }
 
@@ -84,7 +70,7 @@ pub fn partition_write(p: &Partition, bytes: &[u8]) -> bool {
 /// busy before the queue fills instead).
 pub fn partition_output(p: &Partition, bytes: &[u8]) {
     p.console.lock().push(&p.name, bytes, &mut PartitionSink(p));
-    p.console_stats.bytes_accepted.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    p.counters.console.bytes_accepted.fetch_add(bytes.len() as u64, Ordering::Relaxed);
 }
 
 /// Queues partition `p`'s unfinished line (when it halts or restarts).
@@ -104,7 +90,7 @@ pub fn partition_hv_line(p: &Partition, args: fmt::Arguments<'_>) {
     let admission = p.hv_line_limit.lock().admit(now);
     match admission {
         Admission::Suppress => {
-            p.console_stats.hv_lines_suppressed.fetch_add(1, Ordering::Relaxed);
+            p.counters.console.hv_lines_suppressed.fetch_add(1, Ordering::Relaxed);
         }
         Admission::Pass { suppressed_before } => {
             if suppressed_before > 0 {

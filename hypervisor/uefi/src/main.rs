@@ -26,6 +26,7 @@ mod partition;
 mod power;
 mod run;
 mod serial;
+mod summary;
 mod switched;
 mod text;
 mod vmx;

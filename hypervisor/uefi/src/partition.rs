@@ -16,7 +16,7 @@ use hallows_core::guest_paging;
 use spin::Mutex;
 use zerocopy::{FromZeros, IntoBytes};
 
-use crate::console::{ConsoleStats, PartitionQueue};
+use crate::console::PartitionQueue;
 
 use hallows_core::console::LineBuffer;
 use hallows_core::console_queue::LineRateLimit;
@@ -61,7 +61,9 @@ pub struct Partition {
     pub console: Mutex<LineBuffer>,
     /// The partition's completed console lines, waiting for the UART (boxed: 8 KiB).
     pub console_queue: alloc::boxed::Box<Mutex<PartitionQueue>>,
-    pub console_stats: ConsoleStats,
+    /// What it did, for the operator (console bytes and drops included): written by the
+    /// cores that run it, read by any (`summary`).
+    pub counters: hallows_core::counters::PartitionCounters,
     /// Rate limit of the hypervisor's lines about this partition.
     pub hv_line_limit: Mutex<LineRateLimit>,
     /// Health-monitor state (restart budget).
@@ -156,9 +158,19 @@ impl Partition {
     /// A transition the rules refuse changes nothing and is reported: it means the caller
     /// misjudged the partition's state.
     pub fn apply(&self, event: Event) -> Result<State, Refused> {
-        self.state
-            .apply(event)
-            .inspect_err(|refused| crate::hvlog!("partition {}: life cycle: {refused}", self.name))
+        let m = crate::machine::MACHINE.get();
+        let applied = self.state.apply(event);
+        match (applied, m) {
+            (Err(refused), _) => crate::hvlog!("partition {}: life cycle: {refused}", self.name),
+            (Ok(state), Some(m)) => {
+                self.counters.note_lifecycle(event, m.now_ns());
+                if state == State::Halted {
+                    crate::summary::after_halt(m);
+                }
+            }
+            (Ok(_), None) => {}
+        }
+        applied
     }
 
     /// The image, parsed and checked against this partition's RAM and vCPU stacks:

@@ -14,6 +14,9 @@ pub fn power_off() -> ! {
 /// Powers off after ExitBootServices: first Bochs's shutdown port (an unused port
 /// elsewhere), then the UEFI runtime services, which stay valid after ExitBootServices.
 pub fn power_off_runtime() -> ! {
+    if let Some(m) = crate::machine::MACHINE.get() {
+        crate::summary::print(m, &"power-off");
+    }
     crate::serial::drain();
     for b in b"Shutdown" {
         // Bochs: writing "Shutdown" to port 0x8900 ends the emulation.

@@ -20,6 +20,7 @@ use hallows_abi::health::EventClass;
 use hallows_abi::table::LOG_DEBUG;
 use hallows_core::control_regs::{self, cr_write, CrChange, CrWriteRequest};
 use hallows_core::core_stats::Rates;
+use hallows_core::counters::{ExitReason, PartitionCounters, Place};
 use hallows_core::cpuid;
 use hallows_core::elf::ElfImage;
 use hallows_core::group_restart::{decide_once, stop_wait_ns, Absorbed, Owned, OwnerStep, Poll};
@@ -75,6 +76,8 @@ struct Vcpu {
     exit_cost: WorkBudget<1>,
     /// A Linux vCPU's policies and devices.
     linux: Option<Box<LinuxVcpu>>,
+    /// Its partition's counters (`hallows_core::counters`).
+    counters: &'static PartitionCounters,
 }
 
 /// The guard a vCPU starts with, until its own exits have been measured.
@@ -148,6 +151,8 @@ struct Core {
     cache_class: crate::cache_alloc::CoreClass,
     /// What the latest `Next::Fault` was about (written without the heap).
     fault_text: Text<160>,
+    /// Where the exit the latest step was performed for happened (for the event log).
+    fault_place: Place,
 }
 
 /// Entry of every core (boot core included) once the machine is published.
@@ -184,6 +189,7 @@ pub fn core_main(index: usize) -> ! {
         hypercall_cost: WorkBudget::new(),
         cache_class: crate::cache_alloc::CoreClass::default(),
         fault_text: Text::new(),
+        fault_place: Place::Unknown,
     };
     for plan in &m.cores[index].vcpus {
         let p = &m.partitions[plan.partition];
@@ -201,6 +207,7 @@ pub fn core_main(index: usize) -> ! {
             restart: None,
             exit_cost: WorkBudget::with_measured(0, m.ns_to_ticks(EXIT_COST_GUESS_NS)),
             linux: None,
+            counters: &p.counters,
         };
         core.vcpus.push(v);
         let slot = core.vcpus.len() - 1;
@@ -289,6 +296,7 @@ impl Core {
             let slot = s.slot_at(now);
             let vcpu = slot.partition.and_then(|p| self.vcpus.iter().position(|v| v.partition == p as usize));
             if let Some(i) = vcpu {
+                self.vcpus[i].counters.note_window(slot.start_ns, self.vcpus[i].stopped);
                 self.serve_restart_request(m, i);
                 self.follow_restart(m, i);
             }
@@ -422,6 +430,7 @@ impl Core {
         }
     }
 
+    #[inline(always)]
     fn make_current(&mut self, slot: usize) -> Result<(), <Hw as Backend>::Fail> {
         self.current_control = self.vcpus[slot].control;
         Hw::make_current(self.vcpus[slot].control)
@@ -559,6 +568,7 @@ impl Core {
             Step::Hypercall => self.hypercall(m, slot),
             Step::WindowEnd => {
                 self.switch_from = self.exit_tsc;
+                self.vcpus[slot].counters.count(ExitReason::WindowEnd);
                 Next::Resume
             }
             other => self.perform(m, slot, other, &record),
@@ -568,6 +578,8 @@ impl Core {
     /// Every step but the hot ones.
     #[inline(never)]
     fn perform(&mut self, m: &'static Machine, slot: usize, step: Step, record: &ExitRecord) -> Next {
+        self.fault_place = Place::of(&record.exit, record.rip);
+        self.vcpus[slot].counters.count_exit(&record.exit);
         let v = &mut self.vcpus[slot];
         // A step only Linux's policies take, on a vCPU without them: the violation the same
         // exit is for a real-time vCPU.
@@ -701,6 +713,7 @@ impl Core {
         // On a scheduled core, only start what fits in the window (see `hypercall_cost`).
         let timed = self.window_end_tsc != u64::MAX;
         let kind = self.vcpus[slot].regs.rax;
+        self.vcpus[slot].counters.count(ExitReason::Hypercall);
         let started = if timed { cpu::rdtsc() } else { 0 };
         // Work longer than a whole window runs anyway (deferring it would starve the
         // caller for good); it can only be the caller's own table's doing.
@@ -738,6 +751,7 @@ impl Core {
                     return self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE RIP: {e}"));
                 }
                 let message = env.fault_message.unwrap_or_default();
+                self.fault_place = Place::Reported;
                 match self.health(m, slot, class, &format_args!("reported: {message}")) {
                     Next::Skip => Next::Resume,
                     other => other,
@@ -767,6 +781,14 @@ impl Core {
             }
             Outcome::Restart { partition, scope } => {
                 self.request_restart(m, part, partition, scope);
+                Next::Skip
+            }
+            Outcome::PrintSummary => {
+                crate::summary::print(m, &format_args!("requested by {}", m.partitions[part].name));
+                Next::Skip
+            }
+            Outcome::Refused { number } => {
+                crate::summary::refused(m, &m.partitions[part], number);
                 Next::Skip
             }
         }
@@ -835,6 +857,7 @@ impl Core {
             self.follow_restart(m, slot);
             return Next::Resume;
         };
+        p.counters.note_health(m.now_ns(), class, core::mem::take(&mut self.fault_place), decision.action);
         crate::console::flush_partition(p);
         crate::hvlog_for!(p, "{}", decision.report(&p.name, what));
         match followup {
