@@ -447,7 +447,11 @@ pub const LINUX_CMDLINE_MAX: usize = 2047;
 ///   picks configuration mechanism #1 without the sanity check that wants a host bridge,
 ///   a VGA or an Intel device on bus 0 (there is only what the table gives the partition).
 ///   Linux keeps the fixed BARs it finds (they lie outside every e820 range).
-pub const LINUX_CMDLINE_SUFFIX: &str = " noapic tsc=reliable pci=noacpi,conf1";
+/// - `reboot=acpi`: a reboot writes the FADT's reset register, a port the hypervisor traps
+///   (a restart of the partition). Without it Linux 6.1 on hardware-reduced ACPI picks an
+///   EFI reboot, finds no EFI runtime and jumps to the BIOS reset vector in real mode,
+///   where the partition has zeros: it hangs on a HLT with interrupts off, never asking.
+pub const LINUX_CMDLINE_SUFFIX: &str = " noapic tsc=reliable pci=noacpi,conf1 reboot=acpi";
 
 /// What a table's command line may hold: the kernel's maximum minus the suffix.
 pub const LINUX_CMDLINE_BUDGET: usize = LINUX_CMDLINE_MAX - LINUX_CMDLINE_SUFFIX.len();
@@ -753,7 +757,7 @@ mod tests {
         );
         assert_eq!(check_linux_cmdline("a\0b"), Err(CmdlineError::ControlCharacter { offset: 1 }));
         assert_eq!(check_linux_cmdline("a\nb"), Err(CmdlineError::ControlCharacter { offset: 1 }));
-        assert_eq!(linux_cmdline_parts("q").concat(), "q noapic tsc=reliable pci=noacpi,conf1");
+        assert_eq!(linux_cmdline_parts("q").concat(), "q noapic tsc=reliable pci=noacpi,conf1 reboot=acpi");
     }
 
     #[test]

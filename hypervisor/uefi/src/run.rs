@@ -37,6 +37,7 @@ use hallows_core::vcpu::{after_health, decide, Exception, Followup, Kind, Step};
 use crate::arch::{Backend, Control, ExitRecord};
 use crate::host::CoreTables;
 use crate::hypercalls::Env;
+use crate::linux::restart::Restarting;
 use crate::linux::vcpu::{LinuxVcpu, Start};
 use crate::machine::{machine, Machine};
 use crate::partition::Partition;
@@ -388,6 +389,9 @@ impl Core {
             }
             return;
         }
+        if self.vcpus[0].stopped && self.linux_restart_turn(m) {
+            return;
+        }
         if self.vcpus[0].stopped || self.vcpus[0].parked != 0 {
             let v = &self.vcpus[0];
             let watch = (v.kind == Kind::RealTime).then(|| (&m.partitions[v.partition], v.index, v.parked));
@@ -426,6 +430,27 @@ impl Core {
             wait_until_or_restart(m, until_ns, Some((p, self.vcpus[0].index)));
             if sleeps {
                 let _ = p.apply(Event::Wake);
+            }
+        }
+    }
+
+    /// A stopped Linux vCPU's part in a restart of its partition (`linux::restart`):
+    /// waiting for the others, or starting again. Returns whether it took this turn.
+    fn linux_restart_turn(&mut self, m: &'static Machine) -> bool {
+        let v = &mut self.vcpus[0];
+        let Some(linux) = v.linux.as_mut() else { return false };
+        match linux.restart_turn(m) {
+            Restarting::No => false,
+            Restarting::Wait => {
+                crate::serial::pump();
+                cpu::pause();
+                true
+            }
+            Restarting::Booted(regs) => {
+                (v.regs, v.stopped) = (regs, false);
+                v.saved.reset();
+                self.state_owner.forget(0);
+                true
             }
         }
     }
@@ -670,7 +695,7 @@ impl Core {
             Step::Wrmsr { msr, value } => {
                 v.linux.as_mut().map_or(Next::Stop, |l| l.wrmsr::<Hw>(msr, value, why))
             }
-            Step::Io(access) => v.linux.as_mut().map_or(Next::Stop, |l| l.io(&mut v.regs, access)),
+            Step::Io(access) => v.linux.as_mut().map_or(Next::Stop, |l| l.io(&mut v.regs, access, why)),
             Step::Mmio(fault) => {
                 v.linux.as_mut().map_or(Next::Stop, |l| l.mmio::<Hw>(&mut v.regs, fault, record.rip, why))
             }
@@ -848,7 +873,8 @@ impl Core {
             let mut decision = health.decide(&p.actions, class, m.now_ns());
             let (action, followup) = after_health(v.kind, p.vcpus, class, decision.action);
             decision.action = action;
-            ((decision, followup), followup == Followup::Restart)
+            // Only RT partitions restart through `group_restart`; Linux has its own rendezvous.
+            ((decision, followup), followup == Followup::Restart && v.kind == Kind::RealTime)
         });
         let Some(((decision, followup), gen)) = decided else {
             // Part of the run being restarted: counted once, by the restart's owner.
@@ -874,6 +900,15 @@ impl Core {
                 if let Some(l) = &self.vcpus[slot].linux {
                     l.print_exit_counts(m, "halted");
                 }
+                Next::Stop
+            }
+            // Linux restarts whole, driven by its cores' loops (`linux::restart`).
+            Followup::Restart if self.vcpus[slot].linux.is_some() => {
+                self.vcpus[slot].stopped = true;
+                if let Some(l) = &self.vcpus[slot].linux {
+                    l.begin_restart();
+                }
+                crate::linux::vcpu::quiet_core();
                 Next::Stop
             }
             Followup::Restart => {

@@ -76,6 +76,15 @@ fn broker(sys: &FakeSysfs, requests: &Function, responses: &Function, stop: &Ato
     engine
 }
 
+/// Sets the flag when dropped (also while a panic unwinds).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn produce_consume_topics_bench_over_the_channel_pair() {
     let sys = FakeSysfs::new();
@@ -86,6 +95,8 @@ fn produce_consume_topics_bench_over_the_channel_pair() {
     let stop = AtomicBool::new(false);
     let engine = std::thread::scope(|scope| {
         let peer = scope.spawn(|| broker(&sys, &requests, &responses, &stop));
+        // A failed assertion below must stop the broker too, or the scope waits forever.
+        let _stop_on_panic = StopOnDrop(&stop);
 
         let out = serpentlog(&sys, &["produce", "sensor"], b"hello\nworld\n");
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -129,10 +140,14 @@ fn produce_consume_topics_bench_over_the_channel_pair() {
 
         // The initramfs script, with `serpentlog` on its PATH pointed at the fake sysfs.
         let out = initramfs_script(&sys, &[("sltopic", "events"), ("slpartition", "1"), ("slcount", "700")]);
+        let stdout = text(&out.stdout);
         assert!(
-            text(&out.stdout).ends_with("SERPENTLOG-LAST offset 3699: counter 700\nRHTEST-RESULT ok\n"),
+            stdout.contains("SERPENTLOG-LAST offset 3699: counter 700\n")
+                && stdout.contains("SERPENTLOG-SENSOR offset 1: world\n")
+                && stdout.contains("SERPENTLOG-TOPICS topic events partition 1 start 0 end 3700\n")
+                && stdout.ends_with("RHTEST-RESULT ok\n"),
             "{}{}",
-            text(&out.stdout),
+            stdout,
             text(&out.stderr)
         );
 

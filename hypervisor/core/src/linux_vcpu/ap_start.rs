@@ -300,6 +300,13 @@ impl Mailbox {
         self.init.store(false, Ordering::SeqCst);
         Some(sipi as u8)
     }
+
+    /// Forgets any INIT or start-up IPI posted: the partition restarts, and what the old
+    /// kernel posted must not start a vCPU of the new one.
+    pub fn clear(&self) {
+        self.sipi.store(0, Ordering::SeqCst);
+        self.init.store(false, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +314,17 @@ mod tests {
     use super::*;
     use crate::vmx::caps::bochs_skylake_msr;
     use crate::vmx::guest_state::cr4;
+
+    #[test]
+    fn cleared_mailbox_starts_nothing() {
+        let mb = Mailbox::default();
+        mb.post_init();
+        mb.post_sipi(0x9A);
+        mb.clear();
+        assert_eq!(mb.take_sipi(), None);
+        mb.post_sipi(0x9A);
+        assert_eq!(mb.take_sipi(), None, "the INIT before the restart does not count");
+    }
 
     #[test]
     fn init_sipi_sipi() {

@@ -8,15 +8,16 @@
 //! | ports | [`IoAction`] | what the binary does |
 //! |---|---|---|
 //! | ACPI sleep control (the FADT's, default 0x600) with SLP_EN and S5 | `PowerOff` | halt the partition |
-//! | ACPI reset register (default 0x602) with the reset value, 0xCF9 with RST_CPU, 0x64 with 0xFE | `ResetRequest` | restart the partition |
+//! | ACPI reset register (default 0x602) with the reset value, 0xCF9 with RST_CPU, 0x64 with 0xFE | `ResetRequest` | a health event of class [`RESET_REQUEST_CLASS`] (`panic`): the table's action, `restart` by default |
 //! | everything else | `Device` | `hallows_vmm::port_bus`: the console UART, the PCI filter; unclaimed ports read all-ones, writes dropped |
 //!
 //! No trapped port ever faults: Linux probes the PIC, PIT, CMOS RTC, i8042, other UARTs
 //! and port 0x80 (I/O delay) on ordinary boots, and an absent device (all-ones) is what it
 //! expects on machines without them. A reset or power-off request never reaches the
-//! machine: it is the partition rebooting or stopping itself, handled by the binary as a
-//! restart or halt of that partition with a console line (a request, not a fault, so it
-//! does not go through the health-monitor table).
+//! machine: it is the partition rebooting or stopping itself. A power-off halts the
+//! partition with a console line. A reset request goes through the health monitor as a
+//! `panic` event, so the table's action and restart budget decide whether Linux boots
+//! again (a reboot loop is cut by the budget like any restart loop).
 //!
 //! String I/O (INS/OUTS, with or without REP) is classified the same way;
 //! [`StringIo::plan`] says how many elements to move in this exit, from which guest-linear
@@ -37,6 +38,7 @@
 use crate::vcpu::IoAccess;
 use crate::vmx::bitmaps::{fill_io_bitmaps, BadPortRange};
 use crate::vmx::exit::{IoDirection, IoQualification};
+use hallows_abi::health::EventClass;
 
 /// The console UART's first port (COM1).
 pub const COM1: u16 = 0x3F8;
@@ -63,18 +65,32 @@ pub enum IoAction {
 }
 
 impl IoAction {
-    /// For a request that stops the partition, the console's words for it: a Linux
-    /// partition is not restarted by this version, so a reset request halts it too.
+    /// For a power-off, the console's words for it (the binary halts the partition). A
+    /// reset request is not a stop: see [`IoAction::health_event`].
     pub const fn stop_line(self) -> Option<&'static str> {
         match self {
             IoAction::PowerOff => Some("powered off"),
-            IoAction::ResetRequest => {
-                Some("asked for a reboot; Linux partitions are not restarted by this version, halted")
-            }
-            IoAction::Device => None,
+            IoAction::ResetRequest | IoAction::Device => None,
+        }
+    }
+
+    /// For a reset request, the health-monitor event it is judged as, and the words for it.
+    /// Its class is [`RESET_REQUEST_CLASS`], so the table's `on panic` action decides
+    /// (default `restart`: the kernel kept from boot boots again, within the partition's
+    /// restart budget; past it, or with `on panic halt`, the partition halts).
+    pub const fn health_event(self) -> Option<(EventClass, &'static str)> {
+        match self {
+            IoAction::ResetRequest => Some((RESET_REQUEST_CLASS, "Linux asked for a reboot")),
+            IoAction::PowerOff | IoAction::Device => None,
         }
     }
 }
+
+/// The health-monitor class of a Linux partition's reset request: `panic`. A Linux
+/// partition has no panic hypercall, and a reboot is how Linux ends a panic (`panic=-1`)
+/// as well as an ordinary `reboot`; either way the partition asks to start over, which the
+/// table's `on panic` action allows (`restart`) or refuses (`halt`, `halt_system`).
+pub const RESET_REQUEST_CLASS: EventClass = EventClass::Panic;
 
 /// The trapped ACPI ports (must match `legacy_linux::acpi::PowerPorts`, whose defaults are
 /// 0x600, 0x601, 0x602 and reset value 0x0E).
@@ -288,7 +304,10 @@ mod tests {
         assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2 | 1 << 5), IoAction::PowerOff);
         assert_eq!(p.classify(&q(0x600, 1, true), 5 << 2), IoAction::Device);
         assert_eq!(IoAction::PowerOff.stop_line(), Some("powered off"));
-        assert!(IoAction::ResetRequest.stop_line().is_some_and(|l| l.ends_with("halted")));
+        assert_eq!(IoAction::ResetRequest.stop_line(), None);
+        assert_eq!(IoAction::ResetRequest.health_event().map(|(c, _)| c), Some(EventClass::Panic));
+        assert_eq!(IoAction::PowerOff.health_event(), None);
+        assert_eq!(IoAction::Device.health_event(), None);
         assert_eq!(IoAction::Device.stop_line(), None);
         assert_eq!(p.classify(&q(0x600, 1, true), 3 << 2 | 1 << 5), IoAction::Device);
         assert_eq!(p.classify(&q(0x601, 1, false), 0), IoAction::Device);

@@ -10,6 +10,7 @@
 //! | MSRs | [`msr`] | [`msr::LinuxMsrPolicy::fill_bitmap`] once, `on_rdmsr`/`on_wrmsr` on exits |
 //! | INIT-SIPI-SIPI | [`ap_start`] | [`ap_start::ApStart`] per vCPU, [`ap_start::sipi_start_state`] |
 //! | port I/O | [`io`] | [`io::LinuxIoPolicy::fill_bitmap`] once, `classify` on I/O exits (devices: `hallows_vmm::port_bus`) |
+//! | restarts (reset request, triple fault) | [`restart`] | [`restart::Rendezvous`] per partition: every vCPU parks, the boot vCPU rebuilds |
 //! | VM exits | [`crate::vcpu::decide`] with `Kind::Linux` | on every exit; [`exits::linux_controls`] once |
 //!
 //! # The contract with `legacy-linux` (ACPI MADT) and the CPUID view: APIC ids
@@ -92,4 +93,5 @@ pub mod cpuid;
 pub mod exits;
 pub mod io;
 pub mod msr;
+pub mod restart;
 pub mod stats;

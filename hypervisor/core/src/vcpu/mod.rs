@@ -201,14 +201,15 @@ pub enum Followup {
 /// The action the partition's table chose for an event (`chosen`) as it can be carried
 /// out for a partition of `kind` with `vcpus` vCPUs, and what follows it. Only events
 /// that can be stepped over continue under `log`; the others stop the partition (going
-/// on would re-execute the same fault forever). Partitions that cannot be reloaded halt
-/// instead of restarting: Linux (its kernel is not kept yet) and RT partitions with more
-/// vCPUs than their cores can agree on (`group_restart::MAX_VCPUS`); an RT partition with
-/// several vCPUs restarts whole (`group_restart`).
+/// on would re-execute the same fault forever). RT partitions with more vCPUs than their
+/// cores can agree on (`group_restart::MAX_VCPUS`) halt instead of restarting; an RT
+/// partition with several vCPUs restarts whole (`group_restart`), and a Linux partition
+/// restarts whole, however many vCPUs it has: every vCPU leaves the guest and the boot
+/// vCPU boots the kernel kept from boot again (`linux_vcpu::restart`).
 pub fn after_health(kind: Kind, vcpus: u32, class: EventClass, chosen: Action) -> (Action, Followup) {
     use EventClass as E;
     let action = match chosen {
-        Action::RestartPartition if kind == Kind::Linux || vcpus > crate::group_restart::MAX_VCPUS => {
+        Action::RestartPartition if kind == Kind::RealTime && vcpus > crate::group_restart::MAX_VCPUS => {
             Action::HaltPartition
         }
         other => other,

@@ -145,6 +145,14 @@ fn health_followups_per_kind() {
         (Action::Log, Followup::ContinueWith(Exception::GeneralProtection))
     );
     assert_eq!(linux(E::DeadlineMiss, Action::Log), (Action::Log, Followup::Stop));
-    assert_eq!(linux(E::TripleFault, Action::RestartPartition), (Action::HaltPartition, Followup::Stop));
+    // Linux restarts whole, with one vCPU or more (the kernel is kept from boot).
+    assert_eq!(
+        linux(E::TripleFault, Action::RestartPartition),
+        (Action::RestartPartition, Followup::Restart)
+    );
+    assert_eq!(
+        after_health(Kind::Linux, 1, E::Panic, Action::RestartPartition),
+        (Action::RestartPartition, Followup::Restart)
+    );
     assert_eq!(linux(E::MemoryViolation, Action::HaltPartition), (Action::HaltPartition, Followup::Stop));
 }

@@ -22,6 +22,7 @@ use crate::partition::Partition;
 
 /// A Linux partition's PCI configuration space: the filter (its view of CONFIG_ADDRESS,
 /// BAR-write refusal) and the channel functions behind it.
+#[derive(Clone)]
 pub struct LinuxPci {
     pub filter: PciConfigFilter<MAX_CHANNELS>,
     pub functions: ChannelFunctions<MAX_CHANNELS>,

@@ -1,6 +1,6 @@
 //! Reading a Linux partition's big files (a 65 MB vmlinux, the initramfs) from the ESP
-//! into pages borrowed from the firmware, not into the hypervisor's heap: they are needed
-//! only until `legacy_linux::setup::prepare` has laid them out in the partition's RAM.
+//! into pages allocated from the firmware, not into the hypervisor's heap. They are kept
+//! ([`EspFile::keep`]): a restart of the partition lays them out again.
 
 use alloc::format;
 use alloc::string::String;
@@ -21,11 +21,15 @@ pub struct EspFile {
 }
 
 impl EspFile {
-    /// The file's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `pages` holds `page_count` pages, the first `len` bytes written by the
-        // firmware's file read; nobody else holds them.
-        unsafe { core::slice::from_raw_parts(self.pages.as_ptr(), self.len) }
+    /// Keeps the file's pages for the rest of the hypervisor's life (a Linux partition's
+    /// kernel and initramfs, booted again at each restart). The pages stay the loader's
+    /// after ExitBootServices: nothing else allocates from the firmware's memory map.
+    pub fn keep(self) -> &'static [u8] {
+        let (pages, len) = (self.pages, self.len);
+        core::mem::forget(self);
+        // SAFETY: the pages are never freed now (`forget`), hold `len` bytes written by the
+        // file read, and are only read from here on.
+        unsafe { core::slice::from_raw_parts(pages.as_ptr(), len) }
     }
 }
 

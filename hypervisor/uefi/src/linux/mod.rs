@@ -5,7 +5,8 @@
 //!   still run): reads the kernel and the initramfs named in the table from the ESP into
 //!   firmware pages, and lets `legacy_linux::setup::prepare` lay out the partition's RAM
 //!   (zero page, e820, command line, ACPI tables with only the partition's CPUs, page
-//!   tables, kernel, initramfs). The entry state is kept here for the boot vCPU.
+//!   tables, kernel, initramfs). The entry state is kept here for the boot vCPU, and the
+//!   files and command line for restarts ([`BootFiles`], `restart`).
 //! - Run phase ([`run_core`], called by `run::core_main` on a core dedicated to a Linux
 //!   vCPU): the core switches its local APIC to x2APIC mode, builds the vCPU's VMCS from
 //!   the entry state (boot vCPU) or from the SIPI vector (other vCPUs, parked in the
@@ -18,6 +19,7 @@
 mod bridge;
 mod devices;
 mod esp;
+pub mod restart;
 mod stats;
 pub mod vcpu;
 
@@ -30,11 +32,12 @@ use core::sync::atomic::{AtomicBool, AtomicU64};
 use hallows_abi::table::{PartitionEntry, Table};
 use hallows_core::linux_vcpu::ap_start::Mailbox;
 use hallows_core::linux_vcpu::apic::{apic_ids_of, ApicIdMap};
+use hallows_core::linux_vcpu::restart::Rendezvous;
 use hallows_core::linux_vcpu::stats::ExitCounts;
 use hallows_vmm::mmio_bus::MmioBus;
 use hallows_vmm::uart16550::Uart16550;
 use legacy_linux::acpi::PowerPorts;
-use legacy_linux::setup::{self, BootProtocol, EntryState, LinuxBootConfig};
+use legacy_linux::setup::{self, BootPlan, BootProtocol, EntryState, LinuxBootConfig};
 use spin::Mutex;
 
 use crate::hvlog;
@@ -71,8 +74,47 @@ pub struct LinuxPartition {
     pub init_marker_tsc: AtomicU64,
     /// [`Self::exits`] at that moment: what follows is the steady state of /init.
     pub init_marker_exits: ExitCounts,
-    /// The partition stopped (powered off, halted by the health monitor).
+    /// The partition stopped (powered off, halted by the health monitor, or restarting).
     pub stopped: AtomicBool,
+    /// What boot laid out, kept to lay it out again at a restart.
+    pub boot: BootFiles,
+    /// The PCI configuration space as prepared at boot (a restart resets to it).
+    pci_at_boot: bridge::LinuxPci,
+    /// Where the vCPUs meet during a restart (`restart`).
+    pub rendezvous: Rendezvous,
+}
+
+/// The kernel, initramfs and command line a Linux partition boots with, kept from boot
+/// (the files stay in the firmware pages they were read into) so that each restart lays
+/// out exactly what the first boot did.
+pub struct BootFiles {
+    pub kernel: &'static [u8],
+    pub initramfs: Option<&'static [u8]>,
+    pub cmdline: String,
+    pub apic_ids: Vec<u32>,
+}
+
+impl BootFiles {
+    /// Scrubs `part`'s RAM and lays the partition out in it: zero page, e820, command
+    /// line, ACPI tables, page tables, kernel, initramfs (`legacy_linux::setup::prepare`).
+    ///
+    /// # Safety
+    /// No vCPU of the partition runs (boot, or every vCPU parked for a restart).
+    pub unsafe fn lay_out(&self, part: &Partition) -> Result<BootPlan, String> {
+        let config = LinuxBootConfig {
+            kernel: self.kernel,
+            initramfs: self.initramfs,
+            cmdline: self.cmdline.as_bytes(),
+            apic_ids: &self.apic_ids,
+            ioapic: None,
+            power: PowerPorts::DEFAULT,
+            protocol: BootProtocol::Linux64,
+        };
+        // SAFETY: the RAM was reserved for this partition; no vCPU of it runs (caller).
+        let ram = unsafe { part.ram() };
+        ram.fill(0);
+        setup::prepare(ram, &config).map_err(|e| format!("Linux setup: {e:?}"))
+    }
 }
 
 /// Every prepared Linux partition.
@@ -108,26 +150,18 @@ pub fn prepare(
     let read_ticks = crate::cpu::rdtsc() - t0;
     let cmdline: String =
         hallows_core::boot_plan::linux_cmdline(table, part.index).map_err(|e| format!("{e}"))?.concat();
-    let config = LinuxBootConfig {
-        kernel: kernel.bytes(),
-        initramfs: initramfs.as_ref().map(|f| f.bytes()),
-        cmdline: cmdline.as_bytes(),
-        apic_ids: &apic_ids,
-        ioapic: None,
-        power: PowerPorts::DEFAULT,
-        protocol: BootProtocol::Linux64,
-    };
-    // SAFETY: no vCPU runs yet; the RAM was reserved for this partition.
-    let ram = unsafe { part.ram() };
-    ram.fill(0);
-    let plan = setup::prepare(ram, &config).map_err(|e| format!("Linux setup: {e:?}"))?;
+    let (kernel_bytes, initramfs_bytes) = (kernel.keep(), initramfs.map(esp::EspFile::keep));
+    let boot = BootFiles { kernel: kernel_bytes, initramfs: initramfs_bytes, cmdline, apic_ids };
+    // SAFETY: no vCPU runs yet.
+    let plan = unsafe { boot.lay_out(part) }?;
+    let (apic_ids, cmdline) = (&boot.apic_ids, &boot.cmdline);
     hvlog!(
         "partition {}: Linux {} `{kernel_name}` ({} KiB){}, {} MiB RAM at host {:#x}, {} vCPU(s) (APIC ids {apic_ids:?}), entry {:#x}, files read in {} M TSC ticks",
         part.name,
         plan.layout.format.name(),
-        kernel.bytes().len() >> 10,
-        match &initramfs {
-            Some(f) => format!(", initramfs `{initramfs_name}` ({} KiB)", f.bytes().len() >> 10),
+        kernel_bytes.len() >> 10,
+        match initramfs_bytes {
+            Some(f) => format!(", initramfs `{initramfs_name}` ({} KiB)", f.len() >> 10),
             None => String::new(),
         },
         part.ram_bytes >> 20,
@@ -144,7 +178,8 @@ pub fn prepare(
         entry: plan.entry,
         map,
         uart: Mutex::new(Uart16550::new()),
-        pci: Mutex::new(pci),
+        pci: Mutex::new(pci.clone()),
+        pci_at_boot: pci,
         mmio,
         mailboxes: (0..apic_ids.len()).map(|_| Mailbox::default()).collect(),
         exits: ExitCounts::default(),
@@ -152,6 +187,8 @@ pub fn prepare(
         init_marker_tsc: AtomicU64::new(0),
         init_marker_exits: ExitCounts::default(),
         stopped: AtomicBool::new(false),
+        boot,
+        rendezvous: Rendezvous::default(),
     };
     LINUX.lock().push(Box::leak(Box::new(linux)));
     Ok(())

@@ -65,7 +65,9 @@ pub struct LinuxVcpu {
     /// The devices this vCPU reaches through ports (shared ones lock themselves).
     ports: PortBus<PORT_DEVICES>,
     /// Finds the `/init` marker in the console output (statistics).
-    marker: MarkerMatch,
+    pub(super) marker: MarkerMatch,
+    /// Restarts of the partition this vCPU has rejoined (`restart`).
+    pub(super) generation: u32,
     /// Exits still to log (see [`TRACE_EXITS`]).
     trace_left: u32,
     /// A secondary vCPU not started yet (waits for the boot vCPU's INIT and SIPI).
@@ -98,19 +100,18 @@ impl LinuxVcpu {
         let p = &m.partitions[linux.partition];
         let controls =
             exits::linux_controls(&m.caps).map_err(|e| alloc::format!("VMX controls for Linux: {e:?}"))?;
-        let tsc_khz = (m.tsc_hz / 1000).min(u32::MAX as u64) as u32;
-        let timing = TscTiming { tsc_khz, lapic_khz: tsc_khz };
-        let host_max_basic = cpu::cpuid(0, 0).eax;
+        let (msrs, cpuid) = policies(m, linux, index);
         let v = LinuxVcpu {
             linux,
             p,
             index,
             controls,
-            msrs: LinuxMsrPolicy::new(&linux.map, index, tsc_khz),
-            cpuid: LinuxCpuid::new(&linux.map, index, host_max_basic, timing),
+            msrs,
+            cpuid,
             io: LinuxIoPolicy::default(),
             ports: linux_port_bus()?,
             marker: MarkerMatch::default(),
+            generation: linux.rendezvous.generation(),
             trace_left: if index == 0 { 0 } else { TRACE_EXITS },
             awaiting_sipi: index != 0,
         };
@@ -125,6 +126,12 @@ impl LinuxVcpu {
             GuestRegs::default()
         };
         Ok((v, regs))
+    }
+
+    /// The MSR and CPUID policies as [`LinuxVcpu::new`] made them (a restart).
+    pub(super) fn rebuild_policies(&mut self, m: &Machine) {
+        (self.msrs, self.cpuid) = policies(m, self.linux, self.index);
+        self.trace_left = if self.index == 0 { 0 } else { TRACE_EXITS };
     }
 
     /// A waiting secondary vCPU looks at its mailbox once.
@@ -245,7 +252,7 @@ impl LinuxVcpu {
         others.map(|(_, mailbox)| mailbox)
     }
 
-    pub fn io(&mut self, regs: &mut GuestRegs, q: IoAccess) -> Next {
+    pub fn io(&mut self, regs: &mut GuestRegs, q: IoAccess, why: &mut Text<160>) -> Next {
         if q.string {
             // Linux's drivers here use IN/OUT only; a string access reads nothing and
             // writes nothing (like an absent device), and completes.
@@ -256,8 +263,12 @@ impl LinuxVcpu {
         }
         let out = q.direction == IoDirection::Out;
         let value = regs.rax as u32 & all_ones(q.size);
-        if let Some(line) = self.io.classify(q, value as u64).stop_line() {
+        let action = self.io.classify(q, value as u64);
+        if let Some(line) = action.stop_line() {
             return Next::PowerOff(line);
+        }
+        if let Some((class, what)) = action.health_event() {
+            return Next::fault(why, class, format_args!("{what} (port {:#x} <- {value:#x})", q.port));
         }
         let mut devices = LinuxPortDevices { p: self.p, linux: self.linux, marker: &mut self.marker };
         if out {
@@ -372,6 +383,17 @@ impl LinuxVcpu {
     pub fn print_exit_counts(&self, m: &Machine, why: &str) {
         super::stats::print_exit_counts(m, self.linux, &self.p.name, why);
     }
+}
+
+/// vCPU `index`'s MSR and CPUID policies, in their boot state.
+fn policies(m: &Machine, linux: &LinuxPartition, index: usize) -> (LinuxMsrPolicy, LinuxCpuid) {
+    let tsc_khz = (m.tsc_hz / 1000).min(u32::MAX as u64) as u32;
+    let timing = TscTiming { tsc_khz, lapic_khz: tsc_khz };
+    let host_max_basic = cpu::cpuid(0, 0).eax;
+    (
+        LinuxMsrPolicy::new(&linux.map, index, tsc_khz),
+        LinuxCpuid::new(&linux.map, index, host_max_basic, timing),
+    )
 }
 
 /// Masks the local APIC timer Linux may have armed on this core, whose vCPU will not run
