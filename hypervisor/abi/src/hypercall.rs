@@ -9,8 +9,9 @@
 
 /// Version of the hypercall interface, reported by [`Hypercall::Version`]. 2: the
 /// flags of [`Hypercall::RestartPartition`] (`rsi`; version 1 ignored the register, so a
-/// caller that needs [`RESTART_CLEAN`] honoured checks for 2 or later).
-pub const VERSION: u64 = 2;
+/// caller that needs [`RESTART_CLEAN`] honoured checks for 2 or later). 3:
+/// [`Hypercall::Manage`].
+pub const VERSION: u64 = 3;
 
 /// The most bytes a single [`Hypercall::ConsoleWrite`] may carry.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
@@ -79,6 +80,15 @@ pub enum Hypercall {
     /// class `forbidden_instruction` for the caller (logged and counted; the caller
     /// continues, whatever its table says for the class).
     PrintSummary = 9,
+    /// The management interface ([`crate::manage`]): `rdi` = request pointer, `rsi` =
+    /// request length (at least [`crate::manage::REQUEST_BYTES`]), `rdx` = response
+    /// buffer pointer, `r10` = its length (at most [`crate::manage::RESPONSE_MAX`] is
+    /// written). Returns `Ok` with the response's length in `rdx` once a response (whose
+    /// own status says how the request went) is in the buffer; `BadAddress` for a buffer
+    /// outside the caller's RAM. Needs the `manage` privilege: without it the call returns
+    /// [`Status::Denied`] and is a health-monitor event of class `forbidden_instruction`
+    /// for the caller (logged and counted; the caller continues).
+    Manage = 10,
 }
 
 impl Hypercall {
@@ -94,6 +104,7 @@ impl Hypercall {
             7 => Self::RestartPartition,
             8 => Self::Halt,
             9 => Self::PrintSummary,
+            10 => Self::Manage,
             _ => return None,
         })
     }

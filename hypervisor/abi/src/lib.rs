@@ -7,6 +7,8 @@
 //! - [`bootinfo`]: the page the hypervisor hands every real-time partition at entry.
 //! - [`layout`]: fixed guest-physical addresses shared by the hypervisor and the SDK.
 //! - [`health`]: health-monitor event classes and actions.
+//! - [`manage`]: the management interface's requests and responses (hypercall and Linux
+//!   mailbox alike).
 //! - [`limits`]: every limit and layout rule a table must satisfy to boot, shared by the
 //!   checker, the re-validator and the boot path.
 #![no_std]
@@ -22,5 +24,6 @@ pub mod health;
 pub mod hypercall;
 pub mod layout;
 pub mod limits;
+pub mod manage;
 pub mod table;
 pub mod text;

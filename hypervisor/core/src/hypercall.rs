@@ -26,6 +26,10 @@
 //! #     fn partition_state(&self, _index: usize) -> PartitionState { PartitionState::Running }
 //! #     fn privileges(&self) -> u32 { 0 }
 //! #     fn report_fault(&mut self, _class: EventClass, _message: &[u8]) {}
+//! #     fn write_ram(&mut self, _gpa: u64, _bytes: &[u8]) {}
+//! #     fn manage(&self, _r: &[u8], _o: &mut [u8]) -> hallows_core::manage::Served {
+//! #         hallows_core::manage::Served { len: 0, action: hallows_core::manage::Action::Refused }
+//! #     }
 //! # }
 //! # let mut env = Env;
 //! let mut regs = GuestRegs { rax: Hypercall::TimeNow as u64, ..GuestRegs::default() };
@@ -38,9 +42,11 @@ use hallows_abi::hypercall::{
     Hypercall, PartitionState, Status, CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX_LINES, FAULT_MESSAGE_MAX,
     RESTART_CLEAN, VERSION,
 };
-use hallows_abi::table::{PRIV_QUERY, PRIV_RESTART};
+use hallows_abi::manage::{REQUEST_BYTES, RESPONSE_MAX};
+use hallows_abi::table::{PRIV_MANAGE, PRIV_QUERY, PRIV_RESTART};
 
 use crate::lifecycle::RestartScope;
+use crate::manage;
 
 /// The guest's general-purpose registers as the exit stub saves them: every GPR except
 /// RSP (which the VMCS holds), in the processor's register-number order. Byte offsets:
@@ -164,6 +170,12 @@ pub trait HypercallEnv {
     /// The caller reported a fault with a message (already bounded by
     /// [`FAULT_MESSAGE_MAX`]): log it. The action follows from [`Outcome::Fault`].
     fn report_fault(&mut self, class: EventClass, message: &[u8]);
+    /// Copies `bytes` into guest RAM at `gpa`. `dispatch` only writes ranges it has
+    /// checked to lie inside `0..ram_bytes()`.
+    fn write_ram(&mut self, gpa: u64, bytes: &[u8]);
+    /// Serves a management request of the caller ([`crate::manage::serve`] over the
+    /// running machine) into `response`.
+    fn manage(&self, request: &[u8], response: &mut [u8]) -> manage::Served;
 }
 
 /// What the hypervisor does after a hypercall.
@@ -187,6 +199,9 @@ pub enum Outcome {
     /// Advance RIP; the caller lacked the privilege for hypercall `number`, which is a
     /// health-monitor event (logged and counted; the caller continues).
     Refused { number: u64 },
+    /// Advance RIP, then perform a management request's action (halt, start or restart
+    /// another partition); the response is already in the caller's buffer.
+    Manage(manage::Action),
 }
 
 /// `ConsoleWrite`s up to this size are copied through a small stack buffer.
@@ -262,7 +277,7 @@ fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (S
                 return fail(Status::BadArgument);
             };
             if index != env.caller() && env.privileges() & PRIV_QUERY == 0 {
-                return fail(Status::Denied);
+                return (Status::Denied, Outcome::Refused { number: call as u64 });
             }
             regs.rdx = env.partition_state(index) as u64;
             ok(Outcome::Resume)
@@ -272,7 +287,7 @@ fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (S
                 return fail(Status::BadArgument);
             };
             if index != env.caller() && env.privileges() & PRIV_RESTART == 0 {
-                return fail(Status::Denied);
+                return (Status::Denied, Outcome::Refused { number: call as u64 });
             }
             ok(Outcome::Restart { partition: index, scope })
         }
@@ -297,7 +312,43 @@ fn run(call: Hypercall, regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (S
             (Status::Denied, Outcome::Refused { number: call as u64 })
         }
         Hypercall::PrintSummary => ok(Outcome::PrintSummary),
+        Hypercall::Manage => manage_call(regs, env),
     }
+}
+
+/// `Manage`, out of line like [`console_write`] (a response buffer on the stack). The
+/// request is copied once, so the caller's other vCPUs cannot change it while it is
+/// served.
+#[inline(never)]
+fn manage_call(regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (Status, Outcome) {
+    let (req_ptr, req_len, resp_ptr, resp_len) = (regs.rdi, regs.rsi, regs.rdx, regs.r10);
+    let fail = |status| (status, Outcome::Resume);
+    let mut request = [0u8; REQUEST_BYTES];
+    let mut response = [0u8; RESPONSE_MAX];
+    let resp_len = resp_len.min(RESPONSE_MAX as u64);
+    let (Some(req), Some(resp)) = (
+        checked_range(req_ptr, req_len, env.ram_bytes()),
+        checked_range(resp_ptr, resp_len, env.ram_bytes()),
+    ) else {
+        // A caller without the privilege is refused before its pointers matter.
+        if env.privileges() & PRIV_MANAGE == 0 {
+            return (Status::Denied, Outcome::Refused { number: Hypercall::Manage as u64 });
+        }
+        return fail(Status::BadAddress);
+    };
+    let request = &mut request[..(req_len as usize).min(REQUEST_BYTES)];
+    env.read_ram(req.start, request);
+    let served = env.manage(request, &mut response[..resp_len as usize]);
+    if served.action == manage::Action::Refused {
+        return (Status::Denied, Outcome::Refused { number: Hypercall::Manage as u64 });
+    }
+    env.write_ram(resp.start, &response[..served.len]);
+    regs.rdx = served.len as u64;
+    let outcome = match served.action {
+        manage::Action::None | manage::Action::Refused => Outcome::Resume,
+        action => Outcome::Manage(action),
+    };
+    (Status::Ok, outcome)
 }
 
 /// The scope `RestartPartition`'s flags (`rsi`) ask for; `None` when a bit this version
@@ -400,6 +451,65 @@ mod tests {
         fn report_fault(&mut self, class: EventClass, message: &[u8]) {
             self.faults.push((class, message.to_vec()));
         }
+        fn write_ram(&mut self, gpa: u64, bytes: &[u8]) {
+            self.ram[gpa as usize..gpa as usize + bytes.len()].copy_from_slice(bytes);
+        }
+        fn manage(&self, request: &[u8], response: &mut [u8]) -> manage::Served {
+            manage::serve(self.caller, self.privileges, request, &ManageView(self.states.len()), response)
+        }
+    }
+
+    /// A machine of `n` running partitions for the management call.
+    struct ManageView(usize);
+
+    impl manage::Machine for ManageView {
+        fn partition_count(&self) -> usize {
+            self.0
+        }
+        fn facts(&self, _index: usize) -> manage::PartitionFacts<'_> {
+            manage::PartitionFacts { name: "p", ..Default::default() }
+        }
+        fn state(&self, _index: usize) -> crate::lifecycle::State {
+            crate::lifecycle::State::Running
+        }
+        fn snapshot(&self, index: usize) -> crate::counters::Snapshot {
+            crate::counters::PartitionCounters::new().snapshot(index as u32, 0)
+        }
+        fn now_ns(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn manage_copies_the_request_in_and_the_response_out() {
+        use hallows_abi::manage::{header, Op, Request, RESPONSE_HEADER_BYTES};
+        let mut env = Fake::new();
+        let req = Request::new(Op::Restart, 2, 0).encode();
+        env.ram[0x1000..0x1010].copy_from_slice(&req);
+        // Without the privilege: refused (a health event), nothing written, even with bad pointers.
+        let (o, r) = call(&mut env, Hypercall::Manage, [0x1000, 16, 0x2000, 4096]);
+        assert_eq!((o, status(&r)), (Outcome::Refused { number: 10 }, Status::Denied));
+        assert_eq!(env.ram[0x2000], 0);
+        let (o, _) = call(&mut env, Hypercall::Manage, [u64::MAX, 16, 0, 4096]);
+        assert_eq!(o, Outcome::Refused { number: 10 });
+        env.privileges = PRIV_MANAGE;
+        let (o, r) = call(&mut env, Hypercall::Manage, [0x1000, 16, 0x2000, 4096]);
+        assert_eq!(status(&r), Status::Ok);
+        assert_eq!(o, Outcome::Manage(manage::Action::Restart { target: 2, scope: KEEP }));
+        assert_eq!(r.rdx, RESPONSE_HEADER_BYTES as u64);
+        assert_eq!(header(&env.ram[0x2000..]), Some((0, 0)));
+        // Pointers outside RAM.
+        let (_, r) = call(&mut env, Hypercall::Manage, [0x1000, 16, 0x1F_FFFF, 4096]);
+        assert_eq!(status(&r), Status::BadAddress);
+        let (_, r) = call(&mut env, Hypercall::Manage, [u64::MAX - 3, 16, 0x2000, 4096]);
+        assert_eq!(status(&r), Status::BadAddress);
+        // A list answers with its length in rdx; a huge buffer length is cut to RESPONSE_MAX.
+        env.ram[0x1000..0x1010].copy_from_slice(&Request::new(Op::List, 0, 0).encode());
+        let (o, r) = call(&mut env, Hypercall::Manage, [0x1000, 16, 0x1F_F800, 1 << 40]);
+        assert_eq!((o, status(&r)), (Outcome::Resume, Status::BadAddress));
+        let (o, r) = call(&mut env, Hypercall::Manage, [0x1000, 16, 0x2000, 1 << 20]);
+        assert_eq!((o, status(&r)), (Outcome::Resume, Status::Ok));
+        assert!(r.rdx > RESPONSE_HEADER_BYTES as u64 && r.rdx <= RESPONSE_MAX as u64);
     }
 
     fn call(env: &mut Fake, nr: Hypercall, args: [u64; 4]) -> (Outcome, GuestRegs) {
@@ -454,7 +564,7 @@ mod tests {
     #[test]
     fn unknown_numbers_are_refused() {
         let mut env = Fake::new();
-        for nr in [10u64, 100, u64::MAX, 1 << 32] {
+        for nr in [11u64, 100, u64::MAX, 1 << 32] {
             let mut regs = GuestRegs { rax: nr, rdx: 77, ..GuestRegs::default() };
             assert_eq!(dispatch(&mut regs, &mut env), Outcome::Resume);
             assert_eq!(status(&regs), Status::UnknownCall);
@@ -522,8 +632,8 @@ mod tests {
         let mut env = Fake::new();
         let (_, r) = call(&mut env, Hypercall::PartitionState, [1, 0, 0, 0]);
         assert_eq!((status(&r), r.rdx), (Status::Ok, PartitionState::Running as u64));
-        let (_, r) = call(&mut env, Hypercall::PartitionState, [2, 0, 0, 0]);
-        assert_eq!(status(&r), Status::Denied);
+        let (o, r) = call(&mut env, Hypercall::PartitionState, [2, 0, 0, 0]);
+        assert_eq!((o, status(&r)), (Outcome::Refused { number: 5 }, Status::Denied));
         env.privileges = PRIV_QUERY;
         let (_, r) = call(&mut env, Hypercall::PartitionState, [2, 0, 0, 0]);
         assert_eq!((status(&r), r.rdx), (Status::Ok, PartitionState::Halted as u64));
@@ -555,9 +665,13 @@ mod tests {
         let (o, r) = call(&mut env, Hypercall::RestartPartition, [1, 0, 0, 0]);
         assert_eq!((o, status(&r)), (Outcome::Restart { partition: 1, scope: KEEP }, Status::Ok));
         let (o, r) = call(&mut env, Hypercall::RestartPartition, [0, 0, 0, 0]);
-        assert_eq!((o, status(&r)), (Outcome::Resume, Status::Denied));
+        assert_eq!((o, status(&r)), (Outcome::Refused { number: 7 }, Status::Denied));
         let (o, r) = call(&mut env, Hypercall::RestartPartition, [0, RESTART_CLEAN, 0, 0]);
-        assert_eq!((o, status(&r)), (Outcome::Resume, Status::Denied), "the flag changes no privilege rule");
+        assert_eq!(
+            (o, status(&r)),
+            (Outcome::Refused { number: 7 }, Status::Denied),
+            "the flag changes no privilege rule"
+        );
         env.privileges = PRIV_QUERY | PRIV_RESTART;
         let (o, _) = call(&mut env, Hypercall::RestartPartition, [0, 0, 0, 0]);
         assert_eq!(o, Outcome::Restart { partition: 0, scope: KEEP });

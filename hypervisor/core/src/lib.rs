@@ -63,6 +63,7 @@ pub mod hypercall;
 pub mod lifecycle;
 pub mod linux_vcpu;
 pub mod madt;
+pub mod manage;
 pub mod placement;
 pub mod schedule;
 pub mod slot_plan;

@@ -29,8 +29,12 @@ pub const PRIV_QUERY: u32 = 1 << 0;
 pub const PRIV_RESTART: u32 = 1 << 1;
 /// `PartitionEntry::privileges`: may halt the whole system.
 pub const PRIV_HALT_SYSTEM: u32 = 1 << 2;
+/// `PartitionEntry::privileges`: may use the management interface (list partitions,
+/// read their counters and events, halt, start and restart any other partition):
+/// the operator's partition.
+pub const PRIV_MANAGE: u32 = 1 << 3;
 /// Every privilege bit this version defines.
-pub const PRIV_ALL: u32 = PRIV_QUERY | PRIV_RESTART | PRIV_HALT_SYSTEM;
+pub const PRIV_ALL: u32 = PRIV_QUERY | PRIV_RESTART | PRIV_HALT_SYSTEM | PRIV_MANAGE;
 
 /// `PartitionEntry::flags`: `pinned_base` holds a host-physical base to place RAM at.
 pub const PFLAG_PINNED: u8 = 1 << 0;
