@@ -95,6 +95,17 @@ fn health_defaults_overrides_and_privileges() {
 }
 
 #[test]
+fn manage_reaches_the_table_and_its_reader() {
+    // `model` also loads the bytes with the hypervisor's reader and re-validator.
+    let m = model("partition op { kind rt; image \"op.elf\"; cores 0; memory 4 MiB; privileges manage }\n");
+    assert_eq!(m.partitions[0].privileges, PRIV_MANAGE);
+    let m = model(
+        "partition l { kind linux; kernel \"vmlinux\"; cores 0; memory 64 MiB; privileges manage, query, restart, halt_system }\n",
+    );
+    assert_eq!(m.partitions[0].privileges, PRIV_ALL);
+}
+
+#[test]
 fn channels_get_ascending_page_aligned_regions_and_linux_views() {
     let src = "partition a { kind rt; image \"a.elf\"; cores 0; memory 4 MiB }
 partition l { kind linux; kernel \"vmlinux\"; cores 1; memory 64 MiB }
