@@ -12,6 +12,7 @@ json() {
     echo
 }
 restarts=$(rhctl list | awk '$1 == "linux" { print $8 }')
+restarts=${restarts%%/*}
 echo "MANAGE-BOOT restarts=$restarts"
 if [ "$restarts" != "0" ]; then
     echo "MANAGE-SECOND-BOOT"
