@@ -171,7 +171,7 @@ fn stats<E: Exchange>(
     let _ = writeln!(
         out,
         "stats {name}: windows {} overruns {} exits {exits} health {health} restarts {} uptime_ms {}",
-        s.windows,
+        s.windows_since_start,
         s.overruns,
         s.restarts,
         s.uptime_ns / 1_000_000

@@ -282,6 +282,7 @@ pub struct StatsRecord {
     pub index: u32,
     pub restarts: u32,
     pub exits: [u64; EXIT_REASONS.len()],
+    /// Windows since boot.
     pub windows: u64,
     pub overruns: u64,
     pub health: [u64; crate::health::EventClass::COUNT],
@@ -294,11 +295,13 @@ pub struct StatsRecord {
     pub events_total: u64,
     /// The hypervisor's clock when the counters were read, ns since boot.
     pub now_ns: u64,
+    /// Windows since the last (re)start (compare with `uptime_ns` / the major frame).
+    pub windows_since_start: u64,
 }
 
 impl StatsRecord {
-    /// 8 + 8 * (14 + 2 + 8 + 7).
-    pub const BYTES: usize = 8 + 8 * (EXIT_REASONS.len() + 2 + crate::health::EventClass::COUNT + 7);
+    /// 8 + 8 * (14 + 2 + 8 + 8).
+    pub const BYTES: usize = 8 + 8 * (EXIT_REASONS.len() + 2 + crate::health::EventClass::COUNT + 8);
 
     pub fn encode(&self, out: &mut [u8]) {
         let b = &mut out[..Self::BYTES];
@@ -322,6 +325,7 @@ impl StatsRecord {
             self.uptime_ns,
             self.events_total,
             self.now_ns,
+            self.windows_since_start,
         ] {
             push(v);
         }
@@ -356,6 +360,7 @@ impl StatsRecord {
             uptime_ns: next(),
             events_total: next(),
             now_ns: next(),
+            windows_since_start: next(),
         })
     }
 }

@@ -155,6 +155,8 @@ const NEVER: u64 = u64::MAX;
 pub struct PartitionCounters {
     exits: [AtomicU64; ExitReason::COUNT],
     windows: AtomicU64,
+    /// `windows` at the last (re)start: the windows since then are the difference.
+    windows_at_start: AtomicU64,
     /// One past the start (ns since boot) of the latest window counted; 0: none yet.
     window_mark: AtomicU64,
     health: [AtomicU64; EventClass::COUNT],
@@ -176,6 +178,7 @@ impl PartitionCounters {
         PartitionCounters {
             exits: core::array::from_fn(|_| AtomicU64::new(0)),
             windows: AtomicU64::new(0),
+            windows_at_start: AtomicU64::new(0),
             window_mark: AtomicU64::new(0),
             health: core::array::from_fn(|_| AtomicU64::new(0)),
             events: EventLog::new(),
@@ -241,6 +244,7 @@ impl PartitionCounters {
             Event::RestartDone => {
                 self.halted_ns.store(NEVER, Relaxed);
                 self.started_ns.store(now_ns, Relaxed);
+                self.windows_at_start.store(self.windows.load(Relaxed), Relaxed);
             }
             Event::Halt(_) => self.halted_ns.store(now_ns, Relaxed),
             _ => {}
@@ -256,6 +260,7 @@ impl PartitionCounters {
         Snapshot {
             exits: self.exits.each_ref().map(load),
             windows: load(&self.windows),
+            windows_since_start: load(&self.windows).saturating_sub(load(&self.windows_at_start)),
             // Every preemption at a window's end is an overrun (module documentation).
             overruns: load(&self.exits[ExitReason::WindowEnd as usize]),
             health: self.health.each_ref().map(load),
@@ -276,6 +281,9 @@ pub struct Snapshot {
     /// VM exits by [`ExitReason`] (index: `reason as usize`).
     pub exits: [u64; ExitReason::COUNT],
     pub windows: u64,
+    /// Windows since the last (re)start: over `uptime_ns` with one window per frame of
+    /// `f` ns, within one of `uptime_ns / f` ([`windows_plausible`]).
+    pub windows_since_start: u64,
     pub overruns: u64,
     /// Health-monitor events by [`EventClass`] (index: `class as usize`).
     pub health: [u64; EventClass::COUNT],

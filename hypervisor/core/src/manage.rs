@@ -229,6 +229,7 @@ fn stats(index: usize, machine: &impl Machine, body: &mut [u8]) -> (Status, usiz
         uptime_ns: s.uptime_ns,
         events_total: s.events.total,
         now_ns: machine.now_ns(),
+        windows_since_start: s.windows_since_start,
     };
     record.encode(body);
     (Status::Ok, StatsRecord::BYTES, Action::None)

@@ -234,11 +234,12 @@ pub fn stats(record: &PartitionRecord, s: &StatsRecord) -> String {
     line("exits", format!("{exits_total}: {}", nonzero(EXIT_REASONS, &s.exits)));
     let windows = match expected_windows(s.uptime_ns, record.frame_ns, record.windows_per_frame) {
         Some(expected) => format!(
-            "{}, expected {expected} ({} s of {} ms frames, {} per frame)",
-            s.windows,
+            "{} since the last start, expected {expected} ({} s of {} ms frames, {} per frame); {} since boot",
+            s.windows_since_start,
             seconds_tenths(s.uptime_ns),
             millis(record.frame_ns),
-            record.windows_per_frame
+            record.windows_per_frame,
+            s.windows
         ),
         None => format!("{} (dedicated cores: no schedule)", s.windows),
     };
@@ -274,6 +275,7 @@ pub fn stats_json(record: &PartitionRecord, s: &StatsRecord) -> Value {
         ("frame_ns", record.frame_ns.into()),
         ("windows_per_frame", record.windows_per_frame.into()),
         ("windows", s.windows.into()),
+        ("windows_since_start", s.windows_since_start.into()),
         ("expected_windows", expected_windows(s.uptime_ns, record.frame_ns, record.windows_per_frame).into()),
         ("overruns", s.overruns.into()),
         ("deadline_misses", s.health[EventClass::DeadlineMiss as usize].into()),

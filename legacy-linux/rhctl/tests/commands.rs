@@ -56,7 +56,7 @@ fn stats_of_one_partition_as_text() {
         \x20 uptime           12.3 s\n\
         \x20 restarts         1 (at most 3 per 60.0 s)\n\
         \x20 exits            43: hypercall=40 window_end=3\n\
-        \x20 windows          1230, expected 1230 (12.3 s of 10 ms frames, 1 per frame)\n\
+        \x20 windows          1230 since the last start, expected 1230 (12.3 s of 10 ms frames, 1 per frame); 1230 since boot\n\
         \x20 overruns         3\n\
         \x20 deadline misses  1\n\
         \x20 health events    2: io_violation=1 deadline_miss=1\n\
@@ -117,6 +117,7 @@ fn stats_as_json_parse_back_with_stable_keys() {
             "frame_ns",
             "windows_per_frame",
             "windows",
+            "windows_since_start",
             "expected_windows",
             "overruns",
             "deadline_misses",

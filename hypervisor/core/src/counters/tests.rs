@@ -117,6 +117,22 @@ fn uptime_runs_from_the_last_start_and_stops_at_a_halt() {
 }
 
 #[test]
+fn windows_since_start_restart_from_zero() {
+    let c = PartitionCounters::new();
+    c.note_lifecycle(Event::Started, 0);
+    for w in 0..5 {
+        c.note_window(w * 10, false);
+    }
+    let s = c.snapshot(0, 50);
+    assert_eq!((s.windows, s.windows_since_start), (5, 5));
+    c.note_lifecycle(Event::RestartDone, 60);
+    c.note_window(60, false);
+    c.note_window(70, false);
+    let s = c.snapshot(1, 80);
+    assert_eq!((s.windows, s.windows_since_start), (7, 2), "since boot, and since the restart");
+}
+
+#[test]
 fn the_console_stats_are_the_partitions_own() {
     let c = PartitionCounters::new();
     c.console.bytes_accepted.fetch_add(120, Relaxed);
