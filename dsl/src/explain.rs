@@ -1,4 +1,5 @@
-//! `parseltongue explain CODE`: what a diagnostic code means, with a minimal example.
+//! `parseltongue explain CODE|PRIVILEGE`: what a diagnostic code means, with a minimal
+//! example, or what a word of `privileges` lets a partition do.
 
 use crate::diagnostics::{Code, Severity};
 
@@ -82,11 +83,67 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("PT1002", include_str!("../tests/errors/PT1002.pt")),
     ("PT1003", include_str!("../tests/errors/PT1003.pt")),
     ("PT1004", include_str!("../tests/errors/PT1004.pt")),
+    ("PT1005", include_str!("../tests/errors/PT1005.pt")),
 ];
 
-/// The explanation of `id` (e.g. `PT0302`, case-insensitive), or `None` for an unknown code.
+/// What each word of `privileges` lets a partition do, as the hypervisor enforces it. A
+/// partition without any privilege may still read its own state, restart and halt itself.
+const PRIVILEGES: &[(&str, &str)] = &[
+    (
+        "query",
+        "\
+A partition with `query` may read another partition's state (the `PartitionState`
+hypercall) and make the hypervisor print the counters table on the console
+(`PrintSummary`). Without it, `PrintSummary` is refused and counted as a
+`forbidden_instruction` health event of the caller.",
+    ),
+    (
+        "restart",
+        "\
+A partition with `restart` may restart another partition with the `RestartPartition`
+hypercall: plainly (the target keeps its persistent region, as after a fault) or cleanly
+(flag `RESTART_CLEAN`: the region is zeroed too). Each restart counts against the
+target's `restarts COUNT per DURATION` budget.",
+    ),
+    (
+        "halt_system",
+        "\
+`halt_system` is written to the table for a partition allowed to stop the whole
+machine; no hypercall of this version asks for it. (The health monitor's `halt_system`
+action, chosen with `on EVENT halt_system`, needs no privilege.)",
+    ),
+    (
+        "manage",
+        "\
+A partition with `manage` is the machine's operator, through the management interface:
+it may list every partition (name, kind, state, cores, memory, restarts, image,
+schedule), read their counters and newest health events, and halt, start and restart
+(plainly or cleanly) any partition other than itself.
+
+An RT partition asks with the `Manage` hypercall. Linux asks through its management PCI
+function, where the file permissions of that function's files inside Linux decide which
+users and programs may use it. A partition without `manage` that asks is refused
+(`Denied`) and the request is a `forbidden_instruction` health event of its own.
+
+Grant it to one partition: two operators can undo each other's actions (one halts a
+partition, the other starts it again), which `parseltongue check` warns about (PT1005).",
+    ),
+];
+
+/// The explanation of a `privileges` word, or `None` for a word the language lacks.
+fn explain_privilege(word: &str) -> Option<String> {
+    let (word, text) = PRIVILEGES.iter().find(|(w, _)| w.eq_ignore_ascii_case(word))?;
+    Some(format!(
+        "privileges {word}\n\n{text}\n\nFor example:\n\n    partition operator {{\n        ...\n        privileges {word}\n    }}\n"
+    ))
+}
+
+/// The explanation of `id`, case-insensitive: a diagnostic code (`PT0302`) or a word of
+/// `privileges` (`manage`); `None` for anything else.
 pub fn explain(id: &str) -> Option<String> {
-    let code = Code::ALL.iter().find(|c| c.id().eq_ignore_ascii_case(id))?;
+    let Some(code) = Code::ALL.iter().find(|c| c.id().eq_ignore_ascii_case(id)) else {
+        return explain_privilege(id);
+    };
     let severity = match code.severity() {
         Severity::Error => "error",
         Severity::Warning => "warning",
@@ -119,5 +176,34 @@ mod tests {
         }
         assert!(explain("pt0302").unwrap().contains("two partitions"));
         assert_eq!(explain("PT9999"), None);
+    }
+
+    #[test]
+    fn every_privilege_is_explained() {
+        for (word, _) in crate::parser::PRIVILEGES {
+            let text = explain(word).unwrap_or_else(|| panic!("`{word}` has no explanation"));
+            assert!(text.starts_with(&format!("privileges {word}\n")), "{text}");
+            assert!(text.contains(&format!("        privileges {word}\n")), "{text}");
+        }
+        assert_eq!(PRIVILEGES.len(), crate::parser::PRIVILEGES.len(), "an explanation of no privilege");
+        assert_eq!(explain("admin"), None);
+    }
+
+    #[test]
+    fn manage_says_what_it_allows_and_through_what() {
+        // Compared with the line breaks as spaces, so that rewrapping keeps the test.
+        let text = explain("MANAGE").unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+        for needle in [
+            "list every partition",
+            "counters",
+            "health events",
+            "halt, start and restart",
+            "the `Manage` hypercall",
+            "management PCI function",
+            "file permissions",
+            "PT1005",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
     }
 }

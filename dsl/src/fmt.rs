@@ -6,13 +6,11 @@
 
 use std::collections::HashMap;
 
-use hallows_abi::table::{
-    LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_TRACE, LOG_WARN, PRIV_HALT_SYSTEM, PRIV_QUERY, PRIV_RESTART,
-};
+use hallows_abi::table::{LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_TRACE, LOG_WARN};
 
 use crate::ast::*;
 use crate::lexer::Comment;
-use crate::parser::parse;
+use crate::parser::{parse, privilege_word};
 use crate::show::{id_list_u64, size};
 use crate::span::LineIndex;
 
@@ -239,16 +237,8 @@ fn partition_lines(p: &Partition, lines: &mut Vec<Line>) {
         push(lines, 1, f.span.start, format!("pci \"{}\"", f.value));
     }
     if let Some(first) = p.privileges.first() {
-        let words: Vec<&str> = p
-            .privileges
-            .iter()
-            .map(|v| match v.value {
-                PRIV_QUERY => "query",
-                PRIV_RESTART => "restart",
-                PRIV_HALT_SYSTEM => "halt_system",
-                _ => "query",
-            })
-            .collect();
+        // The parser only makes bits from the same list, so no word is ever dropped here.
+        let words: Vec<&str> = p.privileges.iter().filter_map(|v| privilege_word(v.value)).collect();
         push(lines, 1, first.span.start, format!("privileges {}", words.join(", ")));
     }
     for rule in &p.health {
@@ -343,6 +333,21 @@ mod tests {
             "partition a {  # tail\n    kind rt\n    image \"a.elf\"\n    cores 3, 0-1\n    memory 4 MiB\n}\n\nschedule cores 0 {\n    major_frame 10 ms\n    window a 0..4 ms\n}\n"
         );
         assert_eq!(format_source(&out).unwrap(), out);
+    }
+
+    #[test]
+    fn every_privilege_round_trips() {
+        for (word, _) in crate::parser::PRIVILEGES {
+            let src = format!(
+                "partition a {{ kind rt; image \"a.elf\"; cores 0; memory 4 MiB; privileges {word} }}"
+            );
+            let out = format_source(&src).unwrap();
+            assert!(out.contains(&format!("\n    privileges {word}\n")), "{word}: {out}");
+            assert_eq!(format_source(&out).unwrap(), out);
+        }
+        // Several words keep the order they were written in.
+        let out = format_source("partition a { privileges manage,query }").unwrap();
+        assert_eq!(out, "partition a {\n    privileges manage, query\n}\n");
     }
 
     #[test]

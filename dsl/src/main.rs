@@ -20,6 +20,7 @@ Examples:
   parseltongue show --svg configs/demo.pt -o demo.svg
   parseltongue fmt --write configs/demo.pt
   parseltongue explain PT0302
+  parseltongue explain manage
 
 Exit codes: 0 ok (warnings allowed), 1 errors found, 2 usage or I/O error.";
 
@@ -76,9 +77,13 @@ enum Command {
     /// assignments, for scripts: `cores=N ram_mib=M images="a.elf b.elf"`.
     #[command(after_help = "Example:\n  eval \"$(parseltongue info table.bin)\"")]
     Info { table: PathBuf },
-    /// Explain a diagnostic code, with an example.
-    #[command(after_help = "Example:\n  parseltongue explain PT0302")]
-    Explain { code: String },
+    /// Explain a diagnostic code (with an example) or a privilege (what it lets a
+    /// partition do).
+    #[command(after_help = "Examples:\n  parseltongue explain PT0302\n  parseltongue explain manage")]
+    Explain {
+        /// A code such as PT0302, or a word of `privileges` such as manage.
+        topic: String,
+    },
     /// Print a table in the canonical layout (or rewrite it with --write).
     #[command(
         after_help = "Examples:\n  parseltongue fmt configs/demo.pt\n  parseltongue fmt --check configs/*.pt"
@@ -173,10 +178,14 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 }
             }
         }
-        Command::Explain { code } => match parseltongue::explain::explain(&code) {
+        Command::Explain { topic } => match parseltongue::explain::explain(&topic) {
             Some(text) => print!("{text}"),
             None => {
-                eprintln!("error: unknown code `{code}` (codes look like PT0302)");
+                let words: Vec<&str> = parseltongue::parser::PRIVILEGES.iter().map(|(w, _)| *w).collect();
+                eprintln!(
+                    "error: unknown code or privilege `{topic}` (codes look like PT0302; privileges are {})",
+                    words.join(", ")
+                );
                 return Err(ExitCode::from(2));
             }
         },

@@ -3,7 +3,8 @@
 
 use hallows_abi::health::{Action, EventClass};
 use hallows_abi::table::{
-    LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_TRACE, LOG_WARN, PRIV_HALT_SYSTEM, PRIV_QUERY, PRIV_RESTART,
+    LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_TRACE, LOG_WARN, PRIV_HALT_SYSTEM, PRIV_MANAGE, PRIV_QUERY,
+    PRIV_RESTART,
 };
 
 use crate::ast::*;
@@ -86,8 +87,20 @@ const KINDS: &[(&str, Kind)] = &[("rt", Kind::Rt), ("linux", Kind::Linux)];
 const CHANNEL_KINDS: &[(&str, ChannelKind)] =
     &[("sampling", ChannelKind::Sampling), ("queuing", ChannelKind::Queuing)];
 const LINUX_VIEWS: &[(&str, LinuxView)] = &[("shm", LinuxView::Shm), ("tty", LinuxView::Tty)];
-const PRIVILEGES: &[(&str, u32)] =
-    &[("query", PRIV_QUERY), ("restart", PRIV_RESTART), ("halt_system", PRIV_HALT_SYSTEM)];
+/// The words of `privileges` and their `PRIV_*` bits, in the order `fmt` and `show` print
+/// them. The one list the parser, the formatter and `show` share, so a new privilege
+/// cannot be parsed yet printed as another.
+pub const PRIVILEGES: &[(&str, u32)] = &[
+    ("query", PRIV_QUERY),
+    ("restart", PRIV_RESTART),
+    ("halt_system", PRIV_HALT_SYSTEM),
+    ("manage", PRIV_MANAGE),
+];
+
+/// The word of one `PRIV_*` bit, `None` for a bit the language does not know.
+pub fn privilege_word(bit: u32) -> Option<&'static str> {
+    PRIVILEGES.iter().find(|(_, b)| *b == bit).map(|(word, _)| *word)
+}
 
 /// How every statement is written, as `(block, keyword, syntax, example)`: the hint of a
 /// syntax error inside a statement. Block headers are listed under the block `file`.
@@ -120,7 +133,12 @@ pub const STATEMENT_SYNTAX: &[(&str, &str, &str, &str)] = &[
     ("partition", "io", "io PORTS", "io 0x2f8-0x2ff"),
     ("partition", "mmio", "mmio ADDRESS size SIZE", "mmio 0xfe000000 size 4 KiB"),
     ("partition", "pci", "pci \"[SEGMENT:]BUS:DEVICE.FUNCTION\", ...", "pci \"0000:3b:00.0\""),
-    ("partition", "privileges", "privileges query | restart | halt_system, ...", "privileges query, restart"),
+    (
+        "partition",
+        "privileges",
+        "privileges query | restart | halt_system | manage, ...",
+        "privileges query, restart",
+    ),
     ("partition", "on", "on EVENT ACTION", "on panic restart"),
     ("partition", "restarts", "restarts COUNT per DURATION", "restarts 3 per 10 s"),
     ("partition", "persistent", "persistent SIZE", "persistent 2 MiB"),
@@ -1028,6 +1046,31 @@ mod tests {
         assert_eq!(p.pci[0].value, PciAddress { segment: 0, bus: 0x3b, device: 0, function: 1 });
         assert_eq!(p.privileges.len(), 2);
         assert_eq!(p.health[0].action.value, Action::HaltPartition);
+    }
+
+    #[test]
+    fn every_privilege_word_parses_to_its_bit() {
+        use hallows_abi::table::PRIV_ALL;
+        let f = ok("partition a { privileges manage, query, halt_system, restart }");
+        let Item::Partition(p) = &f.items[0] else { panic!() };
+        let bits: Vec<u32> = p.privileges.iter().map(|v| v.value).collect();
+        assert_eq!(bits, vec![PRIV_MANAGE, PRIV_QUERY, PRIV_HALT_SYSTEM, PRIV_RESTART]);
+        // The list names every bit the table format defines, each once.
+        assert_eq!(PRIVILEGES.iter().fold(0, |acc, (_, bit)| acc | bit), PRIV_ALL);
+        assert_eq!(privilege_word(PRIV_MANAGE), Some("manage"));
+        assert_eq!(privilege_word(1 << 31), None);
+    }
+
+    #[test]
+    fn a_misspelt_privilege_suggests_manage() {
+        let d = parse("partition a { privileges manag }").diagnostics;
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, Code::UnknownValue);
+        assert!(
+            d[0].hint.as_deref().is_some_and(|h| h.starts_with("did you mean `manage`?")),
+            "{:?}",
+            d[0].hint
+        );
     }
 
     #[test]

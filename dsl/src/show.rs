@@ -253,12 +253,11 @@ fn render_partitions(m: &TableModel, out: &mut String) {
         if !p.args.is_empty() {
             extras.push(format!("args \"{}\"", p.args));
         }
-        let privileges: Vec<&str> =
-            [(PRIV_QUERY, "query"), (PRIV_RESTART, "restart"), (PRIV_HALT_SYSTEM, "halt_system")]
-                .iter()
-                .filter(|(bit, _)| p.privileges & bit != 0)
-                .map(|(_, n)| *n)
-                .collect();
+        let privileges: Vec<&str> = crate::parser::PRIVILEGES
+            .iter()
+            .filter(|(_, bit)| p.privileges & bit != 0)
+            .map(|(word, _)| *word)
+            .collect();
         if !privileges.is_empty() {
             extras.push(format!("privileges {}", privileges.join(", ")));
         }
@@ -410,6 +409,17 @@ mod tests {
         assert_eq!(size(4 << 20), "4 MiB");
         assert_eq!(size(1536 << 10), "1536 KiB");
         assert_eq!(size(3), "3 B");
+    }
+
+    #[test]
+    fn every_privilege_is_shown_by_its_word() {
+        let src =
+            "partition a { kind rt; image \"a.elf\"; cores 0; memory 4 MiB; privileges manage, query }\n";
+        let model = crate::compile::compile_source(src).model.expect("compiles");
+        assert_eq!(model.partitions[0].privileges, PRIV_MANAGE | PRIV_QUERY);
+        let text = render(&model);
+        // In the list's order, whatever the source's.
+        assert!(text.contains("privileges query, manage"), "{text}");
     }
 
     #[test]

@@ -103,3 +103,29 @@ fn a_file_that_is_not_utf8_is_reported_not_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PT0115"));
 }
+
+#[test]
+fn explain_takes_codes_and_privileges() {
+    let out = bin().args(["explain", "PT1005"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("PT1005 (warning)"));
+    let out = bin().args(["explain", "manage"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("privileges manage\n") && text.contains("management PCI"), "{text}");
+    let out = bin().args(["explain", "root"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("query, restart, halt_system, manage"));
+}
+
+#[test]
+fn two_operators_are_a_warning_with_a_position() {
+    let out = bin().args(["check", "--format", "json"]).arg(error_example("PT1005")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "a warning does not fail the check");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &v["diagnostics"][0];
+    assert_eq!((d["code"].as_str(), d["severity"].as_str()), (Some("PT1005"), Some("warning")));
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(14), Some(25)));
+    assert_eq!(d["related"][0]["line"], 7);
+    assert!(d["hint"].as_str().is_some_and(|h| h.contains("grant manage to one partition")));
+}

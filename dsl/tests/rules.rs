@@ -95,6 +95,47 @@ fn health_defaults_overrides_and_privileges() {
 }
 
 #[test]
+fn manage_reaches_the_table_and_its_reader() {
+    // `model` also loads the bytes with the hypervisor's reader and re-validator.
+    let m = model("partition op { kind rt; image \"op.elf\"; cores 0; memory 4 MiB; privileges manage }\n");
+    assert_eq!(m.partitions[0].privileges, PRIV_MANAGE);
+    let m = model(
+        "partition l { kind linux; kernel \"vmlinux\"; cores 0; memory 64 MiB; privileges manage, query, restart, halt_system }\n",
+    );
+    assert_eq!(m.partitions[0].privileges, PRIV_ALL);
+}
+
+#[test]
+fn every_operator_after_the_first_is_warned_about() {
+    let operator = |name: &str, core: u32, privileges: &str| {
+        format!("partition {name} {{ kind rt; image \"{name}.elf\"; cores {core}; memory 4 MiB; privileges {privileges} }}\n")
+    };
+    // One operator, even one that writes the word twice, is what the warning asks for.
+    let one = format!("{}{}", operator("a", 0, "manage, query, manage"), operator("b", 1, "query, restart"));
+    assert_eq!(codes(&one), vec![]);
+    let three = format!(
+        "{}{}{}",
+        operator("a", 0, "query"),
+        operator("b", 1, "manage"),
+        operator("c", 2, "restart, manage")
+    ) + &operator("d", 3, "manage");
+    let c = compile_source(&three);
+    assert!(c.model.is_some(), "a warning, not an error");
+    let warned: Vec<(&str, &str)> = c
+        .diagnostics
+        .iter()
+        .map(|d| {
+            assert_eq!(d.code, Code::SeveralManagers);
+            assert_eq!(&three[d.span.start..d.span.end], "manage");
+            assert_eq!(&three[d.related[0].0.start..d.related[0].0.end], "manage");
+            (d.message.split('`').nth(1).unwrap(), d.message.split('`').nth(5).unwrap())
+        })
+        .collect();
+    // Each names itself and the first operator, `b`.
+    assert_eq!(warned, vec![("c", "b"), ("d", "b")]);
+}
+
+#[test]
 fn channels_get_ascending_page_aligned_regions_and_linux_views() {
     let src = "partition a { kind rt; image \"a.elf\"; cores 0; memory 4 MiB }
 partition l { kind linux; kernel \"vmlinux\"; cores 1; memory 64 MiB }

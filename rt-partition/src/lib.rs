@@ -27,6 +27,7 @@ pub mod console;
 pub mod fixed;
 pub mod heap;
 pub mod hypercall;
+pub mod manage;
 pub mod periodic;
 pub mod persistent;
 pub mod port;

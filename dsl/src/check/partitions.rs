@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use hallows_abi::layout::{LARGE_PAGE_SIZE, RT_MAX_RAM, RT_MIN_RAM};
 use hallows_abi::limits::{self, LINUX_MIN_RAM, NAME_MAX};
-use hallows_abi::table::MAX_CORES;
+use hallows_abi::table::{MAX_CORES, PRIV_MANAGE};
 
 use super::{System, FILE_START};
 use crate::ast::*;
@@ -41,6 +41,42 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
         check_stacks(sys, pi, p, diags);
         check_restarts(p, diags);
         check_keep(p, diags);
+    }
+    check_managers(sys, diags);
+}
+
+/// `privileges manage` makes a partition the machine's operator: it halts, starts and
+/// restarts the others. Two of them act on the same partitions without seeing each
+/// other's requests (one halts a partition, the other starts it again), so a second one
+/// is worth a warning, though the hypervisor serves both.
+fn check_managers(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
+    let managers = sys.partitions.iter().filter_map(|p| {
+        let word = p.privileges.iter().find(|v| v.value == PRIV_MANAGE)?;
+        Some((p, word.span))
+    });
+    let mut first: Option<(&Partition, Span)> = None;
+    for (p, span) in managers {
+        let Some((first_p, first_span)) = first else {
+            first = Some((p, span));
+            continue;
+        };
+        diags.push(
+            Diagnostic::new(
+                Code::SeveralManagers,
+                span,
+                format!(
+                    "`{}` is a second partition with `manage`; `{}` has it too",
+                    p.name.value, first_p.name.value
+                ),
+            )
+            .label("a second operator")
+            .related(first_span, "the first operator")
+            .hint(format!(
+                "two operators can undo each other's actions; grant manage to one partition: keep it \
+                 on `{}` and remove it here (`parseltongue explain manage` says what it allows)",
+                first_p.name.value
+            )),
+        );
     }
 }
 

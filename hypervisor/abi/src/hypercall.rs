@@ -185,7 +185,8 @@ mod tests {
             }
         }
         assert_eq!(Hypercall::from_u64(9), Some(Hypercall::PrintSummary));
-        assert_eq!(Hypercall::from_u64(10), None);
+        assert_eq!(Hypercall::from_u64(10), Some(Hypercall::Manage));
+        assert_eq!(Hypercall::from_u64(11), None);
         assert_eq!(Status::from_u64(5), Some(Status::Busy));
         assert_eq!(Status::from_u64(6), None);
         assert_eq!(Hypercall::from_u64(u64::MAX), None);

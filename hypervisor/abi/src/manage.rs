@@ -590,6 +590,6 @@ mod tests {
         }
         assert_eq!(EXIT_REASONS.len(), 14);
         // A page of a list holds many partitions.
-        assert!(RESPONSE_HEADER_BYTES + 12 + 16 * PartitionRecord::BYTES <= RESPONSE_MAX);
+        const { assert!(RESPONSE_HEADER_BYTES + 12 + 16 * PartitionRecord::BYTES <= RESPONSE_MAX) };
     }
 }

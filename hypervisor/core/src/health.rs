@@ -167,7 +167,19 @@ impl HealthMonitor {
     /// restarts after faults, so no partition can restart itself (or be restarted) in a
     /// loop past the table's threshold; an allowed restart is recorded.
     pub fn decide_requested_restart(&mut self, now_ns: u64) -> RequestedRestart {
-        let allowed = (self.recent_restarts(now_ns) as usize) < self.limit();
+        self.decide_restart(now_ns, false)
+    }
+
+    /// Decides a restart the operator asked for (the management interface's `restart` or
+    /// `start`): always allowed, because a person chose it, even past the budget that cuts
+    /// fault loops (a partition the budget halted is started this way); it is recorded, so
+    /// later fault restarts see it in the budget's window.
+    pub fn decide_operator_restart(&mut self, now_ns: u64) -> RequestedRestart {
+        self.decide_restart(now_ns, true)
+    }
+
+    fn decide_restart(&mut self, now_ns: u64, operator: bool) -> RequestedRestart {
+        let allowed = operator || (self.recent_restarts(now_ns) as usize) < self.limit();
         if allowed {
             self.note_restart(now_ns);
         }
@@ -268,6 +280,18 @@ mod tests {
         assert_eq!(hm.total_restarts(), 2);
         // Once the window has passed, restarts are allowed again.
         assert!(hm.decide_requested_restart(12 * S).allowed);
+    }
+
+    #[test]
+    fn the_operator_restarts_past_the_budget_and_is_counted() {
+        let mut hm = HealthMonitor::new(RestartPolicy { max_restarts: 1, window_ns: 10 * S });
+        assert!(hm.decide_requested_restart(0).allowed);
+        assert!(!hm.decide_requested_restart(S).allowed, "the budget is spent");
+        let operator = hm.decide_operator_restart(2 * S);
+        assert!(operator.allowed);
+        assert_eq!(operator.recent_restarts, 2);
+        assert_eq!(hm.total_restarts(), 2);
+        assert!(!hm.decide_requested_restart(3 * S).allowed, "the operator's restart counts for the budget");
     }
 
     #[test]

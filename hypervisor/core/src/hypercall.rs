@@ -351,6 +351,16 @@ fn manage_call(regs: &mut GuestRegs, env: &mut impl HypercallEnv) -> (Status, Ou
     (Status::Ok, outcome)
 }
 
+/// The privilege hypercall `number` is refused without (for the console line).
+pub const fn privilege_needed(number: u64) -> &'static str {
+    match Hypercall::from_u64(number) {
+        Some(Hypercall::PartitionState | Hypercall::PrintSummary) => "query",
+        Some(Hypercall::RestartPartition) => "restart",
+        Some(Hypercall::Manage) => "manage",
+        _ => "(none)",
+    }
+}
+
 /// The scope `RestartPartition`'s flags (`rsi`) ask for; `None` when a bit this version
 /// does not know is set.
 pub const fn restart_scope(flags: u64) -> Option<RestartScope> {

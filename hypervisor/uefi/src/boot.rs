@@ -379,6 +379,10 @@ fn prepare_partition(
         health: Mutex::new(HealthMonitor::new(RestartPolicy::for_partition(table, i))),
         restart_requested: AtomicU8::new(lifecycle::request::NONE),
         restart_sync: hallows_core::group_restart::RestartSync::new(),
+        operator_request: core::sync::atomic::AtomicBool::new(false),
+        halt_requested: core::sync::atomic::AtomicBool::new(false),
+        image_name: String::from(table.text(p.image)),
+        restart_policy: RestartPolicy::for_partition(table, i),
     };
     if linux {
         // A Linux partition that cannot be prepared (missing kernel, bad image) is halted;

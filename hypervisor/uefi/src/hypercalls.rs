@@ -6,6 +6,7 @@ use hallows_abi::health::EventClass;
 use hallows_abi::hypercall::PartitionState;
 use hallows_core::console::write_lossy;
 use hallows_core::hypercall::{checked_range, HypercallEnv};
+use hallows_core::manage::Served;
 
 use crate::machine::Machine;
 use crate::text::Text;
@@ -65,5 +66,27 @@ impl HypercallEnv for Env<'_> {
 
     fn report_fault(&mut self, _class: EventClass, message: &[u8]) {
         let _ = write_lossy(self.fault_message.insert(Text::new()), message);
+    }
+
+    fn write_ram(&mut self, gpa: u64, bytes: &[u8]) {
+        let p = &self.machine.partitions[self.caller];
+        // `dispatch` checked the range; check again so this glue stays safe on its own.
+        if checked_range(gpa, bytes.len() as u64, p.ram_bytes).is_none() {
+            return;
+        }
+        // SAFETY: the range lies inside the caller's own RAM, identity-mapped host memory
+        // reserved for it; the bytes are only copied in (the guest asked for them there).
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (p.ram_hpa + gpa) as *mut u8, bytes.len()) };
+    }
+
+    fn manage(&self, request: &[u8], response: &mut [u8]) -> Served {
+        let privileges = self.machine.partitions[self.caller].privileges;
+        hallows_core::manage::serve(
+            self.caller,
+            privileges,
+            request,
+            &crate::manage::View(self.machine),
+            response,
+        )
     }
 }

@@ -21,6 +21,7 @@ mod hypercalls;
 mod linux;
 mod machine;
 mod madt;
+mod manage;
 mod memory;
 mod partition;
 mod power;

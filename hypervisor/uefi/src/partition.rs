@@ -3,7 +3,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 use hallows_abi::bootinfo::{
     fill_args, fill_name, BootInfo, ChannelInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_CHANNELS,
@@ -74,6 +74,16 @@ pub struct Partition {
     pub restart_requested: AtomicU8,
     /// How the cores running its vCPUs agree on a restart (`hallows_core::group_restart`).
     pub restart_sync: hallows_core::group_restart::RestartSync,
+    /// The pending restart request is the operator's (management interface): it is not
+    /// cut by the restart budget (`HealthMonitor::decide_operator_restart`).
+    pub operator_request: AtomicBool,
+    /// The operator asked for a halt: each core running one of its vCPUs stops it when it
+    /// looks (before its next entry); `start` clears it.
+    pub halt_requested: AtomicBool,
+    /// The image's file name in the table (Linux: its kernel), for the operator.
+    pub image_name: String,
+    /// The table's restart budget, for the operator.
+    pub restart_policy: hallows_core::health::RestartPolicy,
 }
 
 /// A `u64` shared between cores.
@@ -140,13 +150,26 @@ impl Partition {
         self.restart_requested.load(Ordering::Relaxed) != request::NONE
     }
 
-    /// Takes the pending restart request, if any.
-    pub fn take_restart_request(&self) -> Option<RestartScope> {
+    /// Whether the operator asked for a halt (stays set while halted, until a start).
+    pub fn halt_pending(&self) -> bool {
+        self.halt_requested.load(Ordering::Relaxed)
+    }
+
+    /// Records the operator's restart request (also the way a halted partition starts).
+    pub fn request_operator_restart(&self, scope: RestartScope) {
+        self.halt_requested.store(false, Ordering::SeqCst);
+        self.operator_request.store(true, Ordering::SeqCst);
+        self.request_restart(scope);
+    }
+
+    /// Takes the pending restart request, if any, and whether it is the operator's.
+    pub fn take_restart_request(&self) -> Option<(RestartScope, bool)> {
         // A plain load first: the common case costs no locked instruction.
-        if !self.restart_pending() {
+        if self.restart_requested.load(Ordering::Relaxed) == request::NONE {
             return None;
         }
-        request::scope(self.restart_requested.swap(request::NONE, Ordering::SeqCst))
+        let scope = request::scope(self.restart_requested.swap(request::NONE, Ordering::SeqCst))?;
+        Some((scope, self.operator_request.swap(false, Ordering::SeqCst)))
     }
 
     /// Where the partition is in its life cycle.

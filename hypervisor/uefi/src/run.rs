@@ -394,8 +394,13 @@ impl Core {
         }
         if self.vcpus[0].stopped || self.vcpus[0].parked != 0 {
             let v = &self.vcpus[0];
-            let watch = (v.kind == Kind::RealTime).then(|| (&m.partitions[v.partition], v.index, v.parked));
-            idle(m, self.index, watch);
+            let watch = Watch {
+                p: &m.partitions[v.partition],
+                vcpu: v.index,
+                parked: v.parked,
+                linux_restart: v.linux.as_ref().map(|l| &l.linux.rendezvous),
+            };
+            idle(m, self.index, Some(watch));
             return;
         }
         if let Some(linux) = self.vcpus[0].linux.as_mut().filter(|l| l.awaiting_sipi) {
@@ -789,7 +794,7 @@ impl Core {
                     return self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE RIP: {e}"));
                 }
                 let p = &m.partitions[part];
-                let Some((verdict, gen)) = self.restart_verdict(m, slot) else { return Next::Resume };
+                let Some((verdict, gen)) = self.restart_verdict(m, slot, false) else { return Next::Resume };
                 if let Some(gen) = gen {
                     let why = "restart requested by the partition";
                     self.begin_restart(m, slot, gen, why, Cause::Itself, scope);
@@ -816,6 +821,10 @@ impl Core {
                 crate::summary::refused(m, &m.partitions[part], number);
                 Next::Skip
             }
+            Outcome::Manage(action) => {
+                crate::manage::perform(m, part, action, Some(self.index));
+                Next::Skip
+            }
         }
     }
 
@@ -825,14 +834,6 @@ impl Core {
     #[inline(never)]
     fn request_restart(&self, m: &Machine, caller: usize, target: usize, scope: RestartScope) {
         let (who, t) = (&m.partitions[caller].name, &m.partitions[target]);
-        if t.is_linux {
-            crate::hvlog_for!(
-                &m.partitions[caller],
-                "partition {who}: restart of {} refused: only RT partitions restart",
-                t.name
-            );
-            return;
-        }
         crate::hvlog_for!(
             &m.partitions[caller],
             "partition {who}: requests a {}restart of partition {}",
@@ -843,17 +844,9 @@ impl Core {
         self.kick(m, target, true);
     }
 
-    /// Sends an NMI to the other cores running `target` (all of them, or only the
-    /// dedicated ones: a scheduled core looks at the start of the partition's windows):
-    /// the core leaves its guest (NMI exiting) or wakes from HLT and looks at its requests.
+    /// Sends an NMI to the other cores running `target` (`manage::kick`).
     fn kick(&self, m: &Machine, target: usize, scheduled_too: bool) {
-        let apic = crate::apic::Apic::new();
-        for (c, plan) in m.cores.iter().enumerate() {
-            let runs = plan.vcpus.iter().any(|v| v.partition == target);
-            if c != self.index && runs && (scheduled_too || plan.windows.is_empty()) {
-                apic.send_ipi(plan.apic_id, crate::apic::ICR_NMI);
-            }
-        }
+        crate::manage::kick(m, target, Some(self.index), scheduled_too);
     }
 
     /// Logs a health event and applies the partition's action for its class, as the
@@ -906,7 +899,7 @@ impl Core {
             Followup::Restart if self.vcpus[slot].linux.is_some() => {
                 self.vcpus[slot].stopped = true;
                 if let Some(l) = &self.vcpus[slot].linux {
-                    l.begin_restart();
+                    l.begin_restart(Cause::HealthMonitor);
                 }
                 crate::linux::vcpu::quiet_core();
                 Next::Stop
@@ -961,48 +954,106 @@ impl Core {
         crate::hvlog_for!(p, "partition {}: {what}", p.name);
     }
 
-    /// Restarts vCPU `slot`'s partition when another partition asked for it (clean or
-    /// not as asked; a restart still under way that was clean stays clean).
+    /// Serves what other partitions asked of vCPU `slot`'s partition: the operator's halt
+    /// (management interface), or a restart (clean or not as asked; a restart still under
+    /// way that was clean stays clean). A restart the operator asked for is not cut by the
+    /// restart budget; one another partition asked for with the `restart` privilege is.
     fn serve_restart_request(&mut self, m: &'static Machine, slot: usize) {
         let p = &m.partitions[self.vcpus[slot].partition];
-        if let Some(requested) = p.take_restart_request() {
-            let under_way = self.vcpus[slot].restart.as_ref().map_or(requested, |w| w.scope);
-            let Some((verdict, gen)) = self.restart_verdict(m, slot) else {
-                // A restart is already under way: a clean request makes it clean.
-                if let Some(w) = self.vcpus[slot].restart.as_mut() {
-                    w.scope = w.scope.widen(requested);
-                    w.scrub = lifecycle::scrub(Reload::Restart(w.scope));
-                }
-                return;
-            };
-            if let Some(gen) = gen {
-                self.begin_restart(
-                    m,
-                    slot,
-                    gen,
-                    "restarted at another partition's request",
-                    Cause::OtherPartition,
-                    requested.widen(under_way),
-                );
+        let v = &self.vcpus[slot];
+        if p.halt_pending() && !v.stopped && v.restart.is_none() && v.parked == 0 {
+            crate::console::flush_partition(p);
+            crate::hvlog_for!(p, "partition {}: halted by the operator (management)", p.name);
+            self.stop(m, slot, Cause::Operator);
+            if let Some(l) = &self.vcpus[slot].linux {
+                l.print_exit_counts(m, "halted");
+            }
+            return;
+        }
+        let Some((requested, operator)) = p.take_restart_request() else { return };
+        let (cause, whose) = if operator {
+            (Cause::Operator, "the operator's")
+        } else {
+            (Cause::OtherPartition, "another partition's")
+        };
+        if self.vcpus[slot].kind == Kind::Linux {
+            self.linux_restart_request(m, slot, cause, operator);
+            return;
+        }
+        let under_way = self.vcpus[slot].restart.as_ref().map_or(requested, |w| w.scope);
+        let Some((verdict, gen)) = self.restart_verdict(m, slot, operator) else {
+            // A restart is already under way: a clean request makes it clean.
+            if let Some(w) = self.vcpus[slot].restart.as_mut() {
+                w.scope = w.scope.widen(requested);
+                w.scrub = lifecycle::scrub(Reload::Restart(w.scope));
+            }
+            return;
+        };
+        if let Some(gen) = gen {
+            let why = if operator {
+                "restarted at the operator's request"
             } else {
-                crate::hvlog_for!(
-                    p,
-                    "partition {}: restart at another partition's request -> {verdict}",
-                    p.name
-                );
+                "restarted at another partition's request"
+            };
+            self.begin_restart(m, slot, gen, why, cause, requested.widen(under_way));
+        } else {
+            crate::hvlog_for!(p, "partition {}: restart at {whose} request -> {verdict}", p.name);
+            self.stop(m, slot, Cause::HealthMonitor);
+        }
+    }
+
+    /// Another partition (or the operator) asked to restart Linux vCPU `slot`'s partition:
+    /// judged against the restart budget (unless the operator asked), then every vCPU of
+    /// it stops and meets the others in `linux::restart`, as after a reboot request.
+    fn linux_restart_request(&mut self, m: &'static Machine, slot: usize, cause: Cause, operator: bool) {
+        let p = &m.partitions[self.vcpus[slot].partition];
+        let now = m.now_ns();
+        let verdict = {
+            let mut health = p.health.lock();
+            if operator {
+                health.decide_operator_restart(now)
+            } else {
+                health.decide_requested_restart(now)
+            }
+        };
+        if !verdict.allowed {
+            crate::hvlog_for!(p, "partition {}: restart at another partition's request -> {verdict}", p.name);
+            if !self.vcpus[slot].stopped {
                 self.stop(m, slot, Cause::HealthMonitor);
             }
+            return;
         }
+        crate::console::flush_partition(p);
+        crate::hvlog_for!(
+            p,
+            "partition {}: restarting Linux at {} request",
+            p.name,
+            if operator { "the operator's" } else { "another partition's" }
+        );
+        self.vcpus[slot].stopped = true;
+        if let Some(l) = &self.vcpus[slot].linux {
+            l.begin_restart(cause);
+        }
+        crate::linux::vcpu::quiet_core();
     }
 
     /// The health monitor's verdict on a restart asked for (by the partition or another
     /// one) while vCPU `slot` runs, and the restart's generation when this core owns it;
     /// `None` when a restart is already under way (`group_restart::decide_once`).
-    fn restart_verdict(&self, m: &Machine, slot: usize) -> Option<(RequestedRestart, Option<u32>)> {
+    fn restart_verdict(
+        &self,
+        m: &Machine,
+        slot: usize,
+        operator: bool,
+    ) -> Option<(RequestedRestart, Option<u32>)> {
         let (v, now) = (&self.vcpus[slot], m.now_ns());
         let p = &m.partitions[v.partition];
         decide_once(&p.restart_sync, &mut *p.health.lock(), v.index, p.vcpus, |health| {
-            let verdict = health.decide_requested_restart(now);
+            let verdict = if operator {
+                health.decide_operator_restart(now)
+            } else {
+                health.decide_requested_restart(now)
+            };
             (verdict, verdict.allowed)
         })
     }
@@ -1216,12 +1267,17 @@ const STATS_INTERVAL_NS: u64 = 1_000_000_000;
 /// the first idle core prints every core's VM exits once per second (scripts/bench reads
 /// them: a core dedicated to a computing partition should show zero); the others halt
 /// (an NMI from a restart request wakes them).
-fn idle(m: &Machine, core: usize, watch: Option<(&Partition, u32, u32)>) {
-    let requested =
-        || watch.is_some_and(|(p, vcpu, parked)| p.restart_pending() || p.restart_sync.calls(vcpu, parked));
+fn idle(m: &Machine, core: usize, watch: Option<Watch>) {
+    let requested = || {
+        watch.is_some_and(|w| {
+            w.p.restart_pending()
+                || w.p.restart_sync.calls(w.vcpu, w.parked)
+                || w.linux_restart.is_some_and(|r| r.pending())
+        })
+    };
     // A parked vCPU waits only for its partition's rebuild: spin, so that the release's
     // NMI cannot be missed between a look and HLT.
-    let parked = watch.is_some_and(|(_, _, parked)| parked != 0);
+    let parked = watch.is_some_and(|w| w.parked != 0);
     if parked || m.log_level < LOG_DEBUG || STATS_PRINTER.swap(true, Ordering::SeqCst) {
         while !requested() {
             if parked {
@@ -1252,12 +1308,25 @@ fn idle(m: &Machine, core: usize, watch: Option<(&Partition, u32, u32)>) {
     }
 }
 
+/// What a stopped or parked vCPU's idle core waits for: a restart request of its
+/// partition, its part in a restart another core owns, or (Linux) a restart of its
+/// partition under way (`linux::restart`).
+#[derive(Clone, Copy)]
+struct Watch<'a> {
+    p: &'a Partition,
+    vcpu: u32,
+    parked: u32,
+    linux_restart: Option<&'a hallows_core::linux_vcpu::restart::Rendezvous>,
+}
+
 /// Like [`wait_until`], but returns early when `watch` (the partition asleep on this
 /// dedicated core, and its vCPU) gets a restart request from another partition or must
 /// park for a restart another core owns.
 fn wait_until_or_restart(m: &Machine, until_ns: u64, watch: Option<(&Partition, u32)>) {
     while m.now_ns() < until_ns {
-        let calls = |(p, vcpu): (&Partition, u32)| p.restart_pending() || p.restart_sync.calls(vcpu, 0);
+        let calls = |(p, vcpu): (&Partition, u32)| {
+            p.restart_pending() || p.halt_pending() || p.restart_sync.calls(vcpu, 0)
+        };
         if watch.is_some_and(calls) {
             return;
         }

@@ -1,6 +1,7 @@
 //! The counters table on the console (hallows-core's `counters::table` formats it): at
 //! power-off, once every partition has halted, and when a partition with the `query`
-//! privilege asks (`PrintSummary`); a refused request is a health-monitor event.
+//! privilege asks (`PrintSummary`); a refused request (of any privileged hypercall) is a
+//! health-monitor event.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -42,12 +43,14 @@ pub fn after_halt(m: &Machine) {
     }
 }
 
-/// Partition `p` asked for the table without the `query` privilege (hypercall `number`).
+/// Partition `p` made hypercall `number` (or, for Linux, a management request) without
+/// the privilege it needs: a health event, logged and counted.
 pub fn refused(m: &Machine, p: &Partition, number: u64) {
     let class = p.counters.note_refusal(m.now_ns(), number);
+    let privilege = hallows_core::hypercall::privilege_needed(number);
     crate::hvlog_for!(
         p,
-        "partition {}: {}: hypercall {number} needs the query privilege -> refused",
+        "partition {}: {}: hypercall {number} needs the {privilege} privilege -> refused",
         p.name,
         class.name()
     );

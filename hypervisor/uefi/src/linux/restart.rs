@@ -32,10 +32,11 @@ pub enum Restarting {
 }
 
 impl LinuxVcpu {
-    /// The health monitor chose to restart the partition: stops every vCPU of it (the
-    /// first event of a restart does; later ones before it is done change nothing).
-    pub fn begin_restart(&self) {
-        let _ = self.p.apply(Event::Restart(Cause::HealthMonitor));
+    /// The health monitor (or another partition, or the operator: `cause`) chose to
+    /// restart the partition: stops every vCPU of it (the first event of a restart does;
+    /// later ones before it is done change nothing).
+    pub fn begin_restart(&self, cause: Cause) {
+        let _ = self.p.apply(Event::Restart(cause));
         if self.linux.rendezvous.request() {
             // The statistics of the next boot count from the request (request -> /init).
             self.linux.first_entry_tsc.store(cpu::rdtsc(), Ordering::SeqCst);
