@@ -26,19 +26,7 @@ pub struct LinuxRequests {
 
 impl MailboxService for LinuxRequests {
     fn serve(&self, request: &[u8], response: &mut [u8]) -> usize {
-        placeholder::linux_request(self.partition, request, response)
-    }
-}
-
-// PLACEHOLDER, on branch mgmt-pci only: stands in for `crate::manage::linux_request`
-// until main has it, then goes. Answers every request as an unprivileged caller is
-// answered, without counting anything.
-mod placeholder {
-    use hallows_abi::manage::{put_header, Status, RESPONSE_HEADER_BYTES};
-
-    pub fn linux_request(_caller: usize, _request: &[u8], response: &mut [u8]) -> usize {
-        put_header(response, Status::Denied, 0);
-        RESPONSE_HEADER_BYTES
+        crate::manage::linux_request(self.partition, request, response)
     }
 }
 
