@@ -135,7 +135,7 @@ codes! {
     WindowShort = "PT1002", Warning, "a window shorter than 50 us (switch overhead dominates)";
     SamplingDepth = "PT1003", Warning, "a depth on a sampling channel (it always holds one message)";
     PartitionIdle = "PT1004", Warning, "a partition that gets less than 1% of its core's major frame";
-    SeveralManagers = "PT1005", Warning, "more than one partition with `privileges manage` (two operators can undo each other's actions)";
+    SeveralManagers = "PT1005", Warning, "more than one RT partition with `privileges manage` (two operators can undo each other's actions)";
 }
 
 impl fmt::Display for Code {

@@ -125,8 +125,10 @@ function, where the file permissions of that function's files inside Linux decid
 users and programs may use it. A partition without `manage` that asks is refused
 (`Denied`) and the request is a `forbidden_instruction` health event of its own.
 
-Grant it to one partition: two operators can undo each other's actions (one halts a
-partition, the other starts it again), which `parseltongue check` warns about (PT1005).",
+Grant it to Linux (the operator's console) and at most one RT partition (a watchdog that
+acts while Linux is down, or restarts Linux): two RT operators can undo each other's
+actions (one halts a partition, the other starts it again), which `parseltongue check`
+warns about (PT1005).",
     ),
 ];
 

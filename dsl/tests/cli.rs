@@ -127,5 +127,5 @@ fn two_operators_are_a_warning_with_a_position() {
     assert_eq!((d["code"].as_str(), d["severity"].as_str()), (Some("PT1005"), Some("warning")));
     assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(14), Some(25)));
     assert_eq!(d["related"][0]["line"], 7);
-    assert!(d["hint"].as_str().is_some_and(|h| h.contains("grant manage to one partition")));
+    assert!(d["hint"].as_str().is_some_and(|h| h.contains("grant manage to one RT partition")));
 }

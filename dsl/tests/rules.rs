@@ -113,6 +113,10 @@ fn every_operator_after_the_first_is_warned_about() {
     // One operator, even one that writes the word twice, is what the warning asks for.
     let one = format!("{}{}", operator("a", 0, "manage, query, manage"), operator("b", 1, "query, restart"));
     assert_eq!(codes(&one), vec![]);
+    // Linux beside one RT operator is the hybrid shape: no warning.
+    let hybrid = one.clone()
+        + "partition l { kind linux; kernel \"vmlinux\"; cores 2; memory 64 MiB; privileges manage }\n";
+    assert_eq!(codes(&hybrid), vec![]);
     let three = format!(
         "{}{}{}",
         operator("a", 0, "query"),

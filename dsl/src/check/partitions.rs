@@ -45,12 +45,17 @@ pub fn check(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
     check_managers(sys, diags);
 }
 
-/// `privileges manage` makes a partition the machine's operator: it halts, starts and
-/// restarts the others. Two of them act on the same partitions without seeing each
-/// other's requests (one halts a partition, the other starts it again), so a second one
-/// is worth a warning, though the hypervisor serves both.
+/// `privileges manage` makes a partition an operator: it halts, starts and restarts the
+/// others. The hybrid shape is Linux as the operator's console plus at most one RT
+/// watchdog that acts when Linux is down (or restarts Linux itself). Two RT operators act
+/// on the same partitions without seeing each other's requests (one halts a partition,
+/// the other starts it again), so a second one is worth a warning, though the hypervisor
+/// serves both.
 fn check_managers(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
     let managers = sys.partitions.iter().filter_map(|p| {
+        if matches!(p.kind.as_ref().map(|k| k.value), Some(Kind::Linux)) {
+            return None;
+        }
         let word = p.privileges.iter().find(|v| v.value == PRIV_MANAGE)?;
         Some((p, word.span))
     });
@@ -65,15 +70,16 @@ fn check_managers(sys: &System<'_>, diags: &mut Vec<Diagnostic>) {
                 Code::SeveralManagers,
                 span,
                 format!(
-                    "`{}` is a second partition with `manage`; `{}` has it too",
+                    "`{}` is a second RT partition with `manage`; `{}` has it too",
                     p.name.value, first_p.name.value
                 ),
             )
             .label("a second operator")
             .related(first_span, "the first operator")
             .hint(format!(
-                "two operators can undo each other's actions; grant manage to one partition: keep it \
-                 on `{}` and remove it here (`parseltongue explain manage` says what it allows)",
+                "two RT operators can undo each other's actions; grant manage to one RT partition \
+                 (and Linux): keep it on `{}` and remove it here (`parseltongue explain manage` \
+                 says what it allows)",
                 first_p.name.value
             )),
         );

@@ -7,6 +7,7 @@
 //! events NAME               the partition's newest health-monitor events
 //! restart NAME [clean]      halt NAME      start NAME
 //! sleep MS                  wait (a script in `args` gives the machine time between steps)
+//! bench stats NAME N        N counter reads: TSC ticks per read beside a null hypercall's
 //! ```
 //!
 //! Several commands may share a line, separated by `;` (a partition's `args`). Every
@@ -22,34 +23,43 @@ use hallows_abi::health::{Action, EventClass};
 use hallows_abi::manage::field_text;
 use rt_partition::manage::{Exchange, ManageError, Manager, Status, KIND_LINUX, STATE_NAMES};
 
-/// Runs every `;`-separated command of `line`; `sleep_ms` waits for `sleep`.
-pub fn run_line<E: Exchange>(
-    line: &str,
-    m: &mut Manager<E>,
-    out: &mut impl Write,
-    sleep_ms: &mut impl FnMut(u64),
-) {
+/// What the commands need from the partition besides the management client.
+pub trait Host {
+    /// Waits `ms` milliseconds.
+    fn sleep_ms(&mut self, ms: u64);
+    /// The time stamp counter (in Bochs: instructions executed).
+    fn ticks(&mut self) -> u64;
+    /// One null hypercall (the round trip a counter read is compared with).
+    fn null_call(&mut self);
+}
+
+/// Runs every `;`-separated command of `line`.
+pub fn run_line<E: Exchange>(line: &str, m: &mut Manager<E>, out: &mut impl Write, host: &mut impl Host) {
     for command in line.split(';').map(str::trim).filter(|c| !c.is_empty()) {
-        run(command, m, out, sleep_ms);
+        run(command, m, out, host);
     }
 }
+
+/// The most reads one `bench` makes.
+pub const BENCH_MAX: u64 = 100_000;
 
 /// The longest `sleep` (a typo must not stop the script for good).
 pub const SLEEP_MAX_MS: u64 = 600_000;
 
 /// Runs one command.
-pub fn run<E: Exchange>(
-    command: &str,
-    m: &mut Manager<E>,
-    out: &mut impl Write,
-    sleep_ms: &mut impl FnMut(u64),
-) {
+pub fn run<E: Exchange>(command: &str, m: &mut Manager<E>, out: &mut impl Write, host: &mut impl Host) {
     let mut words = command.split_whitespace();
     let verb = words.next().unwrap_or("");
     let name = words.next();
     let flag = words.next();
     if let ("sleep", Some(ms), None) = (verb, name.and_then(|n| n.parse::<u64>().ok()), flag) {
-        sleep_ms(ms.min(SLEEP_MAX_MS));
+        host.sleep_ms(ms.min(SLEEP_MAX_MS));
+        return;
+    }
+    if let ("bench", Some("stats"), Some(target)) = (verb, name, flag) {
+        let n =
+            words.next().and_then(|n| n.parse::<u64>().ok()).filter(|&n| n > 0).unwrap_or(1).min(BENCH_MAX);
+        bench_stats(command, target, n, m, out, host);
         return;
     }
     let result = match (verb, name, flag) {
@@ -62,7 +72,7 @@ pub fn run<E: Exchange>(
         _ => {
             let _ = writeln!(
                 out,
-                "{command}: unknown command (list | stats NAME | events NAME | restart NAME [clean] | halt NAME | start NAME | sleep MS)"
+                "{command}: unknown command (list | stats NAME | events NAME | restart NAME [clean] | halt NAME | start NAME | sleep MS | bench stats NAME N)"
             );
             return;
         }
@@ -72,6 +82,43 @@ pub fn run<E: Exchange>(
         Err(Failure::NoSuchPartition) => writeln!(out, "{command}: no such partition"),
         Err(Failure::Manage(e)) => writeln!(out, "{command}: refused ({})", describe(e)),
     };
+}
+
+/// `bench stats NAME N`: the mean TSC ticks of N counter reads, and of N null hypercalls
+/// in the same run (the ratio is what to compare across machines).
+fn bench_stats<E: Exchange>(
+    command: &str,
+    target: &str,
+    n: u64,
+    m: &mut Manager<E>,
+    out: &mut impl Write,
+    host: &mut impl Host,
+) {
+    let index = match m.find(target) {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            let _ = writeln!(out, "{command}: no such partition");
+            return;
+        }
+        Err(e) => {
+            let _ = writeln!(out, "{command}: refused ({})", describe(e));
+            return;
+        }
+    };
+    let start = host.ticks();
+    for _ in 0..n {
+        if let Err(e) = m.stats(index) {
+            let _ = writeln!(out, "{command}: refused ({})", describe(e));
+            return;
+        }
+    }
+    let stats = host.ticks().wrapping_sub(start) / n;
+    let start = host.ticks();
+    for _ in 0..n {
+        host.null_call();
+    }
+    let null = host.ticks().wrapping_sub(start) / n;
+    let _ = writeln!(out, "{command}: {stats} ticks per counter read, {null} per null hypercall ({n} each)");
 }
 
 enum Failure {
@@ -214,14 +261,50 @@ mod tests {
         Machine { states: std::vec![State::Running; 3], counters, privileges, actions: Vec::new() }
     }
 
+    /// Records sleeps; its clock advances 10 per look.
+    #[derive(Default)]
+    struct FakeHost {
+        slept: Vec<u64>,
+        clock: u64,
+        nulls: u64,
+    }
+
+    impl Host for FakeHost {
+        fn sleep_ms(&mut self, ms: u64) {
+            self.slept.push(ms);
+        }
+        fn ticks(&mut self) -> u64 {
+            self.clock += 10;
+            self.clock
+        }
+        fn null_call(&mut self) {
+            self.nulls += 1;
+        }
+    }
+
     fn run_on(machine: &mut Machine, line: &str) -> String {
         let mut out = String::new();
-        let mut slept = Vec::new();
-        run_line(line, &mut Manager::new(machine), &mut out, &mut |ms| slept.push(ms));
-        for ms in slept {
+        let mut host = FakeHost::default();
+        run_line(line, &mut Manager::new(machine), &mut out, &mut host);
+        for ms in host.slept {
             out.push_str(&std::format!("slept {ms}\n"));
         }
+        out.push_str(&std::format!("nulls {}\n", host.nulls));
         out
+    }
+
+    #[test]
+    fn bench_reads_counters_and_compares_with_null_hypercalls() {
+        let mut m = machine(PRIV_MANAGE);
+        let out = run_on(&mut m, "bench stats sensor 5; bench stats nobody 5");
+        assert!(
+            out.contains("bench stats sensor 5: 2 ticks per counter read, 2 per null hypercall (5 each)"),
+            "{out}"
+        );
+        assert!(out.contains("bench stats nobody 5: no such partition"), "{out}");
+        assert!(out.contains("nulls 5\n"), "{out}");
+        let mut m = machine(0);
+        assert!(run_on(&mut m, "bench stats sensor 3").contains("bench stats sensor 3: refused (denied"));
     }
 
     #[test]

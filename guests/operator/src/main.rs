@@ -30,14 +30,25 @@ impl fmt::Write for Console {
     }
 }
 
-fn sleep_ms(ms: u64) {
-    time::sleep_ns(ms.saturating_mul(1_000_000));
+/// The partition's clock and sleep for the commands.
+struct Partition;
+
+impl operator::Host for Partition {
+    fn sleep_ms(&mut self, ms: u64) {
+        time::sleep_ns(ms.saturating_mul(1_000_000));
+    }
+    fn ticks(&mut self) -> u64 {
+        time::rdtsc()
+    }
+    fn null_call(&mut self) {
+        let _ = rt_partition::hypercall::null();
+    }
 }
 
 fn main(bi: &'static BootInfo) -> ! {
     let mut manager = Manager::new(Hypervisor);
     println!("operator: partition {} starting, commands \"{}\"", bi.name(), bi.args());
-    operator::run_line(bi.args(), &mut manager, &mut Console, &mut sleep_ms);
+    operator::run_line(bi.args(), &mut manager, &mut Console, &mut Partition);
     let mut ops = QueuingReader::open(bi, "ops").ok();
     if ops.is_some() {
         println!("operator: listening on channel ops");
@@ -50,7 +61,7 @@ fn main(bi: &'static BootInfo) -> ! {
                     // The writer is another partition: take text only, trimmed of NULs.
                     let text = core::str::from_utf8(&buf[..n]).unwrap_or("").trim_end_matches('\0').trim();
                     println!("operator: command \"{text}\" from ops");
-                    operator::run_line(text, &mut manager, &mut Console, &mut sleep_ms);
+                    operator::run_line(text, &mut manager, &mut Console, &mut Partition);
                     continue;
                 }
                 Ok(None) => {}

@@ -79,6 +79,9 @@ struct Vcpu {
     linux: Option<Box<LinuxVcpu>>,
     /// Its partition's counters (`hallows_core::counters`).
     counters: &'static PartitionCounters,
+    /// TSC when this core decided to restart the partition (0: no restart to report):
+    /// the entry into the new image reports the restart's whole time.
+    restart_began_tsc: u64,
 }
 
 /// The guard a vCPU starts with, until its own exits have been measured.
@@ -209,6 +212,7 @@ pub fn core_main(index: usize) -> ! {
             exit_cost: WorkBudget::with_measured(0, m.ns_to_ticks(EXIT_COST_GUESS_NS)),
             linux: None,
             counters: &p.counters,
+            restart_began_tsc: 0,
         };
         core.vcpus.push(v);
         let slot = core.vcpus.len() - 1;
@@ -472,6 +476,9 @@ impl Core {
             self.first_entry_reported = true;
             self.report_first_entry(m, slot);
         }
+        if self.vcpus[slot].restart_began_tsc != 0 {
+            self.report_restart_time(m, slot);
+        }
         // Part of the window switch: measured with it.
         if let Some(switch) = self.state_owner.enter(slot) {
             self.on_vcpu_switch(m, switch);
@@ -535,6 +542,22 @@ impl Core {
         let _ = self.health(m, slot, EventClass::UnknownExit, &format_args!("VMWRITE: {e}"));
         self.stop(m, slot, Cause::Hypervisor);
         Next::Stop
+    }
+
+    /// The first entry into a restarted partition's new image: how long since the restart
+    /// was decided (in Bochs, TSC ticks are instructions executed).
+    #[cold]
+    #[inline(never)]
+    fn report_restart_time(&mut self, m: &Machine, slot: usize) {
+        let v = &mut self.vcpus[slot];
+        let ticks = cpu::rdtsc().wrapping_sub(core::mem::take(&mut v.restart_began_tsc));
+        let p = &m.partitions[v.partition];
+        crate::hvlog_for!(
+            p,
+            "partition {}: new image entered {ticks} TSC ticks ({} us) after the restart was decided",
+            p.name,
+            m.ticks_to_ns(ticks) / 1000
+        );
     }
 
     #[inline(never)]
@@ -1122,6 +1145,7 @@ impl Core {
             return;
         };
         v.saved.reset();
+        v.restart_began_tsc = cpu::rdtsc();
         let scrub = lifecycle::scrub(Reload::Restart(scope));
         let owned = Owned::new(gen, m.now_ns(), stop_wait_ns(&m.cores, part));
         v.restart = Some(RestartWork {

@@ -32,9 +32,8 @@ use hallows_abi::bridge::{PEER_BOOTING, PEER_HALTED, PEER_RESTARTING, PEER_RUNNI
 use hallows_ring::{Geometry, QueueReader, QueueWriter, Region, RingError, SampleReader, SampleWriter};
 
 pub use backoff::Backoff;
-pub use sysfs::{ChannelInfo, Direction, Kind};
-
-use map::{Mapping, Writable};
+pub use map::{page_size, Mapping, Writable};
+pub use sysfs::{find_functions, ChannelInfo, Direction, Kind};
 
 /// Where Linux lists PCI functions.
 pub const SYSFS_PCI_DEVICES: &str = "/sys/bus/pci/devices";

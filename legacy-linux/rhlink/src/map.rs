@@ -10,6 +10,9 @@ use std::path::Path;
 pub struct Mapping {
     base: *mut u8,
     len: usize,
+    /// The bytes mapped writable (`start..end`; empty when none): `write_u32` stays
+    /// inside them, so a stray offset is a panic instead of a fault on a read-only page.
+    writable: core::ops::Range<usize>,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; every access through it
@@ -68,7 +71,7 @@ impl Mapping {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let mapping = Self { base: base.cast(), len };
+        let mapping = Self { base: base.cast(), len, writable: start..start + bytes };
         let read_write =
             if bytes > 0 { Some(OpenOptions::new().read(true).write(true).open(path)?) } else { None };
         let parts = [(0, start, false), (start, bytes, true), (start + bytes, len - start - bytes, false)];
@@ -104,11 +107,29 @@ impl Mapping {
         self.len
     }
 
+    /// Never true in practice (the kernel refuses empty mappings); for completeness.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The little-endian u32 at `offset` (a register: read once, volatile).
     pub fn read_u32(&self, offset: usize) -> u32 {
         assert!(offset.is_multiple_of(4) && offset + 4 <= self.len, "register outside the mapping");
         // SAFETY: aligned and inside the mapping (checked above), which lives as long as self.
         unsafe { self.base.add(offset).cast::<u32>().read_volatile() }
+    }
+
+    /// Writes the little-endian u32 at `offset` (a register or mailbox word: written
+    /// once, volatile, in program order with the other volatile accesses). `offset` must
+    /// lie in the writable part of the mapping.
+    pub fn write_u32(&self, offset: usize, value: u32) {
+        let inside = offset.is_multiple_of(4)
+            && offset >= self.writable.start
+            && offset.checked_add(4).is_some_and(|end| end <= self.writable.end);
+        assert!(inside, "write outside the writable part of the mapping");
+        // SAFETY: aligned, inside the part mapped read-write (checked above), which lives
+        // as long as self.
+        unsafe { self.base.add(offset).cast::<u32>().write_volatile(value) }
     }
 
     /// The little-endian u64 at `offset`.

@@ -69,6 +69,24 @@ fn read_id(path: &Path) -> Option<u32> {
     u32::from_str_radix(text.strip_prefix("0x").unwrap_or(text), 16).ok()
 }
 
+/// The PCI functions of the device directory `root` with these vendor and device ids and
+/// this class code (the 24-bit `class` file: base class, sub-class, programming
+/// interface), in PCI address order. Functions with other ids are skipped.
+pub fn find_functions(root: &Path, vendor: u16, device: u16, class: u32) -> Result<Vec<PathBuf>, Error> {
+    let entries = fs::read_dir(root).map_err(|error| Error::Io { path: root.into(), error })?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|d| {
+            read_id(&d.join("vendor")) == Some(u32::from(vendor))
+                && read_id(&d.join("device")) == Some(u32::from(device))
+                && read_id(&d.join("class")) == Some(class)
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
 fn is_channel_function(dir: &Path) -> bool {
     read_id(&dir.join("vendor")) == Some(PCI_VENDOR_ID as u32)
         && read_id(&dir.join("device")) == Some(PCI_DEVICE_ID as u32)

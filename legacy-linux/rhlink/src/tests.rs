@@ -220,6 +220,43 @@ fn only_the_pages_of_linux_s_role_are_mapped_writable() {
 }
 
 #[test]
+fn functions_are_found_by_vendor_device_and_class() {
+    let sys = FakeSysfs::new();
+    let class = |address: &str, class: &str| fs::write(sys.root.join(address).join("class"), class).unwrap();
+    sys.device("0000:00:09.0", 0x1af4, 0x1111, 0);
+    class("0000:00:09.0", "0x088000\n");
+    sys.device("0000:00:03.0", 0x1af4, 0x1111, 0);
+    class("0000:00:03.0", "0x088000\n");
+    sys.device("0000:00:04.0", 0x1af4, 0x1111, 0);
+    class("0000:00:04.0", "0x020000\n"); // same ids, another class
+    sys.device("0000:00:05.0", 0x1af4, 0x1110, 0);
+    class("0000:00:05.0", "0x088000\n"); // another device
+    sys.device("0000:00:06.0", 0x1af4, 0x1111, 0); // no class file
+    let found = find_functions(&sys.root, 0x1af4, 0x1111, 0x08_80_00).unwrap();
+    let names: Vec<String> = found.iter().map(|p| device_name(p)).collect();
+    assert_eq!(names, ["0000:00:03.0", "0000:00:09.0"]);
+    assert!(find_functions(&sys.root.join("missing"), 0x1af4, 0x1111, 0).is_err());
+}
+
+#[test]
+fn words_are_written_only_inside_the_writable_part() {
+    let sys = FakeSysfs::new();
+    let path = sys.root.join("mailbox");
+    let page = page_size();
+    fs::write(&path, vec![0u8; 2 * page]).unwrap();
+    let mapping = Mapping::open(&path, 2 * page, Writable::Range { start: 0, len: page }).unwrap();
+    mapping.write_u32(8, 0x1234_5678);
+    mapping.write_u32(page - 4, 7);
+    assert_eq!((mapping.read_u32(8), mapping.read_u32(page - 4)), (0x1234_5678, 7));
+    assert_eq!(&fs::read(&path).unwrap()[8..12], &0x1234_5678u32.to_le_bytes());
+    assert_eq!(protection_at(mapping.base() as usize + page), "r--s");
+    for outside in [page, page - 2, 2 * page] {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mapping.write_u32(outside, 1)));
+        assert!(caught.is_err(), "a write at {outside:#x} was allowed");
+    }
+}
+
+#[test]
 fn scribbling_stays_in_the_writer_pages_and_the_rt_reader_copes() {
     for queuing in [true, false] {
         let sys = FakeSysfs::new();
