@@ -3,7 +3,8 @@
 //! `hallows_abi::bridge` describes them).
 //!
 //! - [`ChannelFunctions`] is the configuration space of all of a partition's channel
-//!   functions, the [`PciConfigSpace`] behind the partition's
+//!   functions (and of its management function, `crate::manage_pci`), the
+//!   [`PciConfigSpace`] behind the partition's
 //!   [`crate::pci_config::PciConfigFilter`] (which passes exactly these functions through
 //!   and already refuses BAR writes other than sizing probes and restores). The headers
 //!   are read-only: a BAR written with all-ones reads its size mask until the next write
@@ -14,8 +15,12 @@
 //!   every field is fixed at boot except the peer's state, read live through
 //!   [`PeerState`]. Writes are ignored.
 
+use crate::manage_pci::ManageFunction;
 use crate::mmio_bus::MmioDevice;
-use crate::pci_config::{Bdf, PciConfigSpace, REG_BAR0, REG_BAR5, REG_ROM_BAR};
+use crate::pci_config::{
+    Bdf, PciConfigSpace, REG_BAR0, REG_BAR5, REG_CLASS_REVISION, REG_COMMAND, REG_HEADER, REG_ROM_BAR,
+    REG_SUBSYSTEM, REG_VENDOR,
+};
 
 use hallows_abi::bridge::{
     NAME_BYTES, PCI_CLASS as CLASS_CODE, PCI_DEVICE_ID as DEVICE_ID, PCI_SUBSYSTEM_ID as SUBSYSTEM_ID,
@@ -23,16 +28,11 @@ use hallows_abi::bridge::{
     REG_MAGIC, REG_MSG_SIZE, REG_NAME, REG_PEER_STATE, REG_REGION_BYTES, REG_VERSION, REG_WRITER_BYTES,
 };
 
-// Configuration registers of a type-0 header this model answers (dword offsets).
-const REG_VENDOR: u8 = 0x00;
-const REG_COMMAND: u8 = 0x04;
-const REG_CLASS_REVISION: u8 = 0x08;
-const REG_HEADER: u8 = 0x0C;
+pub use crate::pci_config::COMMAND_MEMORY;
+
+// BAR registers of a channel function beyond BAR0 (dword offsets).
 const REG_BAR2: u8 = 0x18;
 const REG_BAR3: u8 = 0x1C;
-const REG_SUBSYSTEM: u8 = 0x2C;
-/// Command register bit 1: memory space decoding.
-pub const COMMAND_MEMORY: u16 = 1 << 1;
 /// Memory BAR type bits: 64-bit (bits 2:1 = 10b).
 const BAR_64BIT: u32 = 0b100;
 /// Memory BAR bit 3: prefetchable.
@@ -57,7 +57,7 @@ pub struct ChannelFunction {
 /// Why a function cannot be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelFunctionError {
-    /// Every slot is in use.
+    /// Every slot is in use (or, for the management function, it is already there).
     Full,
     /// The device number is above 31, or already taken.
     BadDevice,
@@ -65,17 +65,36 @@ pub enum ChannelFunctionError {
     BadBar,
 }
 
+/// What answers a function's configuration header.
+#[derive(Debug, Clone, Copy)]
+enum Function {
+    Channel(ChannelFunction),
+    Manage(ManageFunction),
+}
+
+impl Function {
+    const fn device(&self) -> u8 {
+        match self {
+            Function::Channel(f) => f.device,
+            Function::Manage(f) => f.device,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    function: ChannelFunction,
+    function: Function,
     /// The BAR (index 0..=5, 6 = ROM) was last written with all-ones: it reads its mask.
     sizing: [bool; 7],
 }
 
-/// The configuration space of up to `N` channel functions on bus 0.
+/// The configuration space of a Linux partition's bus 0: up to `N` channel functions and
+/// at most one management function (`crate::manage_pci`), with the same read-only header
+/// rules for all of them.
 #[derive(Debug, Clone)]
 pub struct ChannelFunctions<const N: usize> {
     slots: [Option<Slot>; N],
+    manage: Option<Slot>,
 }
 
 impl<const N: usize> Default for ChannelFunctions<N> {
@@ -84,10 +103,15 @@ impl<const N: usize> Default for ChannelFunctions<N> {
     }
 }
 
+/// A memory BAR PCI can describe: a power of two of at least a page, naturally aligned.
+fn bar_aligned(base: u64, size: u64) -> bool {
+    size.is_power_of_two() && size >= 4096 && base.is_multiple_of(size)
+}
+
 impl<const N: usize> ChannelFunctions<N> {
     /// No functions: every address reads absent.
     pub const fn new() -> Self {
-        Self { slots: [None; N] }
+        Self { slots: [None; N], manage: None }
     }
 
     /// Adds a function; returns its address for the configuration filter.
@@ -95,57 +119,93 @@ impl<const N: usize> ChannelFunctions<N> {
         if function.device > 31 || self.find(function.device).is_some() {
             return Err(ChannelFunctionError::BadDevice);
         }
-        let aligned =
-            |base: u64, size: u64| size.is_power_of_two() && size >= 4096 && base.is_multiple_of(size);
-        if !aligned(u64::from(function.registers_gpa), REGISTER_BLOCK_BYTES)
-            || !aligned(function.shared_gpa, function.shared_bytes)
+        if !bar_aligned(u64::from(function.registers_gpa), REGISTER_BLOCK_BYTES)
+            || !bar_aligned(function.shared_gpa, function.shared_bytes)
         {
             return Err(ChannelFunctionError::BadBar);
         }
         let slot = self.slots.iter_mut().find(|s| s.is_none()).ok_or(ChannelFunctionError::Full)?;
-        *slot = Some(Slot { function, sizing: [false; 7] });
+        *slot = Some(Slot { function: Function::Channel(function), sizing: [false; 7] });
         Ok(Bdf { bus: 0, device: function.device, function: 0 })
     }
 
-    /// Addresses of every function.
+    /// Adds the partition's management function (one at most); returns its address for
+    /// the configuration filter.
+    pub fn add_manage(&mut self, function: ManageFunction) -> Result<Bdf, ChannelFunctionError> {
+        if self.manage.is_some() {
+            return Err(ChannelFunctionError::Full);
+        }
+        if function.device > 31 || self.find(function.device).is_some() {
+            return Err(ChannelFunctionError::BadDevice);
+        }
+        if !bar_aligned(u64::from(function.mailbox_gpa), ManageFunction::BAR0_BYTES) {
+            return Err(ChannelFunctionError::BadBar);
+        }
+        self.manage = Some(Slot { function: Function::Manage(function), sizing: [false; 7] });
+        Ok(Bdf { bus: 0, device: function.device, function: 0 })
+    }
+
+    /// Addresses of every function (the channel functions, then the management function).
     pub fn bdfs(&self) -> impl Iterator<Item = Bdf> + '_ {
-        self.slots.iter().flatten().map(|s| Bdf { bus: 0, device: s.function.device, function: 0 })
+        self.slots.iter().chain(core::iter::once(&self.manage)).flatten().map(|s| Bdf {
+            bus: 0,
+            device: s.function.device(),
+            function: 0,
+        })
     }
 
-    fn find(&self, device: u8) -> Option<usize> {
-        self.slots.iter().position(|s| s.is_some_and(|s| s.function.device == device))
+    fn find(&self, device: u8) -> Option<&Slot> {
+        self.slots
+            .iter()
+            .chain(core::iter::once(&self.manage))
+            .flatten()
+            .find(|s| s.function.device() == device)
     }
 
-    fn slot_of(&self, bdf: Bdf) -> Option<usize> {
+    fn slot_mut(&mut self, bdf: Bdf) -> Option<&mut Slot> {
         if bdf.bus != 0 || bdf.function != 0 {
             return None;
         }
-        self.find(bdf.device)
+        self.slots
+            .iter_mut()
+            .chain(core::iter::once(&mut self.manage))
+            .flatten()
+            .find(|s| s.function.device() == bdf.device)
     }
+}
 
-    /// The dword at `register & !3` of the function in `slot`.
-    fn dword(&self, slot: &Slot, register: u8) -> u32 {
-        let f = &slot.function;
-        let bar = |index: usize, value: u32, mask: u32| if slot.sizing[index] { mask } else { value };
-        match register & !3 {
-            REG_VENDOR => u32::from(DEVICE_ID) << 16 | u32::from(VENDOR_ID),
-            // Status 0 (no capabilities list), command: memory decoding, always.
-            REG_COMMAND => u32::from(COMMAND_MEMORY),
-            REG_CLASS_REVISION => CLASS_CODE << 8 | u32::from(f.revision),
-            // Header type 0, single function; no BIST, latency timer or cache line size.
-            REG_HEADER => 0,
-            REG_BAR0 => bar(0, f.registers_gpa, !(REGISTER_BLOCK_BYTES as u32 - 1)),
-            REG_BAR2 => {
-                let mask = !(f.shared_bytes - 1);
-                bar(2, f.shared_gpa as u32, mask as u32) | BAR_64BIT | BAR_PREFETCHABLE
-            }
-            REG_BAR3 => bar(3, (f.shared_gpa >> 32) as u32, (!(f.shared_bytes - 1) >> 32) as u32),
-            REG_SUBSYSTEM => u32::from(SUBSYSTEM_ID) << 16 | u32::from(VENDOR_ID),
-            // BAR1, BAR4, BAR5, the ROM BAR (unimplemented: they size as 0), capabilities
-            // pointer, interrupt line and pin (no interrupt) and everything after the
-            // header.
-            _ => 0,
+impl Slot {
+    /// The dword at `register & !3` of the function's header.
+    fn dword(&self, register: u8) -> u32 {
+        match &self.function {
+            Function::Channel(f) => channel_dword(f, &self.sizing, register),
+            Function::Manage(f) => f.header_dword(register, self.sizing[0]),
         }
+    }
+}
+
+/// The dword at `register & !3` of channel function `f`'s header; `sizing` says which
+/// BARs read their size mask.
+fn channel_dword(f: &ChannelFunction, sizing: &[bool; 7], register: u8) -> u32 {
+    let bar = |index: usize, value: u32, mask: u32| if sizing[index] { mask } else { value };
+    match register & !3 {
+        REG_VENDOR => u32::from(DEVICE_ID) << 16 | u32::from(VENDOR_ID),
+        // Status 0 (no capabilities list), command: memory decoding, always.
+        REG_COMMAND => u32::from(COMMAND_MEMORY),
+        REG_CLASS_REVISION => CLASS_CODE << 8 | u32::from(f.revision),
+        // Header type 0, single function; no BIST, latency timer or cache line size.
+        REG_HEADER => 0,
+        REG_BAR0 => bar(0, f.registers_gpa, !(REGISTER_BLOCK_BYTES as u32 - 1)),
+        REG_BAR2 => {
+            let mask = !(f.shared_bytes - 1);
+            bar(2, f.shared_gpa as u32, mask as u32) | BAR_64BIT | BAR_PREFETCHABLE
+        }
+        REG_BAR3 => bar(3, (f.shared_gpa >> 32) as u32, (!(f.shared_bytes - 1) >> 32) as u32),
+        REG_SUBSYSTEM => u32::from(SUBSYSTEM_ID) << 16 | u32::from(VENDOR_ID),
+        // BAR1, BAR4, BAR5, the ROM BAR (unimplemented: they size as 0), capabilities
+        // pointer, interrupt line and pin (no interrupt) and everything after the
+        // header.
+        _ => 0,
     }
 }
 
@@ -159,14 +219,14 @@ fn all_ones(size: u8) -> u32 {
 
 impl<const N: usize> PciConfigSpace for ChannelFunctions<N> {
     fn read(&mut self, bdf: Bdf, register: u8, size: u8) -> u32 {
-        let Some(slot) = self.slot_of(bdf).and_then(|i| self.slots[i].as_ref()) else {
+        let Some(slot) = self.slot_mut(bdf) else {
             return all_ones(size);
         };
-        (self.dword(slot, register) >> (8 * u32::from(register & 3))) & all_ones(size)
+        (slot.dword(register) >> (8 * u32::from(register & 3))) & all_ones(size)
     }
 
     fn write(&mut self, bdf: Bdf, register: u8, size: u8, value: u32) {
-        let Some(slot) = self.slot_of(bdf).and_then(|i| self.slots[i].as_mut()) else {
+        let Some(slot) = self.slot_mut(bdf) else {
             return;
         };
         let dword = register & !3;

@@ -16,6 +16,8 @@
 //!   only the functions passed through to it.
 //! - [`channel_pci`]: the hybrid bridge's channel functions (their configuration space
 //!   behind the filter, their register blocks on the MMIO bus).
+//! - [`manage_pci`]: Linux's management function (its configuration header beside the
+//!   channel functions, its mailbox on the MMIO bus).
 //!
 //! The vCPU policies that decide *whether* an exit is a device access (the I/O policy, the
 //! IPI filter, MSRs, CPUID) live in `hallows_core::linux_vcpu`.
@@ -26,6 +28,7 @@ extern crate alloc;
 
 pub mod channel_pci;
 pub mod guest_memory;
+pub mod manage_pci;
 pub mod mmio_bus;
 pub mod mmio_decode;
 pub mod pci_config;

@@ -25,6 +25,18 @@ pub const CONFIG_DATA_PORT: u16 = 0xCFC;
 /// CONFIG_ADDRESS bit 31: enable configuration cycles.
 pub const CONFIG_ENABLE: u32 = 1 << 31;
 
+/// Type-0 header: vendor id (low word) and device id (high word).
+pub const REG_VENDOR: u8 = 0x00;
+/// Type-0 header: command (low word) and status (high word).
+pub const REG_COMMAND: u8 = 0x04;
+/// Type-0 header: revision id (low byte) and class code (upper three bytes).
+pub const REG_CLASS_REVISION: u8 = 0x08;
+/// Type-0 header: cache line size, latency timer, header type, BIST.
+pub const REG_HEADER: u8 = 0x0C;
+/// Type-0 header: subsystem vendor id (low word) and subsystem id (high word).
+pub const REG_SUBSYSTEM: u8 = 0x2C;
+/// Command register bit 1: memory space decoding.
+pub const COMMAND_MEMORY: u16 = 1 << 1;
 /// First BAR register.
 pub const REG_BAR0: u8 = 0x10;
 /// Last BAR register (BAR5).

@@ -316,3 +316,65 @@ fn a_channel_register_block_answers_through_the_mmio_path() {
     assert_eq!(done.next_rip, rip + 2);
     assert_eq!(block.read(0, 4), u64::from(REGISTER_MAGIC));
 }
+
+/// Linux's management mailbox driven by the MOVs a tool on an `mmap`ped BAR0 executes:
+/// the request in two quadword writes, the doorbell, one read of the done count and
+/// response length together, then the response.
+#[test]
+fn the_management_mailbox_serves_a_request_through_the_mmio_path() {
+    use hallows_abi::manage::mailbox::{
+        MAILBOX_BYTES, REG_DONE, REG_DOORBELL, REQUEST_OFFSET, RESPONSE_OFFSET,
+    };
+    use hallows_abi::manage::{put_body_u32, put_header, Op, Request, Status, RESPONSE_HEADER_BYTES};
+    use hallows_vmm::manage_pci::{Mailbox, MailboxService};
+
+    /// Answers every well-formed request with Ok and a 4-byte body: twice the target.
+    struct Doubler;
+    impl MailboxService for Doubler {
+        fn serve(&self, request: &[u8], response: &mut [u8]) -> usize {
+            match Request::decode(request) {
+                Some(r) => {
+                    put_header(response, Status::Ok, 4);
+                    put_body_u32(&mut response[RESPONSE_HEADER_BYTES..], 0, r.target * 2);
+                    RESPONSE_HEADER_BYTES + 4
+                }
+                None => {
+                    put_header(response, Status::BadRequest, 0);
+                    RESPONSE_HEADER_BYTES
+                }
+            }
+        }
+    }
+
+    let mailbox = Mailbox::new(Doubler);
+    let mut bus = MmioBus::<4>::new();
+    bus.register(DEVICE_GPA, MAILBOX_BYTES, &mailbox).unwrap();
+    let (mut ram, paging) = guest();
+    let mut gprs = [0u64; 16];
+    gprs[RDI] = DEVICE_GPA;
+    let request = Request::new(Op::Stats, 21, 0).encode();
+    gprs[RAX] = u64::from_le_bytes(request[..8].try_into().unwrap());
+    gprs[RCX] = u64::from_le_bytes(request[8..].try_into().unwrap());
+    let mut run = |at: u64, code: &[u8], gpa: u64, access: EptAccess, gprs: &mut [u64; 16]| {
+        let rip = place(&mut ram, at, code);
+        let done = emulate(&bus, &exit_at(rip, DEVICE_GPA + gpa, access, paging), &ram, gprs).unwrap();
+        assert_eq!(done.next_rip, rip + code.len() as u64);
+    };
+    // mov [rdi+0x100], rax; mov [rdi+0x108], rcx
+    run(0x100, &[0x48, 0x89, 0x87, 0x00, 0x01, 0, 0], REQUEST_OFFSET, EptAccess::Write, &mut gprs);
+    run(0x200, &[0x48, 0x89, 0x8F, 0x08, 0x01, 0, 0], REQUEST_OFFSET + 8, EptAccess::Write, &mut gprs);
+    // mov dword [rdi+8], 16 (the doorbell: the request's length)
+    run(0x300, &[0xC7, 0x47, 0x08, 0x10, 0, 0, 0], REG_DOORBELL, EptAccess::Write, &mut gprs);
+    // mov rax, [rdi+0xc]: done count (low half) and response length (high half)
+    run(0x400, &[0x48, 0x8B, 0x47, 0x0C], REG_DONE, EptAccess::Read, &mut gprs);
+    assert_eq!(gprs[RAX], 12 << 32 | 1);
+    // mov ecx, [rdi+0x1000] (status); mov rdx, [rdi+0x1008] (the body)
+    run(0x500, &[0x8B, 0x8F, 0x00, 0x10, 0, 0], RESPONSE_OFFSET, EptAccess::Read, &mut gprs);
+    run(0x600, &[0x48, 0x8B, 0x97, 0x08, 0x10, 0, 0], RESPONSE_OFFSET + 8, EptAccess::Read, &mut gprs);
+    assert_eq!(gprs[RCX], Status::Ok as u64);
+    assert_eq!(gprs[2], 42, "rdx: twice the target, zero after the 4-byte body");
+    // A short doorbell (8 bytes) gets the service's refusal of a short request.
+    run(0x700, &[0xC7, 0x47, 0x08, 0x08, 0, 0, 0], REG_DOORBELL, EptAccess::Write, &mut gprs);
+    run(0x500, &[0x8B, 0x8F, 0x00, 0x10, 0, 0], RESPONSE_OFFSET, EptAccess::Read, &mut gprs);
+    assert_eq!(gprs[RCX], Status::BadRequest as u64);
+}

@@ -16,6 +16,7 @@ use zerocopy::FromZeros;
 use hallows_abi::bootinfo::{fill_name, ChannelInfo, MAX_CHANNELS};
 use hallows_abi::layout::{CHANNEL_WINDOW_GPA, PERSISTENT_WINDOW_GPA};
 use hallows_abi::limits::{self, ArgsError, CmdlineError, FileNameError, NameError, PersistentError};
+use hallows_abi::manage::mailbox::MAILBOX_BYTES;
 use hallows_abi::table::{MachineFacts, MachineMismatch, Table, KIND_LINUX};
 
 use crate::guest_paging::{check_identity_paging, PagingError};
@@ -98,6 +99,13 @@ pub enum BootError<'a> {
     LinuxBridge {
         partition: usize,
     },
+    /// The Linux partition's management mailbox would lie on something its EPT maps, so
+    /// accesses to it would not trap (`crate::bridge::linux_manage` places it clear of
+    /// everything mapped: this is the check that it did).
+    ManageMailboxMapped {
+        partition: usize,
+        gpa: u64,
+    },
     /// A persistent region or arguments on a Linux partition, or ones the boot info and
     /// the persistent window cannot hold.
     Keep {
@@ -154,6 +162,10 @@ impl fmt::Display for BootError<'_> {
                 KeepProblem::Persistent(e) => write!(f, "partition {partition}: {e}"),
                 KeepProblem::Args(e) => write!(f, "partition {partition}: args: {e}"),
             },
+            Self::ManageMailboxMapped { partition, gpa } => write!(
+                f,
+                "partition {partition}: its management mailbox at {gpa:#x} would be mapped memory"
+            ),
             Self::LinuxBridge { partition } => write!(
                 f,
                 "partition {partition}: its channels' PCI functions do not fit its bridge window (or its RAM reaches into it)"
@@ -261,6 +273,16 @@ pub fn partition_ept<A: FrameAllocator + ?Sized>(
         let (base, size) = (r.base.get(), r.size.get());
         ept.map(frames, base, base, size, Rights::RW, MemoryType::Uncacheable)
             .map_err(|error| BootError::Mmio { partition: i, mmio: mi, error })?;
+    }
+    // A Linux partition's management mailbox is emulated: it must stay unmapped so that
+    // every access exits to the MMIO bus.
+    if let Some(manage) = crate::bridge::linux_manage(table, i)? {
+        let pages = (0..MAILBOX_BYTES).step_by(hallows_abi::layout::PAGE_SIZE as usize);
+        if let Some(gpa) =
+            pages.map(|o| manage.mailbox_gpa + o).find(|&gpa| ept.translate(&*frames, gpa).is_some())
+        {
+            return Err(BootError::ManageMailboxMapped { partition: i, gpa });
+        }
     }
     Ok(ept)
 }

@@ -1,12 +1,15 @@
 //! The hybrid bridge's boot decisions: where a Linux partition sees each of its channels
 //! (PCI device number, register block, shared-pages BAR), as the EPT maps it and the
 //! device models answer it (`hallows_vmm::channel_pci`), and how the register block
-//! reports the life-cycle state of the partition at the other end.
+//! reports the life-cycle state of the partition at the other end; and where every Linux
+//! partition sees its management function ([`linux_manage`]: a device number after the
+//! channels', its mailbox clear of everything the EPT maps).
 //!
 //! The layout follows `hallows_abi::limits` (the bridge window and
 //! [`limits::place_linux_bars`], which the checker uses for the same decisions) and
 //! `hallows_abi::bridge` (identity and register block).
 
+use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::fmt;
 
@@ -16,6 +19,7 @@ use hallows_abi::bridge::{
 };
 use hallows_abi::channel;
 use hallows_abi::limits::{self, LINUX_BRIDGE_BARS_GPA, LINUX_BRIDGE_FIRST_DEVICE};
+use hallows_abi::manage::mailbox::MAILBOX_BYTES;
 use hallows_abi::table::{Table, CHANNEL_QUEUING, KIND_LINUX};
 
 use crate::boot_plan::BootError;
@@ -116,6 +120,86 @@ pub fn linux_channels(
     Ok(out)
 }
 
+/// PCI device number (bus 0, function 0) of a Linux partition's management function: the
+/// first after those its channel functions may take.
+pub const MANAGE_DEVICE: u8 = LINUX_BRIDGE_FIRST_DEVICE + MAX_CHANNELS as u8;
+/// Where a Linux partition's management mailbox (BAR0) goes when nothing of the partition
+/// is there: right after the bridge window, so never on a channel's BAR.
+pub const MANAGE_MAILBOX_GPA: u64 = limits::LINUX_BRIDGE_WINDOW_END;
+/// BAR0 is a 32-bit memory BAR: the mailbox ends at or below 4 GiB.
+const BAR32_END: u64 = 1 << 32;
+
+const _: () = assert!(MANAGE_DEVICE <= 31, "bus 0 has devices 0-31");
+const _: () = assert!(MANAGE_MAILBOX_GPA.is_multiple_of(MAILBOX_BYTES));
+
+/// A Linux partition's management function as it presents it (`hallows_abi::manage::mailbox`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinuxManage {
+    /// PCI device number on bus 0 (function 0): [`MANAGE_DEVICE`].
+    pub device: u8,
+    /// Guest-physical address of the mailbox (BAR0, `MAILBOX_BYTES`, emulated, never
+    /// mapped).
+    pub mailbox_gpa: u64,
+}
+
+/// Where Linux partition `p` sees its management function: device [`MANAGE_DEVICE`],
+/// and the mailbox in the first `MAILBOX_BYTES`-aligned slot from [`MANAGE_MAILBOX_GPA`]
+/// (or from the end of its RAM, if that is higher) that none of its MMIO ranges and none
+/// of the hypervisor's MMIO touches, below 4 GiB. Nothing the partition's EPT maps is
+/// there (RAM, channel BARs and MMIO ranges are all avoided), so every access traps.
+/// `None` for an RT partition, and for a Linux partition that leaves no such slot (RAM
+/// reaching to about 4 GiB, or MMIO ranges covering the rest): it has no management
+/// function.
+pub fn linux_manage(table: &Table, p: usize) -> Result<Option<LinuxManage>, BootError<'static>> {
+    let entry = table.partitions.get(p).ok_or(BootError::NoPartition { partition: p })?;
+    if entry.kind != KIND_LINUX {
+        return Ok(None);
+    }
+    // Everything of the partition's map below 4 GiB the mailbox must keep clear of, past
+    // what the starting point already leaves behind (RAM, the bridge window).
+    let taken: Vec<(u64, u64)> = table
+        .mmio_ranges
+        .iter()
+        .filter(|r| r.partition.get() as usize == p)
+        .map(|r| (r.base.get(), r.size.get()))
+        .chain(limits::HYPERVISOR_MMIO.iter().map(|r| (r.base, r.size)))
+        .collect();
+    let placed = first_free_slot(MANAGE_MAILBOX_GPA.max(entry.ram_bytes.get()), &taken);
+    Ok(placed.map(|mailbox_gpa| LinuxManage { device: MANAGE_DEVICE, mailbox_gpa }))
+}
+
+/// The lowest `MAILBOX_BYTES`-aligned slot at or above `from`, ending at or below 4 GiB,
+/// that overlaps no `(base, size)` range of `taken`.
+fn first_free_slot(from: u64, taken: &[(u64, u64)]) -> Option<u64> {
+    let mut base = from.checked_next_multiple_of(MAILBOX_BYTES)?;
+    loop {
+        let end = base.checked_add(MAILBOX_BYTES).filter(|&end| end <= BAR32_END)?;
+        let in_the_way = taken
+            .iter()
+            .filter(|&&(start, size)| start < end && base < start.saturating_add(size))
+            .map(|&(start, size)| start.saturating_add(size))
+            .max();
+        match in_the_way {
+            None => return Some(base),
+            // Past the ranges in the way: each range stops the search at most once.
+            Some(past) => base = past.checked_next_multiple_of(MAILBOX_BYTES)?,
+        }
+    }
+}
+
+/// The function's boot-log line.
+impl fmt::Display for LinuxManage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "management function is PCI 00:{:02x}.0, BAR0 {:#x} (mailbox, {} KiB)",
+            self.device,
+            self.mailbox_gpa,
+            MAILBOX_BYTES >> 10
+        )
+    }
+}
+
 impl LinuxChannel {
     /// The channel's boot-log line, named `name`, with `peer` the partition at the other
     /// end: what it carries and where Linux finds it.
@@ -190,6 +274,10 @@ mod tests {
     /// An RT partition (core 0) and a Linux partition (core 1, `linux_ram`) joined by
     /// channels of (kind, message size, depth, Linux writes), packed in the channel window.
     fn bridge_table(linux_ram: u64, channels: &[(u8, u32, u32, bool)]) -> alloc::vec::Vec<u8> {
+        bridge_model(linux_ram, channels).to_bytes()
+    }
+
+    fn bridge_model(linux_ram: u64, channels: &[(u8, u32, u32, bool)]) -> TableModel {
         let rt = PartitionModel {
             name: "rt".into(),
             kind: hallows_abi::table::KIND_RT,
@@ -239,7 +327,6 @@ mod tests {
             channels,
             ..Default::default()
         }
-        .to_bytes()
     }
 
     #[test]
@@ -349,5 +436,90 @@ mod tests {
         let table = Table::parse(&bytes).unwrap();
         let linux = table.partitions.iter().position(|p| p.kind == KIND_LINUX).unwrap();
         assert_eq!(linux_channels(&table, linux), Err(BootError::LinuxBridge { partition: linux }));
+    }
+
+    /// `bridge_model` with MMIO ranges `(partition, base, size)` added.
+    fn with_mmio(mut model: TableModel, mmio: &[(u32, u64, u64)]) -> alloc::vec::Vec<u8> {
+        model.mmio_ranges =
+            mmio.iter().map(|&(partition, base, size)| MmioRangeModel { partition, base, size }).collect();
+        model.to_bytes()
+    }
+
+    fn manage_of(bytes: &[u8]) -> Option<LinuxManage> {
+        let table = Table::load(bytes).unwrap();
+        let linux = table.partitions.iter().position(|p| p.kind == KIND_LINUX).unwrap();
+        linux_manage(&table, linux).unwrap()
+    }
+
+    #[test]
+    fn every_linux_partition_gets_its_management_function_after_the_bridge_window() {
+        use crate::vmx::ept::tests::VecFrames;
+        let with_channels =
+            bridge_table(64 << 20, &[(CHANNEL_SAMPLING, 16, 1, false), (CHANNEL_QUEUING, 64, 100, true)]);
+        let expected = LinuxManage { device: MANAGE_DEVICE, mailbox_gpa: MANAGE_MAILBOX_GPA };
+        assert_eq!(manage_of(&with_channels), Some(expected));
+        assert_eq!(manage_of(&bridge_table(64 << 20, &[])), Some(expected), "channels or not");
+        assert_eq!((MANAGE_DEVICE, MANAGE_MAILBOX_GPA), (17, 0xF001_0000));
+
+        let table = Table::load(&with_channels).unwrap();
+        let linux = table.partitions.iter().position(|p| p.kind == KIND_LINUX).unwrap();
+        let channels = linux_channels(&table, linux).unwrap();
+        for c in &channels {
+            assert_ne!(c.device, MANAGE_DEVICE);
+            for (base, bytes) in [(c.registers_gpa, 0x1000), (c.shared_gpa, c.shared_bar_bytes)] {
+                assert!(base + bytes <= MANAGE_MAILBOX_GPA, "{base:#x}");
+            }
+        }
+        // The EPT leaves the mailbox unmapped: accesses trap to the MMIO bus.
+        let mut frames = VecFrames::new(4096);
+        let ept = crate::boot_plan::partition_ept(&table, linux, 0x1000_0000, 0x4000_0000, None, &mut frames)
+            .unwrap();
+        for offset in [0, 0x1000, MAILBOX_BYTES - 1] {
+            assert_eq!(ept.translate(&frames, MANAGE_MAILBOX_GPA + offset), None);
+        }
+        // RT partitions have none.
+        let rt = table.partitions.iter().position(|p| p.kind != KIND_LINUX).unwrap();
+        assert_eq!(linux_manage(&table, rt), Ok(None));
+        assert_eq!(linux_manage(&table, 9), Err(BootError::NoPartition { partition: 9 }));
+        assert_eq!(
+            alloc::format!("{expected}"),
+            "management function is PCI 00:11.0, BAR0 0xf0010000 (mailbox, 8 KiB)"
+        );
+    }
+
+    #[test]
+    fn the_mailbox_moves_past_ram_and_mmio_ranges_in_its_way() {
+        // Linux RAM past the usual place (no channels: nothing else limits it).
+        assert_eq!(manage_of(&bridge_table(0xF020_0000, &[])).map(|m| m.mailbox_gpa), Some(0xF020_0000));
+        // The partition's own MMIO on the usual place, then right after it.
+        let base = bridge_model(64 << 20, &[(CHANNEL_SAMPLING, 16, 1, false)]);
+        let moved = with_mmio(base.clone(), &[(1, 0xF001_0000, 0x1000), (1, 0xF001_2000, 0x1_0000)]);
+        assert_eq!(manage_of(&moved).map(|m| m.mailbox_gpa), Some(0xF002_2000));
+        // Another partition's MMIO is not in Linux's map: it changes nothing.
+        let elsewhere = with_mmio(base, &[(0, 0xF001_0000, 0x2000)]);
+        assert_eq!(manage_of(&elsewhere).map(|m| m.mailbox_gpa), Some(MANAGE_MAILBOX_GPA));
+        // The hypervisor's MMIO (I/O APIC, local APICs) is jumped over.
+        assert_eq!(manage_of(&bridge_table(0xFEC0_0000, &[])).map(|m| m.mailbox_gpa), Some(0xFEC0_2000));
+        assert_eq!(manage_of(&bridge_table(0xFEE0_0000, &[])).map(|m| m.mailbox_gpa), Some(0xFEF0_0000));
+        // Room is found up to the last slot below 4 GiB; RAM up to 4 GiB or beyond leaves
+        // none for a 32-bit BAR: no management function.
+        assert_eq!(manage_of(&bridge_table(0xFFE0_0000, &[])).map(|m| m.mailbox_gpa), Some(0xFFE0_0000));
+        assert_eq!(manage_of(&bridge_table(4 << 30, &[])), None);
+        assert_eq!(manage_of(&bridge_table(8 << 30, &[])), None);
+    }
+
+    proptest::proptest! {
+        /// Brute force over the top 16 MiB below 4 GiB: the slot found is the lowest
+        /// aligned one clear of every range, and none is found only when there is none.
+        #[test]
+        fn the_first_free_slot_is_the_lowest_clear_one(
+            from in 0xFF00_0000u64..0x1_0000_0400,
+            taken in proptest::collection::vec((0xFEF0_0000u64..0x1_0000_1000, 1u64..0x40_0000), 0..6),
+        ) {
+            let clear = |slot: u64| taken.iter().all(|&(s, n)| s + n <= slot || slot + MAILBOX_BYTES <= s);
+            let first = from.next_multiple_of(MAILBOX_BYTES);
+            let brute = (first..BAR32_END).step_by(MAILBOX_BYTES as usize).find(|&slot| clear(slot));
+            proptest::prop_assert_eq!(first_free_slot(from, &taken), brute);
+        }
     }
 }

@@ -20,11 +20,15 @@ use hallows_vmm::pci_config::PciConfigFilter;
 use crate::hvlog;
 use crate::partition::Partition;
 
+/// Most functions on a Linux partition's bus 0: one per channel and the management
+/// function (`manage_pci`).
+const PCI_FUNCTIONS: usize = MAX_CHANNELS + 1;
+
 /// A Linux partition's PCI configuration space: the filter (its view of CONFIG_ADDRESS,
-/// BAR-write refusal) and the channel functions behind it.
+/// BAR-write refusal) and the functions behind it (channels and management).
 #[derive(Clone)]
 pub struct LinuxPci {
-    pub filter: PciConfigFilter<MAX_CHANNELS>,
+    pub filter: PciConfigFilter<PCI_FUNCTIONS>,
     pub functions: ChannelFunctions<MAX_CHANNELS>,
 }
 

@@ -1,5 +1,6 @@
 //! The devices a Linux vCPU reaches: its port bus (console UART, PCI configuration
-//! filter with the channel functions of `bridge` behind it) and the partition's RAM as
+//! filter with the channel functions of `bridge` and the management function of
+//! `manage_pci` behind it) and the partition's RAM as
 //! the MMIO path reads it. The vCPU loop (`vcpu`) only
 //! hands accesses to these; new device models are registered here.
 

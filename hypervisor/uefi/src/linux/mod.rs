@@ -19,6 +19,7 @@
 mod bridge;
 mod devices;
 mod esp;
+mod manage_pci;
 pub mod restart;
 mod stats;
 pub mod vcpu;
@@ -44,7 +45,8 @@ use crate::hvlog;
 use crate::partition::Partition;
 
 /// Most guest-physical ranges of emulated MMIO devices per Linux partition: one register
-/// block per channel (the boot info's channel limit), and room for a few more devices.
+/// block per channel (the boot info's channel limit), the management mailbox, and room
+/// for a few more devices.
 pub const MMIO_RANGES: usize = hallows_abi::bootinfo::MAX_CHANNELS + 8;
 
 /// What the hypervisor keeps for one Linux partition.
@@ -57,13 +59,17 @@ pub struct LinuxPartition {
     pub map: ApicIdMap,
     /// The virtual COM1 shared by the partition's vCPUs.
     pub uart: Mutex<Uart16550>,
-    /// PCI configuration space: the partition's channel functions (`bridge`), every other
-    /// function reads absent.
+    /// PCI configuration space: the partition's channel functions (`bridge`) and its
+    /// management function (`manage_pci`); every other function reads absent.
     pub pci: Mutex<bridge::LinuxPci>,
     /// Emulated MMIO devices by guest-physical range (their ranges stay unmapped in the
     /// EPT, so accesses exit as EPT violations; `vcpu` emulates them): the channel
-    /// functions' register blocks, registered when the partition is prepared.
+    /// functions' register blocks and the management mailbox, registered when the
+    /// partition is prepared.
     pub mmio: MmioBus<'static, MMIO_RANGES>,
+    /// The management function's mailbox (also on [`Self::mmio`]), kept to empty it at a
+    /// restart; `None` when the partition left no room for it.
+    pub manage: Option<&'static manage_pci::LinuxMailbox>,
     /// One per vCPU: INIT and SIPI from the boot vCPU's core to a parked vCPU's.
     pub mailboxes: Vec<Mailbox>,
     /// VM exits per basic exit reason, all vCPUs together.
@@ -172,7 +178,9 @@ pub fn prepare(
     );
     hvlog!("partition {}: command line `{cmdline}`", part.name);
     let mut mmio = MmioBus::new();
-    let pci = bridge::prepare(table, part, &mut mmio).map_err(|e| format!("channels: {e}"))?;
+    let mut pci = bridge::prepare(table, part, &mut mmio).map_err(|e| format!("channels: {e}"))?;
+    let manage = manage_pci::prepare(table, part, &mut pci, &mut mmio)
+        .map_err(|e| format!("management function: {e}"))?;
     let linux = LinuxPartition {
         partition: part.index,
         entry: plan.entry,
@@ -181,6 +189,7 @@ pub fn prepare(
         pci: Mutex::new(pci.clone()),
         pci_at_boot: pci,
         mmio,
+        manage,
         mailboxes: (0..apic_ids.len()).map(|_| Mailbox::default()).collect(),
         exits: ExitCounts::default(),
         first_entry_tsc: AtomicU64::new(0),

@@ -75,6 +75,9 @@ impl LinuxVcpu {
         let entered = laid_out.and_then(|plan| {
             *linux.uart.lock() = Uart16550::new();
             *linux.pci.lock() = linux.pci_at_boot.clone();
+            if let Some(mailbox) = linux.manage {
+                mailbox.reset();
+            }
             linux.mailboxes.iter().for_each(|mb| mb.clear());
             crate::vmx::setup::linux_boot_entry(m, &self.controls, &plan.entry)
         });
