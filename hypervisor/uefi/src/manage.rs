@@ -67,8 +67,6 @@ impl manage::Machine for View<'_> {
     }
 }
 
-// Called by the Linux management function's mailbox once it is registered.
-#[allow(dead_code)]
 /// Serves a request of Linux partition `caller` (its management function's doorbell)
 /// into `response`, performs what it decided, and returns the response's length.
 pub fn linux_request(caller: usize, request: &[u8], response: &mut [u8]) -> usize {
