@@ -31,7 +31,10 @@ json after
 rhctl restart nosuch >/tmp/err 2>&1; echo "MANAGE-ERR-UNKNOWN $? $(head -n 1 /tmp/err)"
 rhctl restart linux >/tmp/err 2>&1; echo "MANAGE-ERR-SELF $? $(head -n 1 /tmp/err)"
 rhctl frobnicate >/tmp/err 2>&1; echo "MANAGE-ERR-USAGE $?"
+# Let the console drain (115200 baud) before this Linux is restarted under its output.
+sleep 4
 echo "MANAGE-ASK-OPERATOR"
+sleep 1
 echo "restart linux" | rhlink send ops || echo "RHTEST-RESULT fail: rhlink send ops"
 # The operator's restart stops this Linux; should it not come, the test fails here.
 sleep 120
