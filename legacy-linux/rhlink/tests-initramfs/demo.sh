@@ -1,7 +1,8 @@
 #!/bin/sh
 # The demo's Linux side (configs/demo.pt, `rhtest=demo`; /init has printed LINUX-INIT-OK): the default /init's markers
 # (tests/run demo checks them), then the hybrid bridge at work: the channels Linux sees,
-# the sensor's latest reading, and three commands that the RT partition `hello` answers.
+# the sensor's latest reading, three commands that the RT partition `hello` answers, and
+# the operator's view of the machine (`rhctl list`, `rhctl stats sensor`).
 grep '^processor' /proc/cpuinfo
 echo "LINUX-CPUS $(grep -c '^processor' /proc/cpuinfo)"
 free -m
@@ -21,5 +22,11 @@ if command -v rhlink >/dev/null; then
         done
         echo "demo: sent \`$command\` to hello, it answered \`$answer\`"
     done
+fi
+if command -v rhctl >/dev/null; then
+    echo "demo: the partitions as the operator sees them (rhctl list; this Linux has privileges manage):"
+    rhctl list
+    echo "demo: the sensor's counters (rhctl stats sensor):"
+    rhctl stats sensor
 fi
 echo LINUX-INIT-DONE
