@@ -28,5 +28,7 @@ if command -v rhctl >/dev/null; then
     rhctl list
     echo "demo: the sensor's counters (rhctl stats sensor):"
     rhctl stats sensor
+    # /init powers off right after this script: let the console (115200 baud) drain first.
+    sleep 2
 fi
 echo LINUX-INIT-DONE
