@@ -23,6 +23,7 @@ use hallows_abi::manage::{
 };
 use hallows_abi::table::PRIV_MANAGE;
 
+use crate::boot_plan::CorePlan;
 use crate::counters::{Place, Snapshot};
 use crate::lifecycle::{RestartScope, State};
 
@@ -44,6 +45,28 @@ pub struct PartitionFacts<'a> {
     /// Windows per major frame of its schedule (0 on dedicated cores).
     pub windows_per_frame: u32,
     pub frame_ns: u64,
+}
+
+/// Where partition `index` runs, from the cores' plans: the cores (bit n = core n, cores
+/// 0..63) and, when one of them is scheduled, its windows per major frame and the frame
+/// (ns); `(0, 0)` on dedicated cores.
+pub fn placement(cores: &[CorePlan], index: usize) -> (u64, u32, u64) {
+    let mut mask = 0u64;
+    let mut schedule = None;
+    for (c, plan) in cores.iter().enumerate() {
+        if !plan.vcpus.iter().any(|v| v.partition == index) {
+            continue;
+        }
+        if c < 64 {
+            mask |= 1 << c;
+        }
+        if !plan.windows.is_empty() && schedule.is_none() {
+            let windows = plan.windows.iter().filter(|w| w.partition as usize == index).count();
+            schedule = Some((windows as u32, plan.major_frame_ns));
+        }
+    }
+    let (windows_per_frame, frame_ns) = schedule.unwrap_or((0, 0));
+    (mask, windows_per_frame, frame_ns)
 }
 
 /// The running machine as the management interface reads it.

@@ -23,20 +23,7 @@ impl manage::Machine for View<'_> {
     fn facts(&self, index: usize) -> PartitionFacts<'_> {
         let m = self.0;
         let p = &m.partitions[index];
-        let mut cores = 0u64;
-        let mut schedule = None;
-        for (c, plan) in m.cores.iter().enumerate() {
-            if plan.vcpus.iter().any(|v| v.partition == index) {
-                if c < 64 {
-                    cores |= 1 << c;
-                }
-                if !plan.windows.is_empty() && schedule.is_none() {
-                    let windows = plan.windows.iter().filter(|w| w.partition as usize == index).count();
-                    schedule = Some((windows as u32, plan.major_frame_ns));
-                }
-            }
-        }
-        let (windows_per_frame, frame_ns) = schedule.unwrap_or((0, 0));
+        let (cores, windows_per_frame, frame_ns) = manage::placement(&m.cores, index);
         PartitionFacts {
             name: &p.name,
             image: &p.image_name,

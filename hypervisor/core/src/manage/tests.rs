@@ -197,3 +197,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn placement_reads_cores_and_the_schedule() {
+    use crate::boot_plan::VcpuPlan;
+    use crate::schedule::Window;
+    let dedicated = CorePlan { vcpus: vec![VcpuPlan { partition: 0, vcpu: 0 }], ..CorePlan::default() };
+    let window = |partition, offset_ns| Window { partition, offset_ns, duration_ns: 1_000_000 };
+    let scheduled = CorePlan {
+        vcpus: vec![VcpuPlan { partition: 1, vcpu: 0 }, VcpuPlan { partition: 2, vcpu: 0 }],
+        windows: vec![window(1, 0), window(2, 2_000_000), window(1, 4_000_000)],
+        major_frame_ns: 10_000_000,
+        ..CorePlan::default()
+    };
+    let cores = [dedicated, scheduled.clone(), scheduled];
+    assert_eq!(placement(&cores, 0), (0b001, 0, 0));
+    assert_eq!(placement(&cores, 1), (0b110, 2, 10_000_000));
+    assert_eq!(placement(&cores, 2), (0b110, 1, 10_000_000));
+    assert_eq!(placement(&cores, 7), (0, 0, 0));
+}
