@@ -94,4 +94,9 @@ pub trait Backend {
 
     /// The guest's code segment and paging mode, for fetching the instruction at RIP.
     fn code_context() -> CodeContext;
+
+    /// An NMI (another core's "look at your requests") just caused a VM exit: leaves the
+    /// core able to take the next one, whether or not it enters a guest again (a core
+    /// that halts a partition and then idles must still be woken by a later NMI).
+    fn nmi_exit_done();
 }

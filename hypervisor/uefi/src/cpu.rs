@@ -110,6 +110,31 @@ pub fn halt() {
     unsafe { asm!("hlt", options(nomem, nostack)) };
 }
 
+/// Ends NMI blocking on this core: an IRETQ to the next instruction, through an interrupt
+/// frame of the current stack, code segment and flags (IRET ends NMI blocking whatever
+/// frame it returns through).
+pub fn unblock_nmi() {
+    // SAFETY: the pushed frame returns to label 2 with this function's own RSP, SS, CS and
+    // RFLAGS, so execution and the stack continue exactly as if IRETQ were a no-op.
+    unsafe {
+        asm!(
+            "mov {seg:e}, ss",
+            "mov {sp}, rsp",
+            "push {seg}",
+            "push {sp}",
+            "pushfq",
+            "mov {seg:e}, cs",
+            "push {seg}",
+            "lea {sp}, [rip + 2f]",
+            "push {sp}",
+            "iretq",
+            "2:",
+            seg = out(reg) _,
+            sp = out(reg) _,
+        )
+    };
+}
+
 /// A short spin-wait hint.
 pub fn pause() {
     core::hint::spin_loop();

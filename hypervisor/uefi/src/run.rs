@@ -664,14 +664,17 @@ impl Core {
             }
             // The kick of another core: a restart request is served at the top of the
             // loop; a Linux partition another vCPU stopped stops here too.
-            Step::CheckRequests => match &v.linux {
-                Some(l) if l.partition_stopped() => {
-                    v.stopped = true;
-                    crate::linux::vcpu::quiet_core();
-                    Next::Stop
+            Step::CheckRequests => {
+                Hw::nmi_exit_done();
+                match &v.linux {
+                    Some(l) if l.partition_stopped() => {
+                        v.stopped = true;
+                        crate::linux::vcpu::quiet_core();
+                        Next::Stop
+                    }
+                    _ => Next::Resume,
                 }
-                _ => Next::Resume,
-            },
+            }
             Step::Resume => Next::Resume,
             Step::SkipInstruction => Next::Skip,
             Step::Inject(e) => Next::Inject(e),

@@ -75,6 +75,12 @@ impl Backend for Vmx {
         Self::end_interrupt_shadow()
     }
 
+    fn nmi_exit_done() {
+        // A VM exit caused by an NMI leaves NMIs blocked in VMX root operation until the
+        // next IRET; the hypervisor's own NMI handler never runs for it.
+        crate::cpu::unblock_nmi();
+    }
+
     fn end_interrupt_shadow() -> Result<(), VmFail> {
         let blocking = read(guest::INTERRUPTIBILITY_STATE);
         if blocking & BLOCKING_BY_STI_OR_MOV_SS != 0 {
