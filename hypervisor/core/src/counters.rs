@@ -15,7 +15,7 @@
 //!   partition was not stopped (entered, slept through, or spent restarting), counted
 //!   once per window start even when several of its vCPUs share it
 //!   ([`PartitionCounters::note_window`]). Over an uptime of `t` ns with a major frame of
-//!   `f` ns and one window per frame, that is within one of `t / f`
+//!   `f` ns and one window per frame, that is from one below to two above `t / f`
 //!   ([`windows_plausible`]).
 //! - *Overruns*: window ends at which the partition was still running and the
 //!   preemption timer had to take the core back, per vCPU: its `WindowEnd` exits. A
@@ -325,17 +325,21 @@ impl Snapshot {
 
 /// The windows a partition with `windows_per_frame` windows in a major frame of
 /// `frame_ns` gets over `elapsed_ns`: `elapsed / frame` frames, each with its windows.
-/// The count can differ by up to one frame's windows, whichever way: the first window may
-/// be caught in progress, the last may not have begun.
+/// The count is at most one frame's windows below (the last frame's windows may not have
+/// begun) and two above (the window the partition started in and the one in progress at
+/// the read both count, while `elapsed / frame` counts whole frames).
 pub fn expected_windows(elapsed_ns: u64, frame_ns: u64, windows_per_frame: u64) -> u64 {
     (elapsed_ns / frame_ns.max(1)).saturating_mul(windows_per_frame)
 }
 
-/// Whether `windows` counted over `elapsed_ns` is within one frame of what the schedule
-/// gives (see [`expected_windows`]).
+/// Whether `windows` counted over `elapsed_ns` is what the schedule gives, from one
+/// frame's windows below to two frames' above (see [`expected_windows`]): no window
+/// missed, none counted twice.
 pub fn windows_plausible(windows: u64, elapsed_ns: u64, frame_ns: u64, windows_per_frame: u64) -> bool {
     let expected = expected_windows(elapsed_ns, frame_ns, windows_per_frame);
-    windows.abs_diff(expected) <= windows_per_frame
+    let low = expected.saturating_sub(windows_per_frame);
+    let high = expected.saturating_add(windows_per_frame.saturating_mul(2));
+    (low..=high).contains(&windows)
 }
 
 #[cfg(test)]

@@ -238,17 +238,21 @@ fn a_reader_beside_a_writer_sees_only_whole_events() {
 }
 
 #[test]
-fn window_counts_within_one_frame() {
+fn window_counts_within_one_frame_below_and_two_above() {
     // 10 ms frame, one window per frame, 1.234 s up: 123 frames.
     assert_eq!(expected_windows(1_234_000_000, 10_000_000, 1), 123);
     assert!(windows_plausible(123, 1_234_000_000, 10_000_000, 1));
     assert!(windows_plausible(124, 1_234_000_000, 10_000_000, 1));
     assert!(windows_plausible(122, 1_234_000_000, 10_000_000, 1));
-    assert!(!windows_plausible(125, 1_234_000_000, 10_000_000, 1));
+    // The window it started in and the one in progress both count.
+    assert!(windows_plausible(125, 1_234_000_000, 10_000_000, 1));
+    assert!(!windows_plausible(126, 1_234_000_000, 10_000_000, 1));
+    assert!(!windows_plausible(121, 1_234_000_000, 10_000_000, 1));
     assert!(!windows_plausible(0, 1_234_000_000, 10_000_000, 1));
     // Two windows per frame: a frame's worth of slack is two windows.
-    assert!(windows_plausible(248, 1_234_000_000, 10_000_000, 2));
-    assert!(!windows_plausible(249, 1_234_000_000, 10_000_000, 2));
+    assert!(windows_plausible(250, 1_234_000_000, 10_000_000, 2));
+    assert!(!windows_plausible(251, 1_234_000_000, 10_000_000, 2));
+    assert!(!windows_plausible(243, 1_234_000_000, 10_000_000, 2));
     // A zero frame (never a valid schedule) does not divide by zero.
     assert_eq!(expected_windows(5, 0, 1), 5);
 }
