@@ -60,7 +60,7 @@ fn commands_through_the_mailbox() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("the partitions are: linux, sensor, logger"));
 
-    machine.lock().unwrap().partitions[LINUX].privileges = 0;
+    machine.lock().unwrap().partitions[LINUX].facts.privileges = 0;
     let out = rhctl(&sys, &["list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("lacks `privileges manage`"));

@@ -33,8 +33,8 @@ fn list_reads_every_page() {
         (0..70).map(|n| &*Box::leak(format!("p{n:02}").into_boxed_str())).collect();
     for (n, name) in names.iter().enumerate() {
         let mut p = FakeMachine::demo().partitions.remove(SENSOR);
-        p.name = name;
-        p.cores = 1 << (n % 64);
+        p.facts.name = name;
+        p.facts.cores = 1 << (n % 64);
         machine.partitions.push(p);
     }
     let machine = shared(machine);
@@ -335,7 +335,7 @@ fn unknown_names_list_the_known_ones() {
 #[test]
 fn without_the_privilege_every_command_is_denied_and_recorded() {
     let machine = shared(FakeMachine::demo());
-    machine.lock().unwrap().partitions[LINUX].privileges = 0;
+    machine.lock().unwrap().partitions[LINUX].facts.privileges = 0;
     for args in [&["list"][..], &["stats"], &["events"], &["restart", "sensor"]] {
         let (_, result) = run(&machine, args);
         assert!(matches!(result, Err(Error::Refused { status: Status::Denied, .. })), "{args:?}");

@@ -29,18 +29,8 @@ use rhlink::{Mapping, Writable};
 const MANAGE_HYPERCALL: u64 = 10;
 
 pub struct FakePartition {
-    pub name: &'static str,
-    pub image: &'static str,
-    pub kind: u8,
-    pub vcpus: u16,
-    pub privileges: u32,
-    pub cores: u64,
-    pub memory_bytes: u64,
-    pub persistent_bytes: u64,
-    pub restart_limit: u32,
-    pub restart_window_ms: u32,
-    pub windows_per_frame: u32,
-    pub frame_ns: u64,
+    /// What the table says (the decision function reads it as is).
+    pub facts: PartitionFacts<'static>,
     pub state: State,
     pub restarts: u32,
     pub counters: PartitionCounters,
@@ -50,23 +40,16 @@ impl FakePartition {
     fn new(name: &'static str, image: &'static str, kind: u8, cores: u64) -> Self {
         let counters = PartitionCounters::new();
         counters.note_lifecycle(Event::Started, 0);
-        FakePartition {
+        let facts = PartitionFacts {
             name,
             image,
             kind,
             vcpus: 1,
-            privileges: 0,
             cores,
             memory_bytes: 4 << 20,
-            persistent_bytes: 0,
-            restart_limit: 0,
-            restart_window_ms: 0,
-            windows_per_frame: 0,
-            frame_ns: 0,
-            state: State::Running,
-            restarts: 0,
-            counters,
-        }
+            ..PartitionFacts::default()
+        };
+        FakePartition { facts, state: State::Running, restarts: 0, counters }
     }
 }
 
@@ -82,21 +65,7 @@ impl Machine for FakeMachine {
         self.partitions.len()
     }
     fn facts(&self, index: usize) -> PartitionFacts<'_> {
-        let p = &self.partitions[index];
-        PartitionFacts {
-            name: p.name,
-            image: p.image,
-            kind: p.kind,
-            vcpus: p.vcpus,
-            privileges: p.privileges,
-            cores: p.cores,
-            memory_bytes: p.memory_bytes,
-            persistent_bytes: p.persistent_bytes,
-            restart_limit: p.restart_limit,
-            restart_window_ms: p.restart_window_ms,
-            windows_per_frame: p.windows_per_frame,
-            frame_ns: p.frame_ns,
-        }
+        self.partitions[index].facts
     }
     fn state(&self, index: usize) -> State {
         self.partitions[index].state
@@ -121,15 +90,15 @@ impl FakeMachine {
     /// some exits and two health events; `logger`, halted, on a dedicated core.
     pub fn demo() -> Self {
         let mut linux = FakePartition::new("linux", "bzImage", KIND_LINUX, 0b11);
-        linux.vcpus = 2;
-        linux.privileges = PRIV_MANAGE | PRIV_QUERY;
-        linux.memory_bytes = 512 << 20;
+        linux.facts.vcpus = 2;
+        linux.facts.privileges = PRIV_MANAGE | PRIV_QUERY;
+        linux.facts.memory_bytes = 512 << 20;
         let mut sensor = FakePartition::new("sensor", "sensor.elf", KIND_RT, 0b100);
-        sensor.persistent_bytes = 1 << 20;
-        sensor.restart_limit = 3;
-        sensor.restart_window_ms = 60_000;
-        sensor.windows_per_frame = 1;
-        sensor.frame_ns = 10_000_000;
+        sensor.facts.persistent_bytes = 1 << 20;
+        sensor.facts.restart_limit = 3;
+        sensor.facts.restart_window_ms = 60_000;
+        sensor.facts.windows_per_frame = 1;
+        sensor.facts.frame_ns = 10_000_000;
         sensor.restarts = 1;
         for _ in 0..40 {
             sensor.counters.count(ExitReason::Hypercall);
@@ -158,7 +127,7 @@ impl FakeMachine {
     /// the hypervisor's glue does.
     pub fn serve(&mut self, caller: usize, request: &[u8]) -> Vec<u8> {
         let mut response = vec![0u8; RESPONSE_MAX];
-        let served = serve(caller, self.partitions[caller].privileges, request, &*self, &mut response);
+        let served = serve(caller, self.partitions[caller].facts.privileges, request, &*self, &mut response);
         response.truncate(served.len);
         let now = self.now_ns;
         match served.action {
